@@ -1,0 +1,49 @@
+// Where graphs run. A Backend compiles a Graph into an Executable: it chooses kernels, prepares
+// weights once (prepacks them on CPU; a GPU backend uploads them), and allocates the memory plan's
+// arena. Models only build graphs and never see a backend's internals, so a CUDA backend plugs in
+// here without touching them.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "core/tensor.h"
+#include "kernels/cpu/isa.h"
+
+namespace gpen {
+
+struct NodeProfile {
+  std::string name, op, kernel;
+  double ms = 0;      // summed over profiled runs
+  int64_t flops = 0;  // per run
+};
+
+class Executable {
+ public:
+  virtual ~Executable() = default;
+  // Host f32 tensors in and out, in the order of Graph::inputs() / Graph::outputs().
+  // A backend may run asynchronously inside, but run() returns with the outputs filled.
+  virtual void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) = 0;
+  virtual size_t arena_bytes() const = 0;
+  virtual size_t weight_bytes() const = 0;  // weights as the backend holds them (prepacked)
+  virtual void enable_profiling(bool on) = 0;
+  virtual std::vector<NodeProfile> profile() const = 0;
+};
+
+struct CompileOptions {
+  int threads = 0;                                  // 0: all hardware threads
+  cpu::Isa max_isa = cpu::Isa::AVX512_BF16;         // capped further by what the CPU has
+  cpu::Precision precision = cpu::Precision::F32;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace gpen

@@ -1,0 +1,203 @@
+// The CPU backend: each graph node becomes a step that calls a kernel from kernels/cpu, with
+// convolution kernels made (and their weights prepacked) once here at compile time.
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/generic.h"
+#include "kernels/cpu/ops.h"
+
+namespace gpen {
+namespace {
+
+using cpu::View;
+
+struct Step {
+  std::function<void(float* arena)> run;
+  NodeProfile prof;
+};
+
+class CpuExecutable final : public Executable {
+ public:
+  CpuExecutable(const Graph& g, const CompileOptions& opt)
+      : graph_(g), plan_(g.plan_memory()), pool_(opt.threads) {
+    cpu::KernelOptions kopt;
+    kopt.isa = std::min(opt.max_isa, cpu::active_isa());
+    kopt.precision = opt.precision;
+    arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});
+    for (const Node& n : graph_.nodes()) steps_.push_back(make_step(n, kopt));
+  }
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
+    float* arena = arena_.data<float>();
+    const auto ins = graph_.inputs();
+    if (inputs.size() != ins.size()) fail("executable: expected ", ins.size(), " inputs, got ", inputs.size());
+    for (size_t i = 0; i < ins.size(); ++i) {
+      const Value& v = graph_.value(ins[i]);
+      if (inputs[i].shape() != v.shape || inputs[i].dtype() != DType::F32)
+        fail("executable: input '", v.name, "' must be f32 ", shape_str(v.shape), ", got ",
+             dtype_name(inputs[i].dtype()), " ", shape_str(inputs[i].shape()));
+      std::memcpy(arena + plan_.offset[size_t(ins[i])], inputs[i].data<float>(), inputs[i].nbytes());
+    }
+    for (Step& s : steps_) {
+      if (!profiling_) {
+        s.run(arena);
+        continue;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      s.run(arena);
+      s.prof.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    const auto outs = graph_.outputs();
+    outputs.resize(outs.size());
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const Value& v = graph_.value(outs[i]);
+      if (!outputs[i].defined() || outputs[i].shape() != v.shape || outputs[i].dtype() != DType::F32)
+        outputs[i] = Tensor::empty(DType::F32, v.shape);
+      std::memcpy(outputs[i].data<float>(), arena + plan_.offset[size_t(outs[i])], outputs[i].nbytes());
+    }
+  }
+
+  size_t arena_bytes() const override { return size_t(plan_.arena_elems) * sizeof(float); }
+  size_t weight_bytes() const override { return weight_bytes_; }
+  void enable_profiling(bool on) override {
+    profiling_ = on;
+    for (Step& s : steps_) s.prof.ms = 0;
+  }
+  std::vector<NodeProfile> profile() const override {
+    std::vector<NodeProfile> r;
+    for (const Step& s : steps_) r.push_back(s.prof);
+    return r;
+  }
+
+ private:
+  View view(float* arena, int v) const { return view_of(graph_, plan_, arena, v); }
+
+  static cpu::Epilogue epilogue(const EpilogueSpec& e) {
+    cpu::Epilogue ep;
+    ep.bias = e.bias.defined() && e.bias.numel() ? e.bias.data<float>() : nullptr;
+    ep.slope = e.slope;
+    ep.gain = e.gain;
+    return ep;
+  }
+
+  Step make_step(const Node& n, const cpu::KernelOptions& kopt) {
+    Step s;
+    s.prof.name = n.name;
+    s.prof.op = op_name(n.op);
+    s.prof.kernel = "ref";
+    ThreadPool* pool = &pool_;
+    const cpu::Epilogue ep = epilogue(n.epi);
+    const int in0 = n.inputs.empty() ? -1 : n.inputs[0], out = n.output;
+    weight_bytes_ += n.weight.defined() ? n.weight.nbytes() : 0;
+    switch (n.op) {
+      case OpType::Broadcast: {
+        const Tensor p = n.weight;
+        s.run = [this, p, out](float* a) {
+          View y = view(a, out);
+          for (int b = 0; b < y.n; ++b) std::memcpy(y.data + b * y.batch_stride, p.data<float>(), p.nbytes());
+        };
+        break;
+      }
+      case OpType::Linear: {
+        const Tensor w = n.weight;
+        const int rows = int(graph_.value(in0).shape[0]), in = int(w.dim(1)), outd = int(w.dim(0));
+        s.prof.flops = 2 * int64_t(rows) * w.numel();
+        s.run = [this, w, ep, rows, in, outd, in0, out, pool](float* a) {
+          cpu::linear(view(a, in0).data, w.data<float>(), view(a, out).data, rows, in, outd, ep, pool);
+        };
+        break;
+      }
+      case OpType::PixelNorm: {
+        const Shape xs = graph_.value(in0).shape;
+        const int64_t hw = xs.size() > 2 ? xs[2] * xs[3] : 1;
+        const float eps = n.eps;
+        s.run = [this, xs, hw, eps, in0, out](float* a) {
+          cpu::ref::pixel_norm(view(a, in0).data, view(a, out).data, int(xs[0]), int(xs[1]), hw, eps);
+        };
+        break;
+      }
+      case OpType::Conv2d: {
+        std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, kopt);
+        s.prof.kernel = k->name();
+        const Shape xs = graph_.value(in0).shape;
+        s.prof.flops = n.conv.flops(int(xs[0]), int(xs[2]), int(xs[3]));
+        const int sin = n.inputs.size() > 1 ? n.inputs[1] : -1, sout = n.inputs.size() > 2 ? n.inputs[2] : -1;
+        s.run = [this, k, ep, in0, out, sin, sout, pool](float* a) {
+          cpu::ConvRun r;
+          r.x = view(a, in0);
+          r.y = view(a, out);
+          r.in_scale = sin >= 0 ? view(a, sin).data : nullptr;
+          r.out_scale = sout >= 0 ? view(a, sout).data : nullptr;
+          r.ep = ep;
+          r.pool = pool;
+          k->run(r);
+        };
+        break;
+      }
+      case OpType::Upfirdn2d: {
+        const Tensor kern = n.weight;
+        const int up = n.up, down = n.down, p0 = n.pad0, p1 = n.pad1;
+        s.run = [this, kern, ep, up, down, p0, p1, in0, out, pool](float* a) {
+          cpu::upfirdn2d(view(a, in0), view(a, out), kern.data<float>(), int(kern.dim(0)), int(kern.dim(1)), up,
+                         down, p0, p1, ep, pool);
+        };
+        break;
+      }
+      case OpType::ScaleBiasAct: {
+        const float scale = n.scalar;
+        s.run = [this, scale, ep, in0, out, pool](float* a) {
+          cpu::scale_bias_act(view(a, in0), view(a, out), scale, ep, pool);
+        };
+        break;
+      }
+      case OpType::Add: {
+        const int in1 = n.inputs[1];
+        s.run = [this, in0, in1, out, pool](float* a) { cpu::add(view(a, in0), view(a, in1), view(a, out), pool); };
+        break;
+      }
+      case OpType::DemodFactors: {
+        const Tensor wsq = n.weight;
+        const float eps = n.eps;
+        s.run = [this, wsq, eps, in0, out](float* a) {
+          View st = view(a, in0);
+          cpu::ref::demod_factors(st.data, wsq.data<float>(), view(a, out).data, st.n, int(wsq.dim(1)),
+                                  int(wsq.dim(0)), eps);
+        };
+        break;
+      }
+      case OpType::UpsampleNearest:
+        s.run = [this, in0, out, pool](float* a) { cpu::ref::upsample_nearest(view(a, in0), view(a, out), pool); };
+        break;
+      case OpType::Count:
+        fail("cpu backend: node '", n.name, "' has no op");
+    }
+    return s;
+  }
+
+  Graph graph_;
+  MemoryPlan plan_;
+  ThreadPool pool_;
+  Tensor arena_;
+  std::vector<Step> steps_;
+  size_t weight_bytes_ = 0;
+  bool profiling_ = false;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
+    return std::make_unique<CpuExecutable>(g, opt);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace gpen

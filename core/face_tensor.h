@@ -1,0 +1,16 @@
+// Conversions between 8-bit RGB face crops and GPEN's input/output tensors, exactly as GPEN's
+// face model does them: x / 255 * 2 - 1 in; (y + 1) / 2 clipped to [0, 1], * 255, truncated out.
+#pragma once
+#include <vector>
+
+#include "core/image.h"
+#include "core/tensor.h"
+
+namespace gpen {
+
+// N RGB images of the same size S x S -> [N][3][S][S] f32 in [-1, 1].
+Tensor faces_to_tensor(const std::vector<const Image*>& faces);
+// Sample n of a [N][3][S][S] tensor -> S x S RGB image.
+Image tensor_to_face(const Tensor& t, int n);
+
+}  // namespace gpen

@@ -1,0 +1,389 @@
+#include "core/models/gpen.h"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace gpen {
+namespace {
+
+std::string key(const std::string& a, int i, const std::string& b) { return a + std::to_string(i) + b; }
+
+// Copy of `t` (any float dtype) as f32, multiplied by `scale`.
+Tensor scaled(const Tensor& t, float scale) {
+  Tensor f = t.to(DType::F32).clone();
+  float* p = f.data<float>();
+  for (int64_t i = 0; i < f.numel(); ++i) p[i] *= scale;
+  return f;
+}
+
+// Elements [begin, end) of a 1-D f32 tensor as a new tensor.
+Tensor slice1d(const Tensor& t, int64_t begin, int64_t end) {
+  Tensor r = Tensor::empty(DType::F32, {end - begin});
+  std::memcpy(r.data<float>(), t.data<float>() + begin, size_t(end - begin) * sizeof(float));
+  return r;
+}
+
+Tensor weight_sq(const Tensor& w /* [K][C][kh][kw] f32 */) {
+  const int64_t K = w.dim(0), C = w.dim(1), khkw = w.dim(2) * w.dim(3);
+  Tensor r = Tensor::empty(DType::F32, {K, C});
+  const float* p = w.data<float>();
+  for (int64_t i = 0; i < K * C; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < khkw; ++j) s += double(p[i * khkw + j]) * p[i * khkw + j];
+    r.data<float>()[i] = float(s);
+  }
+  return r;
+}
+
+int count_keys(const StateDict& sd, const std::string& prefix, const std::string& suffix, int start) {
+  int n = 0;
+  while (sd.has(key(prefix, start + n, suffix))) ++n;
+  return n;
+}
+
+}  // namespace
+
+int GpenConfig::log_size() const { return int(std::lround(std::log2(size))); }
+
+std::string GpenConfig::describe() const {
+  std::ostringstream os;
+  os << "GPEN-" << size << " (channel_multiplier=" << channel_multiplier << " narrow=" << narrow
+     << " style_dim=" << style_dim << " n_mlp=" << n_mlp << ")";
+  return os.str();
+}
+
+std::map<std::string, std::string> GpenConfig::to_metadata() const {
+  std::ostringstream cm, nw;
+  cm << channel_multiplier;
+  nw << narrow;
+  return {{"gpen.model", "gpen_full_generator"},
+          {"gpen.size", std::to_string(size)},
+          {"gpen.style_dim", std::to_string(style_dim)},
+          {"gpen.n_mlp", std::to_string(n_mlp)},
+          {"gpen.channel_multiplier", cm.str()},
+          {"gpen.narrow", nw.str()}};
+}
+
+std::vector<std::pair<std::string, Shape>> GpenModel::expected_layout(const GpenConfig& c) {
+  std::vector<std::pair<std::string, Shape>> k;
+  const int64_t sd = c.style_dim, c4 = c.channels.at(4);
+  for (int i = 1; i <= c.n_mlp; ++i) {
+    k.push_back({key("generator.style.", i, ".weight"), {sd, sd}});
+    k.push_back({key("generator.style.", i, ".bias"), {sd}});
+  }
+  k.push_back({"generator.input.input", {1, c4, 4, 4}});
+  auto styled = [&](const std::string& p, int64_t in, int64_t out, bool up) {
+    k.push_back({p + ".conv.weight", {1, out, in, 3, 3}});
+    if (up) k.push_back({p + ".conv.blur.kernel", {4, 4}});
+    k.push_back({p + ".conv.modulation.weight", {in, sd}});
+    k.push_back({p + ".conv.modulation.bias", {in}});
+    k.push_back({p + ".noise.weight", {1}});
+    k.push_back({p + ".activate.bias", {2 * out}});
+  };
+  auto to_rgb = [&](const std::string& p, int64_t in, bool up) {
+    k.push_back({p + ".bias", {1, 3, 1, 1}});
+    if (up) k.push_back({p + ".upsample.kernel", {4, 4}});
+    k.push_back({p + ".conv.weight", {1, 3, in, 1, 1}});
+    k.push_back({p + ".conv.modulation.weight", {in, sd}});
+    k.push_back({p + ".conv.modulation.bias", {in}});
+  };
+  styled("generator.conv1", c4, c4, false);
+  to_rgb("generator.to_rgb1", 2 * c4, false);
+  int64_t in = c4;
+  for (int i = 3; i <= c.log_size(); ++i) {
+    const int64_t out = c.channels.at(1 << i);
+    styled(key("generator.convs.", 2 * (i - 3), ""), 2 * in, out, true);
+    styled(key("generator.convs.", 2 * (i - 3) + 1, ""), 2 * out, out, false);
+    to_rgb(key("generator.to_rgbs.", i - 3, ""), 2 * out, true);
+    in = out;
+  }
+  k.push_back({"ecd0.0.0.weight", {c.channels.at(c.size), 3, 1, 1}});
+  k.push_back({"ecd0.0.1.bias", {c.channels.at(c.size)}});
+  for (int j = 1; j <= c.log_size() - 2; ++j) {
+    const int64_t cin = c.channels.at(c.size >> (j - 1)), cout = c.channels.at(c.size >> j);
+    k.push_back({key("ecd", j, ".0.0.kernel"), {4, 4}});
+    k.push_back({key("ecd", j, ".0.1.weight"), {cout, cin, 3, 3}});
+    k.push_back({key("ecd", j, ".0.2.bias"), {cout}});
+  }
+  k.push_back({"final_linear.0.weight", {sd, c4 * 16}});
+  k.push_back({"final_linear.0.bias", {sd}});
+  return k;
+}
+
+static GpenConfig infer_config(const StateDict& sd) {
+  GpenConfig c;
+  if (!sd.has("ecd0.0.0.weight") || !sd.has("generator.input.input"))
+    fail("not a GPEN checkpoint: no 'ecd0.0.0.weight' / 'generator.input.input' (keys: ", sd.tensors.size(), ")");
+  const int stages = 1 + count_keys(sd, "ecd", ".0.1.weight", 1);
+  const int log_size = stages + 1;
+  if (log_size < 3 || log_size > 12) fail("GPEN checkpoint has ", stages, " encoder stages: unsupported size");
+  c.size = 1 << log_size;
+  c.n_mlp = count_keys(sd, "generator.style.", ".weight", 1);
+  if (c.n_mlp == 0) fail("GPEN checkpoint has no mapping network ('generator.style.1.weight')");
+  c.style_dim = int(sd.at("generator.style.1.weight").dim(0));
+  c.channels[4] = int(sd.at("generator.input.input").dim(1));
+  for (int i = 3; i <= log_size; ++i) {
+    const Tensor& t = sd.at(key("generator.convs.", 2 * (i - 3), ".conv.weight"));
+    if (t.ndim() != 5) fail("key '", key("generator.convs.", 2 * (i - 3), ".conv.weight"), "' must be 5-D, got ",
+                            shape_str(t.shape()));
+    c.channels[1 << i] = int(t.dim(1));
+  }
+  c.narrow = c.channels[4] / 512.0;
+  c.channel_multiplier = c.size >= 64 ? c.channels[64] / (256.0 * c.narrow) : 0;
+  return c;
+}
+
+GpenModel GpenModel::from_state_dict(const StateDict& sd) {
+  GpenModel m;
+  m.cfg_ = infer_config(sd);
+  const GpenConfig& c = m.cfg_;
+  std::set<std::string> expected;
+  for (const auto& [k, shape] : expected_layout(c)) {
+    const Tensor& t = sd.expect(k, shape);
+    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16 && t.dtype() != DType::F64)
+      fail("key '", k, "' has dtype ", dtype_name(t.dtype()), ", expected a floating type");
+    expected.insert(k);
+    m.params_ += t.numel();
+  }
+  for (const auto& [k, t] : sd.tensors)
+    if (!expected.count(k)) fail("unexpected key '", k, "' for ", c.describe());
+
+  // Effective weights: StyleGAN's equalized learning rate multiplies each weight by
+  // 1/sqrt(fan_in) (and lr_mul for the mapping network) at run time; we do it once here.
+  auto& p = m.prepared_;
+  const float sd_scale = 1.f / std::sqrt(float(c.style_dim));
+  const float lr_mlp = 0.01f;
+  for (int i = 1; i <= c.n_mlp; ++i) {
+    p[key("style.", i, ".w")] = scaled(sd.at(key("generator.style.", i, ".weight")), sd_scale * lr_mlp);
+    p[key("style.", i, ".b")] = scaled(sd.at(key("generator.style.", i, ".bias")), lr_mlp);
+  }
+  for (const auto& [k, shape] : expected_layout(c)) {
+    if (k.rfind("generator.style.", 0) == 0) continue;
+    const Tensor& t = sd.at(k);
+    const bool conv_w = k.size() > 12 && k.compare(k.size() - 12, 12, ".conv.weight") == 0;
+    const bool mod_w = k.find(".modulation.weight") != std::string::npos;
+    if (conv_w) {  // [1][out][in][k][k] -> [out][in][k][k], times 1/sqrt(in*k*k)
+      const float fan_in = float(shape[2] * shape[3] * shape[4]);
+      p[k] = scaled(t, 1.f / std::sqrt(fan_in)).reshape({shape[1], shape[2], shape[3], shape[4]});
+    } else if (mod_w) {
+      p[k] = scaled(t, sd_scale);
+    } else if (k.rfind("ecd", 0) == 0 && shape.size() == 4) {
+      p[k] = scaled(t, 1.f / std::sqrt(float(shape[1] * shape[2] * shape[3])));
+    } else if (k == "final_linear.0.weight") {
+      p[k] = scaled(t, 1.f / std::sqrt(float(shape[1])));
+    } else {
+      p[k] = scaled(t, 1.f);
+    }
+  }
+  for (const auto& [k, shape] : expected_layout(c))
+    if (shape.size() == 5 && shape[3] == 3) p[k + ".sq"] = weight_sq(p[k]);
+  return m;
+}
+
+GpenModel GpenModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
+
+const Tensor& GpenModel::w(const std::string& k) const {
+  auto it = prepared_.find(k);
+  if (it == prepared_.end()) fail("GPEN: internal: no prepared weight '", k, "'");
+  return it->second;
+}
+
+namespace {
+
+struct Builder {
+  const GpenModel& m;
+  Graph& g;
+  int latent;  // w, [N][style_dim]
+  std::function<const Tensor&(const std::string&)> w;
+
+  // Style vector for one modulated conv: s = modulation(w), [N][Cin].
+  int modulation(const std::string& p) {
+    return g.linear(p + ".modulation", latent, w(p + ".conv.modulation.weight"),
+                    EpilogueSpec::with_bias(w(p + ".conv.modulation.bias")));
+  }
+
+  // StyledConv: modulated 3x3 conv (optionally transposed x2 + blur) || noise_w * feature, then
+  // bias + fused leaky-ReLU, both halves written straight into one concat buffer.
+  int styled_conv(const std::string& p, int x, int feature, bool up) {
+    const Tensor& wt = w(p + ".conv.weight");
+    const Shape xs = g.value(x).shape;
+    const int K = int(wt.dim(0)), C = int(wt.dim(1));
+    const int s = modulation(p);
+    const int d = g.demod_factors(p + ".demod", s, w(p + ".conv.weight.sq"), 1e-8f);
+    const Shape fs = g.value(feature).shape;
+    const int buf = g.buffer(p + ".out", {xs[0], 2 * int64_t(K), fs[2], fs[3]});
+    const int lo = g.channel_slice(buf, 0, K), hi = g.channel_slice(buf, K, 2 * int64_t(K));
+    const Tensor& bias = w(p + ".activate.bias");
+    const EpilogueSpec act_lo = EpilogueSpec::fused_lrelu(slice1d(bias, 0, K));
+    const EpilogueSpec act_hi = EpilogueSpec::fused_lrelu(slice1d(bias, K, 2 * int64_t(K)));
+    cpu::ConvDesc cd;
+    cd.C = C;
+    cd.K = K;
+    cd.kh = cd.kw = 3;
+    if (!up) {
+      cd.pad = 1;
+      g.conv2d(p + ".conv", x, cd, wt, act_lo, s, d, lo);
+    } else {
+      cd.stride = 2;
+      cd.transposed = true;
+      const int t = g.conv2d(p + ".conv_t", x, cd, wt, EpilogueSpec{}, s, d);
+      g.upfirdn2d(p + ".blur", t, w(p + ".conv.blur.kernel"), 1, 1, 1, 1, act_lo, lo);
+    }
+    g.scale_bias_act(p + ".noise", feature, w(p + ".noise.weight").data<float>()[0], act_hi, hi);
+    return buf;
+  }
+
+  int to_rgb(const std::string& p, int x, int skip) {
+    const Tensor& wt = w(p + ".conv.weight");
+    const int s = modulation(p);
+    cpu::ConvDesc cd;
+    cd.C = int(wt.dim(1));
+    cd.K = 3;
+    const Tensor bias = w(p + ".bias").reshape({3});
+    const int y = g.conv2d(p + ".conv", x, cd, wt, EpilogueSpec::with_bias(bias), s);
+    if (skip < 0) return y;
+    const int up = g.upfirdn2d(p + ".upsample", skip, w(p + ".upsample.kernel"), 2, 1, 2, 1, EpilogueSpec{});
+    return g.add(p + ".add", y, up);
+  }
+};
+
+}  // namespace
+
+Graph GpenModel::build_graph(int batch) const {
+  if (batch < 1) fail("batch size must be at least 1");
+  const GpenConfig& c = cfg_;
+  const int S = c.size, L = c.log_size() - 2;
+  Graph g;
+  Builder b{*this, g, -1, [this](const std::string& k) -> const Tensor& { return w(k); }};
+  int x = g.input("input", {batch, 3, S, S});
+
+  // Encoder: one feature map per resolution, S down to 4.
+  std::vector<int> feats;
+  {
+    const Tensor& w0 = w("ecd0.0.0.weight");
+    cpu::ConvDesc cd;
+    cd.C = 3;
+    cd.K = int(w0.dim(0));
+    x = g.conv2d("ecd0", x, cd, w0, EpilogueSpec::fused_lrelu(w("ecd0.0.1.bias")));
+    feats.push_back(x);
+  }
+  for (int j = 1; j <= L; ++j) {
+    const std::string p = key("ecd", j, ".0");
+    const Tensor& wj = w(p + ".1.weight");
+    x = g.upfirdn2d(key("ecd", j, ".blur"), x, w(p + ".0.kernel"), 1, 1, 2, 2, EpilogueSpec{});
+    cpu::ConvDesc cd;
+    cd.C = int(wj.dim(1));
+    cd.K = int(wj.dim(0));
+    cd.kh = cd.kw = 3;
+    cd.stride = 2;
+    x = g.conv2d(key("ecd", j, ""), x, cd, wj, EpilogueSpec::fused_lrelu(w(p + ".2.bias")));
+    feats.push_back(x);
+  }
+
+  // Style: final_linear on the flattened 4x4 feature, then the mapping network.
+  const int flat = g.reshape(feats.back(), {batch, int64_t(c.channels.at(4)) * 16});
+  int st = g.linear("final_linear", flat, w("final_linear.0.weight"),
+                    EpilogueSpec::fused_lrelu(w("final_linear.0.bias")));
+  st = g.pixel_norm("style.norm", st, 1e-8f);
+  for (int i = 1; i <= c.n_mlp; ++i)
+    st = g.linear(key("style.", i, ""), st, w(key("style.", i, ".w")), EpilogueSpec::fused_lrelu(w(key("style.", i, ".b"))));
+  b.latent = st;
+
+  // Decoder: the encoder feature of each resolution is injected twice (except at 4x4: once).
+  int out = g.broadcast("const_input", w("generator.input.input"), batch);
+  out = b.styled_conv("generator.conv1", out, feats[size_t(L)], false);
+  int skip = b.to_rgb("generator.to_rgb1", out, -1);
+  for (int i = 3; i <= c.log_size(); ++i) {
+    const int feature = feats[size_t(L - (i - 2))];
+    out = b.styled_conv(key("generator.convs.", 2 * (i - 3), ""), out, feature, true);
+    out = b.styled_conv(key("generator.convs.", 2 * (i - 3) + 1, ""), out, feature, false);
+    skip = b.to_rgb(key("generator.to_rgbs.", i - 3, ""), out, skip);
+  }
+  g.mark_output(skip);
+  return g;
+}
+
+GpenRunner::GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt)
+    : model_(std::move(model)), backend_(std::move(backend)), opt_(opt) {}
+
+Executable& GpenRunner::executable(int batch) {
+  auto it = cache_.find(batch);
+  if (it == cache_.end()) it = cache_.emplace(batch, backend_->compile(model_->build_graph(batch), opt_)).first;
+  return *it->second;
+}
+
+Tensor GpenRunner::forward(const Tensor& x) {
+  const int S = model_->config().size;
+  if (x.ndim() != 4 || x.dim(1) != 3 || x.dim(2) != S || x.dim(3) != S)
+    fail("GPEN-", S, " expects input N x 3 x ", S, " x ", S, ", got ", shape_str(x.shape()));
+  std::vector<Tensor> outs;
+  executable(int(x.dim(0))).run({x.to(DType::F32)}, outs);
+  return outs.at(0);
+}
+
+}  // namespace gpen
+
+#include <random>
+
+namespace gpen {
+
+GpenConfig gpen_official_config(int size) {
+  if (size != 256 && size != 512 && size != 1024 && size != 2048)
+    fail("no official GPEN-BFR configuration for size ", size, " (256, 512, 1024, 2048)");
+  GpenConfig c;
+  c.size = size;
+  c.style_dim = 512;
+  c.n_mlp = 8;
+  c.channel_multiplier = size == 256 ? 1 : 2;
+  c.narrow = size == 256 ? 0.5 : 1;
+  const int base[] = {512, 512, 512, 512, 256, 128, 64, 32, 16, 8};  // 4 .. 2048 before multipliers
+  for (int i = 2, j = 0; i <= 11; ++i, ++j) {
+    const double mult = i <= 5 ? 1 : c.channel_multiplier;
+    c.channels[1 << i] = int(base[j] * mult * c.narrow);
+  }
+  return c;
+}
+
+StateDict gpen_random_state_dict(const GpenConfig& cfg, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  const float blur[4] = {1, 3, 3, 1};
+  StateDict sd;
+  for (const auto& [k, shape] : GpenModel::expected_layout(cfg)) {
+    Tensor t = Tensor::empty(DType::F32, shape);
+    float* p = t.data<float>();
+    const bool is_kernel = k.size() > 7 && k.compare(k.size() - 7, 7, ".kernel") == 0;
+    const bool is_bias = k.size() > 5 && k.compare(k.size() - 5, 5, ".bias") == 0;
+    const bool is_noise = k.find(".noise.weight") != std::string::npos;
+    const bool is_mod_bias = k.find(".modulation.bias") != std::string::npos;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (is_kernel) {  // ecd blur sums to 1; the upsampling blurs carry the factor 4
+        const float gain = k.rfind("ecd", 0) == 0 ? 1.f / 64 : 4.f / 64;
+        p[i] = blur[i / 4] * blur[i % 4] * gain;
+      } else if (is_mod_bias) {
+        p[i] = 1.f + 0.1f * normal(rng);
+      } else if (is_noise) {
+        p[i] = 0.2f + 0.05f * normal(rng);
+      } else if (is_bias) {
+        p[i] = 0.1f * normal(rng);
+      } else {
+        p[i] = normal(rng);
+      }
+    }
+    sd.tensors[k] = t;
+  }
+  // The mapping network's stored weights are divided by its lr_mul (0.01), as at StyleGAN init.
+  for (int i = 1; i <= cfg.n_mlp; ++i) {
+    Tensor& t = sd.tensors[key("generator.style.", i, ".weight")];
+    for (int64_t j = 0; j < t.numel(); ++j) t.data<float>()[j] *= 100.f;
+  }
+  sd.metadata = cfg.to_metadata();
+  return sd;
+}
+
+}  // namespace gpen

@@ -1,0 +1,86 @@
+// GPEN's FullGenerator (GAN Prior Embedded Network, Yang et al., CVPR 2021) as an engine graph.
+//
+// The configuration is inferred from the checkpoint's tensor shapes, never from its file name:
+// size from the number of encoder stages, channels per resolution from the conv weights, style
+// width and MLP depth from the mapping network. The key set must be exactly the official one
+// (../shared/reference/gpen_bfr_*.keys.tsv): a missing, unexpected or mis-shaped tensor is an
+// error naming it. GPEN-BFR-256/512/1024/2048 and the colorization/inpainting 1024 checkpoints
+// all load through here.
+//
+// Structure (N samples, S = size, L = log2(S) - 2 encoder downsamplings):
+//   encoder:  e0 = lrelu(conv1x1(x)); e_i = lrelu(conv3x3_s2(blur(e_{i-1}))), i = 1..L (e_L is 4x4)
+//   style:    w = MLP_8(pixel_norm(lrelu(linear(flatten(e_L)))))   -- one w for every layer
+//   decoder:  StyleGAN2 synthesis from a learned 4x4 constant; every StyledConv concatenates its
+//             modulated-conv output with noise_weight * (the encoder feature of its resolution),
+//             then bias + leaky-ReLU(0.2) * sqrt(2); ToRGB outputs are summed through upsampling.
+// Modulated convs use the input-scaling form: x * style -> conv with the shared weight ->
+// * demodulation factor, so the weights stay shared across a batch.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/backend.h"
+#include "core/graph.h"
+#include "weights/state_dict.h"
+
+namespace gpen {
+
+struct GpenConfig {
+  int size = 0;
+  int style_dim = 0;
+  int n_mlp = 0;
+  double channel_multiplier = 0, narrow = 0;
+  std::map<int, int> channels;  // resolution -> channels
+  int log_size() const;
+  std::string describe() const;  // "GPEN-512 (channel_multiplier=2 narrow=1 style_dim=512 n_mlp=8)"
+  std::map<std::string, std::string> to_metadata() const;
+};
+
+class GpenModel {
+ public:
+  // Validates the state dict against the inferred configuration and prepares scaled f32 weights.
+  static GpenModel from_state_dict(const StateDict& sd);
+  static GpenModel load(const std::string& path);
+
+  const GpenConfig& config() const { return cfg_; }
+  int64_t parameter_count() const { return params_; }
+  // The full forward graph for `batch` images: input "input" [N,3,S,S] in [-1,1] -> output "image".
+  Graph build_graph(int batch) const;
+  // The list of (key, shape) an official checkpoint of this configuration has.
+  static std::vector<std::pair<std::string, Shape>> expected_layout(const GpenConfig& cfg);
+
+ private:
+  const Tensor& w(const std::string& key) const;
+  GpenConfig cfg_;
+  int64_t params_ = 0;
+  std::map<std::string, Tensor> prepared_;  // effective (scaled) weights, f32
+};
+
+// Runs a GpenModel on a backend, compiling one executable per batch size on first use.
+class GpenRunner {
+ public:
+  GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt);
+  // x: [N,3,S,S] f32 in [-1,1]; returns [N,3,S,S].
+  Tensor forward(const Tensor& x);
+  Executable& executable(int batch);
+  const GpenModel& model() const { return *model_; }
+
+ private:
+  std::shared_ptr<const GpenModel> model_;
+  std::shared_ptr<Backend> backend_;
+  CompileOptions opt_;
+  std::map<int, std::unique_ptr<Executable>> cache_;
+};
+
+}  // namespace gpen
+
+namespace gpen {
+// Official configuration for a GPEN-BFR size (256: channel_multiplier 1, narrow 0.5; 512, 1024,
+// 2048: channel_multiplier 2, narrow 1), style_dim 512, n_mlp 8.
+GpenConfig gpen_official_config(int size);
+// A state dict with the official layout of `cfg` and seeded random values (unit-variance weights,
+// small biases, non-zero noise weights, the true [1,3,3,1] blur kernels). For benchmarks and
+// pipeline tests where real weights are not needed; the speed does not depend on the values.
+StateDict gpen_random_state_dict(const GpenConfig& cfg, uint64_t seed);
+}  // namespace gpen

@@ -1,0 +1,44 @@
+// Convolution kernels behind one interface. A kernel is made once per layer at load time: it
+// prepacks the weights into the layout it wants (blocked channels, Winograd-transformed, bf16...)
+// and is then run many times. make_conv_kernel() asks each ISA's factory, best first, and falls
+// back to the generic reference, so every layer always has a kernel.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/kernel_types.h"
+
+namespace gpen::cpu {
+
+struct ConvRun {
+  View x;                             // input  N x C x H x W
+  View y;                             // output N x K x OH x OW (may be a channel slice)
+  const float* in_scale = nullptr;    // [N][C] or null (modulation)
+  const float* out_scale = nullptr;   // [N][K] or null (demodulation)
+  Epilogue ep;
+  ThreadPool* pool = nullptr;
+};
+
+class ConvKernel {
+ public:
+  virtual ~ConvKernel() = default;
+  // e.g. "f32_conv3x3_winograd_f43__avx512" -- says dtype, op, algorithm/tile and ISA.
+  virtual std::string name() const = 0;
+  virtual void run(const ConvRun& r) const = 0;
+};
+
+struct KernelOptions {
+  Isa isa = Isa::Generic;               // the highest ISA a kernel may use
+  Precision precision = Precision::F32;
+};
+
+// weight: f32 [K][C/groups][kh][kw] (copied/prepacked; the caller may free it afterwards).
+std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& weight, const KernelOptions& opt);
+
+// The generic reference wrapped as a ConvKernel (always available).
+std::unique_ptr<ConvKernel> make_conv_generic(const ConvDesc& d, const Tensor& weight);
+
+}  // namespace gpen::cpu

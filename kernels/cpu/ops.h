@@ -1,0 +1,17 @@
+// Fast entry points for the non-convolution ops, used by the CPU backend. Each picks the best
+// implementation for the active ISA and falls back to the reference in generic.h; the
+// reference stays the oracle for tests.
+#pragma once
+#include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/kernel_types.h"
+
+namespace gpen::cpu {
+
+void upfirdn2d(const View& x, const View& y, const float* kernel, int kh, int kw, int up, int down, int pad0,
+               int pad1, const Epilogue& ep, ThreadPool* pool);
+void scale_bias_act(const View& x, const View& y, float scale, const Epilogue& ep, ThreadPool* pool);
+void add(const View& a, const View& b, const View& y, ThreadPool* pool);
+void linear(const float* x, const float* w, float* y, int n, int in, int out, const Epilogue& ep, ThreadPool* pool);
+
+}  // namespace gpen::cpu

@@ -1,0 +1,82 @@
+#include <catch2/catch.hpp>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/graph.h"
+#include "tests/test_util.h"
+
+using namespace gpen;
+
+namespace {
+// A chain x -> conv -> conv -> ... where each buffer dies after the next conv reads it.
+Graph chain(int layers, int C, int H) {
+  Graph g;
+  int x = g.input("x", {1, C, H, H});
+  cpu::ConvDesc d;
+  d.C = d.K = C, d.kh = d.kw = 3, d.pad = 1;
+  Tensor w = test::random_tensor({C, C, 3, 3}, 1, -0.1f, 0.1f);
+  for (int i = 0; i < layers; ++i) x = g.conv2d("c" + std::to_string(i), x, d, w, EpilogueSpec{});
+  g.mark_output(x);
+  return g;
+}
+}  // namespace
+
+TEST_CASE("memory plan reuses buffers and never overlaps live ones", "[graph]") {
+  Graph g = chain(10, 4, 8);
+  MemoryPlan p = g.plan_memory();
+  const int64_t one = 4 * 8 * 8;
+  // 11 buffers of the same size, but at most two (the conv's input and output) live at once.
+  REQUIRE(p.naive_elems == 11 * one);
+  REQUIRE(p.arena_elems == 2 * one);
+  // Check the invariant directly: a node's inputs and output never share memory.
+  for (const Node& n : g.nodes())
+    for (int in : n.inputs) {
+      const int64_t a0 = p.offset[size_t(in)], a1 = a0 + shape_numel(g.value(in).shape);
+      const int64_t b0 = p.offset[size_t(n.output)], b1 = b0 + shape_numel(g.value(n.output).shape);
+      REQUIRE((a1 <= b0 || b1 <= a0));
+    }
+}
+
+TEST_CASE("channel slices write halves of one buffer (concat in place)", "[graph]") {
+  Graph g;
+  const int N = 2, C = 3, H = 4;
+  int a = g.input("a", {N, C, H, H});
+  int b = g.input("b", {N, C, H, H});
+  int buf = g.buffer("cat", {N, 2 * C, H, H});
+  g.scale_bias_act("lo", a, 1.f, EpilogueSpec{}, g.channel_slice(buf, 0, C));
+  g.scale_bias_act("hi", b, 2.f, EpilogueSpec{}, g.channel_slice(buf, C, 2 * C));
+  int out = g.scale_bias_act("copy", buf, 1.f, EpilogueSpec{});
+  g.mark_output(out);
+  auto exe = make_cpu_backend()->compile(g, CompileOptions{});
+  Tensor ta = test::random_tensor({N, C, H, H}, 1), tb = test::random_tensor({N, C, H, H}, 2);
+  std::vector<Tensor> outs;
+  exe->run({ta, tb}, outs);
+  const float* y = outs[0].data<float>();
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < 2 * C; ++c)
+      for (int i = 0; i < H * H; ++i) {
+        const float expect = c < C ? ta.data<float>()[(n * C + c) * H * H + i] : 2 * tb.data<float>()[(n * C + c - C) * H * H + i];
+        REQUIRE(y[(n * 2 * C + c) * H * H + i] == expect);
+      }
+}
+
+TEST_CASE("graph building rejects bad wiring with clear errors", "[graph]") {
+  Graph g;
+  int x = g.input("x", {1, 3, 8, 8});
+  cpu::ConvDesc d;
+  d.C = 4, d.K = 2;
+  REQUIRE_THROWS_WITH(g.conv2d("bad", x, d, Tensor::zeros(DType::F32, {2, 4, 1, 1}), EpilogueSpec{}),
+                      Catch::Contains("expects 4 input channels"));
+  int buf = g.buffer("never_written", {1, 3, 8, 8});
+  REQUIRE_THROWS_WITH(g.add("sum", x, buf), Catch::Contains("before anything writes it"));
+  REQUIRE_THROWS_WITH(g.channel_slice(x, 2, 5), Catch::Contains("bad channel slice"));
+  REQUIRE_THROWS(g.add("shape", x, g.input("y", {1, 3, 4, 4})));
+}
+
+TEST_CASE("executable checks its inputs", "[graph]") {
+  Graph g = chain(1, 2, 4);
+  auto exe = make_cpu_backend()->compile(g, CompileOptions{});
+  std::vector<Tensor> outs;
+  REQUIRE_THROWS_WITH(exe->run({Tensor::zeros(DType::F32, {1, 2, 5, 4})}, outs), Catch::Contains("must be f32 1x2x4x4"));
+  REQUIRE_THROWS_WITH(exe->run({}, outs), Catch::Contains("expected 1 inputs"));
+}

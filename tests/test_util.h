@@ -1,0 +1,52 @@
+// Helpers shared by the tests: paths, random tensors, comparisons.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace gpen::test {
+
+inline std::string source_path(const std::string& rel) { return std::string(GPEN_SOURCE_DIR) + "/" + rel; }
+inline std::string shared_path(const std::string& rel) { return std::string(GPEN_SOURCE_DIR) + "/../shared/" + rel; }
+inline std::string binary_path(const std::string& rel) { return std::string(GPEN_BINARY_DIR) + "/" + rel; }
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+inline Tensor random_tensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  auto v = random_floats(size_t(shape_numel(shape)), seed, lo, hi);
+  return Tensor::from_floats(std::move(shape), v);
+}
+
+inline double max_abs_diff(const float* a, const float* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+inline double max_abs(const float* a, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, double(std::fabs(a[i])));
+  return m;
+}
+
+// ||a - b|| / ||b||
+inline double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num += double(a[i] - b[i]) * (a[i] - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+}  // namespace gpen::test

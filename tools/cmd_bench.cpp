@@ -1,0 +1,125 @@
+// `gpen bench`: whole-model timing (median, min, max over runs), peak RSS, per-layer profile.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/error.h"
+#include "core/models/gpen.h"
+#include "core/thread_pool.h"
+#include "tools/commands.h"
+
+namespace gpen::cli {
+namespace {
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+struct BenchOpts {
+  std::string model;
+  int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15;
+  std::string precision = "fp32", isa;
+  bool json = false, profile = false;
+};
+
+std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
+  if (!o.model.empty()) return std::make_shared<GpenModel>(GpenModel::load(o.model));
+  return std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(o.size), 1)));
+}
+
+void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
+  std::vector<NodeProfile> p = prof;
+  double total = 0;
+  for (const auto& n : p) total += n.ms;
+  std::sort(p.begin(), p.end(), [](const NodeProfile& a, const NodeProfile& b) { return a.ms > b.ms; });
+  std::printf("\n%-34s %-16s %-40s %9s %6s %9s\n", "layer", "op", "kernel", "ms", "%", "GFLOP/s");
+  for (int i = 0; i < std::min<int>(top, int(p.size())); ++i) {
+    const double ms = p[size_t(i)].ms / runs;
+    const double gf = ms > 0 ? double(p[size_t(i)].flops) / (ms * 1e6) : 0;
+    std::printf("%-34s %-16s %-40s %9.2f %6.1f %9.1f\n", p[size_t(i)].name.c_str(), p[size_t(i)].op.c_str(),
+                p[size_t(i)].kernel.c_str(), ms, 100 * p[size_t(i)].ms / total, gf);
+  }
+  // Totals per op type show where the time goes beyond the top layers.
+  std::map<std::string, double> by_op;
+  for (const auto& n : p) by_op[n.op] += n.ms / runs;
+  std::printf("\nper op:");
+  for (const auto& [op, ms] : by_op) std::printf("  %s %.1f ms", op.c_str(), ms);
+  std::printf("\n");
+}
+
+}  // namespace
+
+Runner register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Time the GPEN generator (random weights unless --model)");
+  auto o = std::make_shared<BenchOpts>();
+  cmd->add_option("--model", o->model, "checkpoint; default: random weights of the official layout");
+  cmd->add_option("--size", o->size, "model size for random weights (256, 512, 1024, 2048)");
+  cmd->add_option("--threads", o->threads, "CPU threads (0: all)");
+  cmd->add_option("--precision", o->precision, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--isa", o->isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");
+  cmd->add_option("--runs", o->runs, "timed runs")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", o->warmup, "untimed runs first");
+  cmd->add_option("--batch-size,--batch", o->batch, "faces per forward")->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
+  cmd->add_option("--top", o->top, "layers shown by --profile");
+  return [o]() {
+    CompileOptions copt;
+    copt.threads = o->threads;
+    cpu::parse_precision(o->precision, &copt.precision);
+    if (!o->isa.empty() && !cpu::parse_isa(o->isa, &copt.max_isa)) fail("unknown --isa '", o->isa, "'");
+    auto t0 = std::chrono::steady_clock::now();
+    auto model = load_or_make(*o);
+    GpenRunner runner(model, std::shared_ptr<Backend>(make_cpu_backend()), copt);
+    Executable& exe = runner.executable(o->batch);
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int S = model->config().size;
+    Tensor x = Tensor::empty(DType::F32, {o->batch, 3, S, S});
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = u(rng);
+    std::vector<Tensor> outs;
+    for (int i = 0; i < o->warmup; ++i) exe.run({x}, outs);
+    exe.enable_profiling(o->profile);
+    std::vector<double> times;
+    for (int i = 0; i < o->runs; ++i) {
+      auto a = std::chrono::steady_clock::now();
+      exe.run({x}, outs);
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+    }
+    std::vector<double> sorted = times;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2], mn = sorted.front(), mx = sorted.back();
+    const double gflop = double(model->build_graph(o->batch).flops()) / 1e9;
+    const int threads = o->threads > 0 ? o->threads : ThreadPool::hardware_threads();
+    const char* isa = cpu::isa_name(std::min(copt.max_isa, cpu::active_isa()));
+    if (o->json) {
+      nlohmann::json j = {{"model", model->config().describe()}, {"size", S}, {"batch", o->batch},
+                          {"threads", threads}, {"precision", o->precision}, {"isa", isa},
+                          {"runs", o->runs}, {"median_s", median}, {"min_s", mn}, {"max_s", mx},
+                          {"times_s", times}, {"gflop", gflop}, {"gflops_per_s", gflop / median},
+                          {"faces_per_s", o->batch / median}, {"peak_rss_mb", peak_rss_mb()},
+                          {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"load_s", load_s}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%s, batch %d, %d threads, %s, isa %s\n", model->config().describe().c_str(), o->batch, threads,
+                  o->precision.c_str(), isa);
+      std::printf("median %.3f s  min %.3f s  max %.3f s  (%d runs)  %.1f GFLOP  %.1f GFLOP/s  %.2f faces/s\n",
+                  median, mn, mx, o->runs, gflop, gflop / median, o->batch / median);
+      std::printf("peak RSS %.0f MB  arena %.0f MB  load+compile %.2f s\n", peak_rss_mb(),
+                  double(exe.arena_bytes()) / 1048576, load_s);
+      if (o->profile) print_profile(exe.profile(), o->runs, o->top);
+    }
+    return 0;
+  };
+}
+
+}  // namespace gpen::cli

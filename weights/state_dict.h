@@ -1,0 +1,32 @@
+// A model's named tensors, whatever file they came from, plus the string metadata that
+// safetensors files carry (`__metadata__`). Readers live beside this header:
+//   weights/pth.h          PyTorch .pth, zip (torch >= 1.6) and legacy (pre-1.6) serialization
+//   weights/safetensors.h  safetensors, read by mmap (zero-copy) and written
+// load_weights() picks the reader from the file's first bytes, not from its name.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace gpen {
+
+struct StateDict {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;
+
+  bool has(const std::string& key) const { return tensors.count(key) != 0; }
+  // Throws gpen::Error "missing key 'K'" when absent.
+  const Tensor& at(const std::string& key) const;
+  // at(key) after checking the shape; throws "key 'K': expected shape A, got B".
+  const Tensor& expect(const std::string& key, const Shape& shape) const;
+  // The tensor as contiguous f32 (converting f16/bf16/f64 copies; f32 is shared, not copied).
+  Tensor f32(const std::string& key) const;
+  std::vector<std::string> keys() const;
+};
+
+// Any supported checkpoint: .pth (zip or legacy) or .safetensors, detected by magic bytes.
+StateDict load_weights(const std::string& path);
+
+}  // namespace gpen
