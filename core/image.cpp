@@ -1,0 +1,803 @@
+// Codec glue around libpng, libjpeg(-turbo) and libwebp.
+//
+// libpng and libjpeg report fatal errors through a callback that must not return; we longjmp back
+// to the function that called setjmp. To keep that well-defined in C++ every setjmp-ing function
+// below has only trivially-destructible locals, and everything it fills (the output image, codec
+// handles, scratch rows) lives in a context object owned by its caller, which cleans up and turns
+// the stored message into a gpen::Error after the codec function has returned.
+#include "core/image.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include <jpeglib.h>
+#include <jerror.h>  // JWRN_JPEG_EOF
+#include <png.h>
+#include <webp/decode.h>
+#include <webp/encode.h>
+
+#include "core/error.h"
+
+namespace gpen {
+
+// ------------------------------------------------------------------------------------------------
+// Image basics
+
+Image::Image(int w, int h, int c) : width(w), height(h), channels(c) {
+  if (w < 0 || h < 0) fail("image size ", w, "x", h, " is negative");
+  if (c != 1 && c != 3 && c != 4) fail("image must have 1, 3 or 4 channels, got ", c);
+  pixels.assign(size_t(w) * size_t(h) * size_t(c), 0);
+}
+
+const char* image_format_name(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::Png: return "PNG";
+    case ImageFormat::Jpeg: return "JPEG";
+    case ImageFormat::Webp: return "WebP";
+    default: return "unknown";
+  }
+}
+
+namespace {
+
+uint32_t read_be32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
+}
+uint16_t read_be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+
+bool starts_with(const uint8_t* data, size_t size, const char* magic, size_t n, size_t at = 0) {
+  return size >= at + n && std::memcmp(data + at, magic, n) == 0;
+}
+
+// Names formats we recognise but do not decode, so the error says what the file is.
+const char* other_format_name(const uint8_t* data, size_t size) {
+  if (starts_with(data, size, "GIF8", 4)) return "GIF";
+  if (starts_with(data, size, "BM", 2)) return "BMP";
+  if (starts_with(data, size, "II*\0", 4) || starts_with(data, size, "MM\0*", 4)) return "TIFF";
+  if (starts_with(data, size, "ftyp", 4, 4)) return "HEIF/AVIF";
+  return nullptr;
+}
+
+void check_limits(ImageFormat format, int64_t width, int64_t height, const DecodeLimits& limits) {
+  const char* name = image_format_name(format);
+  if (width <= 0 || height <= 0) fail(name, ": invalid image size ", width, "x", height);
+  if (std::max(width, height) > limits.max_side)
+    fail(name, ": image is ", width, "x", height, ", over the limit of ", limits.max_side,
+         " pixels per side");
+  if (width * height > limits.max_pixels)
+    fail(name, ": image is ", width, "x", height, " (", (width * height + 500000) / 1000000,
+         " Mpx), over the limit of ", limits.max_pixels / 1000000.0, " Mpx");
+}
+
+// ------------------------------------------------------------------------------------------------
+// EXIF orientation: APP1 "Exif\0\0" + TIFF header + IFD0, tag 0x0112 (SHORT). Every read is
+// bounds-checked against the segment, so a malformed Exif block just means "no orientation".
+
+int exif_orientation_from_tiff(const uint8_t* tiff, size_t size) {
+  if (size < 8) return 1;
+  bool little = tiff[0] == 'I' && tiff[1] == 'I';
+  bool big = tiff[0] == 'M' && tiff[1] == 'M';
+  if (!little && !big) return 1;
+  auto u16 = [&](size_t at) -> uint32_t {
+    return little ? uint32_t(tiff[at] | tiff[at + 1] << 8) : read_be16(tiff + at);
+  };
+  auto u32 = [&](size_t at) -> uint32_t {
+    return little ? uint32_t(tiff[at]) | uint32_t(tiff[at + 1]) << 8 | uint32_t(tiff[at + 2]) << 16 |
+                        uint32_t(tiff[at + 3]) << 24
+                  : read_be32(tiff + at);
+  };
+  if (u16(2) != 42) return 1;
+  size_t ifd = u32(4);
+  if (ifd > size || size - ifd < 2) return 1;
+  size_t count = u16(ifd);
+  for (size_t i = 0; i < count; ++i) {
+    size_t entry = ifd + 2 + 12 * i;
+    if (entry > size || size - entry < 12) return 1;
+    if (u16(entry) != 0x0112) continue;
+    uint32_t type = u16(entry + 2);
+    uint32_t value = type == 3 ? u16(entry + 8) : type == 4 ? u32(entry + 8) : 0;
+    return value >= 1 && value <= 8 ? int(value) : 1;
+  }
+  return 1;
+}
+
+// Walks JPEG marker segments up to the first SOS; calls visit(marker, payload, payload_size) for
+// each one until it returns true.
+template <class Visit>
+void for_each_jpeg_segment(const uint8_t* data, size_t size, Visit visit) {
+  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return;
+  size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (data[pos] != 0xFF) return;
+    uint8_t marker = data[pos + 1];
+    if (marker == 0xFF) { ++pos; continue; }  // fill byte
+    if (marker == 0xDA || marker == 0xD9) return;  // start of scan / end of image
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { pos += 2; continue; }  // no length
+    size_t length = read_be16(data + pos + 2);
+    if (length < 2 || length > size - pos - 2) return;
+    if (visit(marker, data + pos + 4, length - 2)) return;
+    pos += 2 + length;
+  }
+}
+
+bool is_jpeg_sof(uint8_t marker) {
+  return marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+}
+
+// ------------------------------------------------------------------------------------------------
+// PNG decoding
+
+struct PngDecodeContext {
+  const uint8_t* data = nullptr;
+  size_t size = 0, pos = 0;
+  DecodeLimits limits;
+  Image* out = nullptr;
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  jmp_buf jmp;
+  char message[200] = "";
+  ~PngDecodeContext() {
+    if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+  }
+};
+
+void png_error_to_longjmp(png_structp png, png_const_charp msg) {
+  auto* ctx = static_cast<PngDecodeContext*>(png_get_error_ptr(png));
+  std::snprintf(ctx->message, sizeof ctx->message, "%s", msg);
+  std::longjmp(ctx->jmp, 1);
+}
+void png_ignore_warning(png_structp, png_const_charp) {}
+
+void png_read_from_memory(png_structp png, png_bytep dst, size_t n) {
+  auto* ctx = static_cast<PngDecodeContext*>(png_get_io_ptr(png));
+  if (n > ctx->size - ctx->pos) png_error(png, "file is truncated");
+  std::memcpy(dst, ctx->data + ctx->pos, n);
+  ctx->pos += n;
+}
+
+// Asks libpng for 8-bit gray, RGB or RGBA whatever the stored colour type and depth.
+void png_request_8bit_output(png_structp png, png_infop info) {
+  int color_type = png_get_color_type(png, info);
+  int bit_depth = png_get_bit_depth(png, info);
+  bool has_trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
+  if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (has_trns) png_set_tRNS_to_alpha(png);
+  if (bit_depth == 16) png_set_scale_16(png);  // rounds v*255/65535, unlike strip_16
+  bool gray = (color_type & PNG_COLOR_MASK_COLOR) == 0;
+  bool alpha = (color_type & PNG_COLOR_MASK_ALPHA) != 0 || has_trns;
+  if (gray && alpha) png_set_gray_to_rgb(png);  // gray+alpha -> RGBA: we keep 1, 3 or 4 channels
+}
+
+// Returns false with ctx.message set on any libpng error. Only trivial locals (setjmp rules).
+bool png_decode_pixels(PngDecodeContext& ctx) {
+  if (setjmp(ctx.jmp)) return false;
+  png_set_read_fn(ctx.png, &ctx, png_read_from_memory);
+  png_set_user_limits(ctx.png, uint32_t(ctx.limits.max_side), uint32_t(ctx.limits.max_side));
+  png_read_info(ctx.png, ctx.info);
+  png_uint_32 width = png_get_image_width(ctx.png, ctx.info);
+  png_uint_32 height = png_get_image_height(ctx.png, ctx.info);
+  png_request_8bit_output(ctx.png, ctx.info);
+  int passes = png_set_interlace_handling(ctx.png);
+  png_read_update_info(ctx.png, ctx.info);
+  int channels = png_get_channels(ctx.png, ctx.info);
+  if (channels != 1 && channels != 3 && channels != 4) png_error(ctx.png, "unexpected channel count");
+  *ctx.out = Image(int(width), int(height), channels);  // limits were checked by the caller
+  if (png_get_rowbytes(ctx.png, ctx.info) != ctx.out->row_bytes()) png_error(ctx.png, "unexpected row size");
+  for (int pass = 0; pass < passes; ++pass)
+    for (png_uint_32 y = 0; y < height; ++y) png_read_row(ctx.png, ctx.out->row(int(y)), nullptr);
+  return true;
+}
+
+void png_check_header_size(const uint8_t* data, size_t size, int64_t& width, int64_t& height) {
+  // Signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4).
+  if (size < 24 || std::memcmp(data + 12, "IHDR", 4) != 0) fail("PNG: file is truncated or has no IHDR header");
+  width = read_be32(data + 16);
+  height = read_be32(data + 20);
+}
+
+Image decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  int64_t width = 0, height = 0;
+  png_check_header_size(data, size, width, height);
+  check_limits(ImageFormat::Png, width, height, limits);  // before libpng allocates anything
+
+  Image out;
+  PngDecodeContext ctx;
+  ctx.data = data;
+  ctx.size = size;
+  ctx.limits = limits;
+  ctx.out = &out;
+  ctx.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_to_longjmp, png_ignore_warning);
+  if (!ctx.png) fail("PNG: cannot create decoder");
+  ctx.info = png_create_info_struct(ctx.png);
+  if (!ctx.info) fail("PNG: cannot create decoder");
+  if (!png_decode_pixels(ctx)) fail("PNG: corrupt or truncated data (", ctx.message, ")");
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// JPEG decoding
+
+struct JpegErrorManager {
+  jpeg_error_mgr pub;
+  jmp_buf jmp;
+  char message[JMSG_LENGTH_MAX] = "";
+};
+
+void jpeg_error_to_longjmp(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  cinfo->err->format_message(cinfo, err->message);
+  std::longjmp(err->jmp, 1);
+}
+
+// libjpeg only warns when data ends early (it pads with a fake EOI and returns a gray bottom);
+// we treat that one warning as fatal so truncated files are reported. Other warnings (extraneous
+// bytes, odd markers) are common in real files and ignored. Nothing is printed.
+void jpeg_emit_message(j_common_ptr cinfo, int msg_level) {
+  if (msg_level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_error_to_longjmp(cinfo);
+}
+void jpeg_output_nothing(j_common_ptr) {}
+
+struct JpegDecodeContext {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  DecodeLimits limits;
+  Image* out = nullptr;
+  std::vector<uint8_t> cmyk_row;
+  jpeg_decompress_struct cinfo;
+  JpegErrorManager err;
+  bool limit_exceeded = false;
+  bool created = false;
+  ~JpegDecodeContext() {
+    if (created) jpeg_destroy_decompress(&cinfo);
+  }
+};
+
+// Adobe writes inverted CMYK (saw_Adobe_marker); others store plain CMYK.
+void cmyk_row_to_rgb(const uint8_t* cmyk, uint8_t* rgb, int width, bool inverted) {
+  for (int x = 0; x < width; ++x, cmyk += 4, rgb += 3) {
+    int k = inverted ? cmyk[3] : 255 - cmyk[3];
+    for (int c = 0; c < 3; ++c) {
+      int v = inverted ? cmyk[c] : 255 - cmyk[c];
+      rgb[c] = uint8_t((v * k + 127) / 255);
+    }
+  }
+}
+
+bool jpeg_decode_pixels(JpegDecodeContext& ctx) {
+  jpeg_decompress_struct& cinfo = ctx.cinfo;
+  if (setjmp(ctx.err.jmp)) return false;
+  jpeg_create_decompress(&cinfo);
+  ctx.created = true;
+  jpeg_mem_src(&cinfo, ctx.data, static_cast<unsigned long>(ctx.size));
+  jpeg_read_header(&cinfo, TRUE);
+  int64_t width = cinfo.image_width, height = cinfo.image_height;
+  if (width <= 0 || height <= 0 || std::max(width, height) > ctx.limits.max_side ||
+      width * height > ctx.limits.max_pixels) {
+    ctx.limit_exceeded = true;
+    return false;
+  }
+  bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  bool gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  *ctx.out = Image(int(cinfo.output_width), int(cinfo.output_height), gray ? 1 : 3);
+  if (cmyk) ctx.cmyk_row.resize(size_t(cinfo.output_width) * 4);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    uint8_t* dst = ctx.out->row(int(cinfo.output_scanline));
+    JSAMPROW row = cmyk ? ctx.cmyk_row.data() : dst;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+    if (cmyk) cmyk_row_to_rgb(ctx.cmyk_row.data(), dst, ctx.out->width, cinfo.saw_Adobe_marker);
+  }
+  jpeg_finish_decompress(&cinfo);
+  return true;
+}
+
+// Limits are checked by jpeg_decode_pixels right after jpeg_read_header, before libjpeg allocates
+// anything image-sized (our own SOF scan in probe_image would reject some files libjpeg reads).
+Image decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  Image stored;
+  JpegDecodeContext ctx;
+  ctx.data = data;
+  ctx.size = size;
+  ctx.limits = limits;
+  ctx.out = &stored;
+  ctx.cinfo.err = jpeg_std_error(&ctx.err.pub);
+  ctx.err.pub.error_exit = jpeg_error_to_longjmp;
+  ctx.err.pub.emit_message = jpeg_emit_message;
+  ctx.err.pub.output_message = jpeg_output_nothing;
+  if (!jpeg_decode_pixels(ctx)) {
+    if (ctx.limit_exceeded)
+      check_limits(ImageFormat::Jpeg, ctx.cinfo.image_width, ctx.cinfo.image_height, limits);
+    fail("JPEG: corrupt or truncated data (", ctx.err.message, ")");
+  }
+  return apply_exif_orientation(stored, jpeg_exif_orientation(data, size));
+}
+
+// ------------------------------------------------------------------------------------------------
+// WebP decoding
+
+const char* webp_status_text(VP8StatusCode status) {
+  switch (status) {
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "file is truncated";
+    case VP8_STATUS_BITSTREAM_ERROR: return "corrupt bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    default: return "invalid data";
+  }
+}
+
+Image decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  WebPBitstreamFeatures features;
+  VP8StatusCode status = WebPGetFeatures(data, size, &features);
+  if (status != VP8_STATUS_OK) fail("WebP: cannot read header (", webp_status_text(status), ")");
+  if (features.has_animation) fail("WebP: animated images are not supported");
+  check_limits(ImageFormat::Webp, features.width, features.height, limits);
+
+  Image out(features.width, features.height, features.has_alpha ? 4 : 3);
+  WebPDecoderConfig config;
+  if (!WebPInitDecoderConfig(&config)) fail("WebP: decoder version mismatch");
+  config.output.colorspace = features.has_alpha ? MODE_RGBA : MODE_RGB;
+  config.output.is_external_memory = 1;
+  config.output.u.RGBA.rgba = out.pixels.data();
+  config.output.u.RGBA.stride = int(out.row_bytes());
+  config.output.u.RGBA.size = out.pixels.size();
+  status = WebPDecode(data, size, &config);
+  WebPFreeDecBuffer(&config.output);  // external memory: frees nothing of ours
+  if (status != VP8_STATUS_OK) fail("WebP: corrupt or truncated data (", webp_status_text(status), ")");
+  return out;
+}
+
+[[noreturn]] void fail_unknown_format(const uint8_t* data, size_t size) {
+  if (size == 0) fail("empty input (0 bytes), not an image");
+  if (const char* other = other_format_name(data, size))
+    fail("unsupported image format (", other, "); supported: PNG, JPEG, WebP");
+  fail("not a PNG, JPEG or WebP image (unrecognised signature)");
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// Public decoding API
+
+ImageFormat detect_image_format(const uint8_t* data, size_t size) {
+  if (starts_with(data, size, "\x89PNG\r\n\x1a\n", 8)) return ImageFormat::Png;
+  if (starts_with(data, size, "\xFF\xD8\xFF", 3)) return ImageFormat::Jpeg;
+  if (starts_with(data, size, "RIFF", 4) && starts_with(data, size, "WEBP", 4, 8)) return ImageFormat::Webp;
+  return ImageFormat::Unknown;
+}
+
+int jpeg_exif_orientation(const uint8_t* data, size_t size) {
+  int orientation = 1;
+  for_each_jpeg_segment(data, size, [&](uint8_t marker, const uint8_t* p, size_t n) {
+    if (marker != 0xE1 || n < 6 || std::memcmp(p, "Exif\0\0", 6) != 0) return false;
+    orientation = exif_orientation_from_tiff(p + 6, n - 6);
+    return true;
+  });
+  return orientation;
+}
+
+ImageInfo probe_image(const uint8_t* data, size_t size) {
+  ImageInfo info;
+  info.format = detect_image_format(data, size);
+  switch (info.format) {
+    case ImageFormat::Png: {
+      int64_t w = 0, h = 0;
+      png_check_header_size(data, size, w, h);
+      if (w <= 0 || h <= 0 || w > 0x7fffffff || h > 0x7fffffff) fail("PNG: invalid image size ", w, "x", h);
+      info.width = int(w);
+      info.height = int(h);
+      return info;
+    }
+    case ImageFormat::Jpeg: {
+      bool found = false;
+      for_each_jpeg_segment(data, size, [&](uint8_t marker, const uint8_t* p, size_t n) {
+        if (!is_jpeg_sof(marker) || n < 5) return false;
+        info.height = read_be16(p + 1);
+        info.width = read_be16(p + 3);
+        found = true;
+        return true;
+      });
+      if (!found) fail("JPEG: corrupt or truncated header (no frame header found)");
+      info.orientation = jpeg_exif_orientation(data, size);
+      return info;
+    }
+    case ImageFormat::Webp: {
+      WebPBitstreamFeatures features;
+      VP8StatusCode status = WebPGetFeatures(data, size, &features);
+      if (status != VP8_STATUS_OK) fail("WebP: cannot read header (", webp_status_text(status), ")");
+      info.width = features.width;
+      info.height = features.height;
+      return info;
+    }
+    default: break;
+  }
+  fail_unknown_format(data, size);
+}
+
+Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  switch (detect_image_format(data, size)) {
+    case ImageFormat::Png: return decode_png(data, size, limits);
+    case ImageFormat::Jpeg: return decode_jpeg(data, size, limits);
+    case ImageFormat::Webp: return decode_webp(data, size, limits);
+    default: fail_unknown_format(data, size);
+  }
+}
+
+Image decode_image(const std::vector<uint8_t>& bytes, const DecodeLimits& limits) {
+  return decode_image(bytes.data(), bytes.size(), limits);
+}
+
+namespace {
+
+std::vector<uint8_t> read_whole_file(const std::string& path) {
+  constexpr int64_t kMaxFileBytes = int64_t(1) << 30;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open '", path, "': ", std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    fail("cannot read '", path, "': ", std::strerror(e));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail("cannot read '", path, "': it is a directory");
+  }
+  if (st.st_size > kMaxFileBytes) {
+    ::close(fd);
+    fail("cannot read '", path, "': file is larger than 1 GiB");
+  }
+  std::vector<uint8_t> bytes(size_t(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      ::close(fd);
+      fail("cannot read '", path, "': ", n == 0 ? "file shrank while reading" : std::strerror(e));
+    }
+    done += size_t(n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+}  // namespace
+
+Image load_image(const std::string& path, const DecodeLimits& limits) {
+  std::vector<uint8_t> bytes = read_whole_file(path);
+  try {
+    return decode_image(bytes, limits);
+  } catch (const Error& e) {
+    fail("'", path, "': ", e.what());
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// EXIF orientation
+
+Image apply_exif_orientation(const Image& stored, int orientation) {
+  if (orientation <= 1 || orientation > 8) return stored;
+  const int W = stored.width, H = stored.height, C = stored.channels;
+  const bool transposed = orientation >= 5;
+  Image out(transposed ? H : W, transposed ? W : H, C);
+  // For each output pixel (ox, oy), the stored pixel it shows (EXIF 2.3, tag 0x0112):
+  // 2 mirror horizontal, 3 rotate 180, 4 mirror vertical, 5 transpose, 6 rotate 90 CW,
+  // 7 transverse, 8 rotate 90 CCW.
+  auto source = [&](int ox, int oy, int& sx, int& sy) {
+    switch (orientation) {
+      case 2: sx = W - 1 - ox; sy = oy; break;
+      case 3: sx = W - 1 - ox; sy = H - 1 - oy; break;
+      case 4: sx = ox; sy = H - 1 - oy; break;
+      case 5: sx = oy; sy = ox; break;
+      case 6: sx = oy; sy = H - 1 - ox; break;
+      case 7: sx = W - 1 - oy; sy = H - 1 - ox; break;
+      default: sx = W - 1 - oy; sy = ox; break;  // 8
+    }
+  };
+  for (int oy = 0; oy < out.height; ++oy) {
+    uint8_t* dst = out.row(oy);
+    for (int ox = 0; ox < out.width; ++ox, dst += C) {
+      int sx, sy;
+      source(ox, oy, sx, sy);
+      std::memcpy(dst, stored.row(sy) + size_t(sx) * C, size_t(C));
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Encoding
+
+namespace {
+
+void check_encodable(const Image& img) {
+  if (img.width <= 0 || img.height <= 0) fail("cannot encode an empty image (", img.width, "x", img.height, ")");
+  if (img.channels != 1 && img.channels != 3 && img.channels != 4)
+    fail("cannot encode an image with ", img.channels, " channels");
+  if (img.pixels.size() != img.row_bytes() * size_t(img.height))
+    fail("image buffer holds ", img.pixels.size(), " bytes, expected ", img.row_bytes() * size_t(img.height));
+}
+
+struct PngEncodeContext {
+  const Image* img = nullptr;
+  int compression = 6;
+  std::vector<uint8_t>* out = nullptr;
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  jmp_buf jmp;
+  char message[200] = "";
+  ~PngEncodeContext() {
+    if (png) png_destroy_write_struct(&png, info ? &info : nullptr);
+  }
+};
+
+void png_encode_error(png_structp png, png_const_charp msg) {
+  auto* ctx = static_cast<PngEncodeContext*>(png_get_error_ptr(png));
+  std::snprintf(ctx->message, sizeof ctx->message, "%s", msg);
+  std::longjmp(ctx->jmp, 1);
+}
+
+void png_write_to_vector(png_structp png, png_bytep data, size_t n) {
+  auto* ctx = static_cast<PngEncodeContext*>(png_get_io_ptr(png));
+  bool ok = true;
+  try {
+    ctx->out->insert(ctx->out->end(), data, data + n);
+  } catch (...) {  // never unwind through libpng's C frames
+    ok = false;
+  }
+  if (!ok) png_error(png, "out of memory");
+}
+void png_flush_nothing(png_structp) {}
+
+bool png_encode_pixels(PngEncodeContext& ctx) {
+  if (setjmp(ctx.jmp)) return false;
+  const Image& img = *ctx.img;
+  int color_type = img.channels == 1 ? PNG_COLOR_TYPE_GRAY
+                   : img.channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
+  png_set_write_fn(ctx.png, &ctx, png_write_to_vector, png_flush_nothing);
+  png_set_IHDR(ctx.png, ctx.info, png_uint_32(img.width), png_uint_32(img.height), 8, color_type,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_compression_level(ctx.png, ctx.compression);
+  png_write_info(ctx.png, ctx.info);
+  for (int y = 0; y < img.height; ++y) png_write_row(ctx.png, img.row(y));
+  png_write_end(ctx.png, nullptr);
+  return true;
+}
+
+std::vector<uint8_t> encode_png(const Image& img, const EncodeOptions& options) {
+  std::vector<uint8_t> out;
+  PngEncodeContext ctx;
+  ctx.img = &img;
+  ctx.compression = std::clamp(options.png_compression, 0, 9);
+  ctx.out = &out;
+  ctx.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_encode_error, png_ignore_warning);
+  if (!ctx.png) fail("PNG: cannot create encoder");
+  ctx.info = png_create_info_struct(ctx.png);
+  if (!ctx.info) fail("PNG: cannot create encoder");
+  if (!png_encode_pixels(ctx)) fail("PNG: encoding failed (", ctx.message, ")");
+  return out;
+}
+
+struct JpegEncodeContext {
+  const Image* img = nullptr;
+  int quality = 95;
+  jpeg_compress_struct cinfo;
+  JpegErrorManager err;
+  unsigned char* buffer = nullptr;  // malloc'd by jpeg_mem_dest
+  unsigned long buffer_size = 0;
+  bool created = false;
+  ~JpegEncodeContext() {
+    if (created) jpeg_destroy_compress(&cinfo);
+    std::free(buffer);
+  }
+};
+
+bool jpeg_encode_pixels(JpegEncodeContext& ctx) {
+  jpeg_compress_struct& cinfo = ctx.cinfo;
+  if (setjmp(ctx.err.jmp)) return false;
+  const Image& img = *ctx.img;
+  jpeg_create_compress(&cinfo);
+  ctx.created = true;
+  jpeg_mem_dest(&cinfo, &ctx.buffer, &ctx.buffer_size);
+  cinfo.image_width = JDIMENSION(img.width);
+  cinfo.image_height = JDIMENSION(img.height);
+  cinfo.input_components = img.channels;
+  // JCS_EXT_RGBX makes libjpeg-turbo skip the alpha byte: RGBA is saved as RGB without a copy.
+  cinfo.in_color_space = img.channels == 1 ? JCS_GRAYSCALE : img.channels == 3 ? JCS_RGB : JCS_EXT_RGBX;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, ctx.quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<JSAMPROW>(img.row(int(cinfo.next_scanline)));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  return true;
+}
+
+std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options) {
+  if (img.width > 65500 || img.height > 65500) fail("JPEG: cannot store images larger than 65500 pixels per side");
+  JpegEncodeContext ctx;
+  ctx.img = &img;
+  ctx.quality = std::clamp(options.quality, 1, 100);
+  ctx.cinfo.err = jpeg_std_error(&ctx.err.pub);
+  ctx.err.pub.error_exit = jpeg_error_to_longjmp;
+  ctx.err.pub.emit_message = [](j_common_ptr, int) {};
+  ctx.err.pub.output_message = jpeg_output_nothing;
+  if (!jpeg_encode_pixels(ctx)) fail("JPEG: encoding failed (", ctx.err.message, ")");
+  return std::vector<uint8_t>(ctx.buffer, ctx.buffer + ctx.buffer_size);
+}
+
+std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options) {
+  if (img.width > WEBP_MAX_DIMENSION || img.height > WEBP_MAX_DIMENSION)
+    fail("WebP: cannot store images larger than ", WEBP_MAX_DIMENSION, " pixels per side");
+  if (img.channels == 1) return encode_webp(to_rgb(img), options);
+  const bool rgba = img.channels == 4;
+  const int stride = int(img.row_bytes());
+  const float quality = float(std::clamp(options.quality, 1, 100));
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  if (options.lossless)
+    size = rgba ? WebPEncodeLosslessRGBA(img.pixels.data(), img.width, img.height, stride, &data)
+                : WebPEncodeLosslessRGB(img.pixels.data(), img.width, img.height, stride, &data);
+  else
+    size = rgba ? WebPEncodeRGBA(img.pixels.data(), img.width, img.height, stride, quality, &data)
+                : WebPEncodeRGB(img.pixels.data(), img.width, img.height, stride, quality, &data);
+  if (size == 0 || !data) {
+    WebPFree(data);
+    fail("WebP: encoding failed");
+  }
+  std::vector<uint8_t> out(data, data + size);
+  WebPFree(data);
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options) {
+  check_encodable(img);
+  switch (options.format) {
+    case ImageFormat::Png: return encode_png(img, options);
+    case ImageFormat::Jpeg: return encode_jpeg(img, options);
+    case ImageFormat::Webp: return encode_webp(img, options);
+    default: fail("encode_image: no output format given");
+  }
+}
+
+ImageFormat format_from_extension(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  size_t dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return ImageFormat::Unknown;
+  std::string ext = path.substr(dot + 1);
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "png") return ImageFormat::Png;
+  if (ext == "jpg" || ext == "jpeg") return ImageFormat::Jpeg;
+  if (ext == "webp") return ImageFormat::Webp;
+  return ImageFormat::Unknown;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Atomic save
+
+namespace {
+
+// The process umask, read without changing it (umask(2) would race with other threads).
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Umask:", 0) == 0) return mode_t(std::strtol(line.c_str() + 6, nullptr, 8));
+  return 022;
+}
+
+// Owns the temporary file until commit(): closes and unlinks it on every failure path.
+class TempFile {
+ public:
+  TempFile(const std::string& target, const std::string& dir, const std::string& base) : target_(target) {
+    // Hidden, in the target's directory (so rename is atomic), with a bounded name length.
+    name_ = (dir == "/" ? "" : dir) + "/." + base.substr(0, 200) + ".tmp-XXXXXX";
+    fd_ = ::mkstemp(name_.data());
+    if (fd_ < 0) fail("cannot save '", target, "': cannot create a file in '", dir, "': ", std::strerror(errno));
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(name_.c_str());
+  }
+  void write_all(const std::vector<uint8_t>& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_with_errno(n == 0 ? ENOSPC : errno);
+      done += size_t(n);
+    }
+  }
+  void commit() {
+    if (::fchmod(fd_, 0666 & ~current_umask()) != 0) fail_with_errno(errno);
+    if (::fsync(fd_) != 0) fail_with_errno(errno);
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail_with_errno(errno);
+    if (::rename(name_.c_str(), target_.c_str()) != 0) fail_with_errno(errno);
+    committed_ = true;
+  }
+
+ private:
+  [[noreturn]] void fail_with_errno(int e) { fail("cannot save '", target_, "': ", std::strerror(e)); }
+  std::string target_, name_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
+  size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.empty()) fail("cannot save '", path, "': the path names a directory, not a file");
+  TempFile tmp(path, dir, base);
+  tmp.write_all(bytes);
+  tmp.commit();
+}
+
+}  // namespace
+
+void save_image(const std::string& path, const Image& img, const EncodeOptions& options) {
+  EncodeOptions opts = options;
+  if (opts.format == ImageFormat::Unknown) opts.format = format_from_extension(path);
+  if (opts.format == ImageFormat::Unknown)
+    fail("cannot tell the image format from the file name '", path, "' (use .png, .jpg, .jpeg or .webp)");
+  write_file_atomically(path, encode_image(img, opts));  // encode first: no file on encode errors
+}
+
+// ------------------------------------------------------------------------------------------------
+// Conversions
+
+Image to_rgb(const Image& img) {
+  if (img.channels == 3) return img;
+  Image out(img.width, img.height, 3);
+  const size_t n = size_t(img.width) * size_t(img.height);
+  const uint8_t* src = img.pixels.data();
+  uint8_t* dst = out.pixels.data();
+  for (size_t i = 0; i < n; ++i, dst += 3, src += img.channels) {
+    if (img.channels == 1) dst[0] = dst[1] = dst[2] = src[0];
+    else std::memcpy(dst, src, 3);
+  }
+  return out;
+}
+
+RgbAndAlpha split_alpha(const Image& img) {
+  RgbAndAlpha out;
+  out.rgb = to_rgb(img);
+  if (img.channels != 4) return out;
+  out.alpha = Image(img.width, img.height, 1);
+  const size_t n = size_t(img.width) * size_t(img.height);
+  for (size_t i = 0; i < n; ++i) out.alpha.pixels[i] = img.pixels[i * 4 + 3];
+  return out;
+}
+
+Image attach_alpha(const Image& rgb, const Image& alpha) {
+  if (rgb.channels != 3 || alpha.channels != 1 || rgb.width != alpha.width || rgb.height != alpha.height)
+    fail("attach_alpha: need RGB and a 1-channel alpha of the same size, got ", rgb.width, "x", rgb.height,
+         "x", rgb.channels, " and ", alpha.width, "x", alpha.height, "x", alpha.channels);
+  Image out(rgb.width, rgb.height, 4);
+  const size_t n = size_t(rgb.width) * size_t(rgb.height);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(&out.pixels[i * 4], &rgb.pixels[i * 3], 3);
+    out.pixels[i * 4 + 3] = alpha.pixels[i];
+  }
+  return out;
+}
+
+}  // namespace gpen
