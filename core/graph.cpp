@@ -10,7 +10,8 @@ namespace gpen {
 
 const char* op_name(OpType op) {
   static const char* names[] = {"broadcast",  "linear",      "pixel_norm", "conv2d",           "upfirdn2d",
-                                "scale_bias_act", "add",     "demod_factors", "upsample_nearest"};
+                                "scale_bias_act", "add",     "demod_factors", "upsample_nearest",
+                                "max_pool2d"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpType::Count), "op name table out of date");
   return op < OpType::Count ? names[int(op)] : "?";
 }
@@ -244,6 +245,23 @@ int Graph::upsample_nearest(const std::string& name, int x, int64_t h, int64_t w
   n.name = name;
   n.inputs = {x};
   n.output = new_value(name, {xs[0], xs[1], h, w});
+  return push(std::move(n));
+}
+
+int Graph::max_pool2d(const std::string& name, int x, int kernel, int stride, int pad) {
+  check_value(x);
+  const Shape& xs = values_[size_t(x)].shape;
+  if (xs.size() != 4 || kernel < 1 || stride < 1 || pad < 0 || 2 * pad >= kernel + 1)
+    fail("graph: max_pool2d '", name, "' kernel ", kernel, " stride ", stride, " pad ", pad, " on ", shape_str(xs));
+  Node n;
+  n.op = OpType::MaxPool2d;
+  n.name = name;
+  n.inputs = {x};
+  n.conv.C = n.conv.K = int(xs[1]);
+  n.conv.kh = n.conv.kw = kernel;
+  n.conv.stride = stride;
+  n.conv.pad = pad;
+  n.output = new_value(name, {xs[0], xs[1], n.conv.out_h(int(xs[2])), n.conv.out_w(int(xs[3]))});
   return push(std::move(n));
 }
 

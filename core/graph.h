@@ -27,6 +27,7 @@ enum class OpType {
   Add,              // a + b
   DemodFactors,     // d[n][k] = rsqrt(sum_c s[n][c]^2 wsq[k][c] + eps)
   UpsampleNearest,  // nearest-neighbour resize to the output's H x W
+  MaxPool2d,        // max over conv.kh x conv.kw windows (conv.stride, conv.pad; padding never wins)
   Count
 };
 const char* op_name(OpType op);
@@ -87,6 +88,7 @@ class Graph {
   int add(const std::string& name, int a, int b);
   int demod_factors(const std::string& name, int style, const Tensor& wsq, float eps);
   int upsample_nearest(const std::string& name, int x, int64_t h, int64_t w);
+  int max_pool2d(const std::string& name, int x, int kernel, int stride, int pad);
 
   // --- reading ---
   const std::vector<Value>& values() const { return values_; }

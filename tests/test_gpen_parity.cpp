@@ -110,3 +110,19 @@ TEST_CASE("tiny GPEN aligned PNG path matches the reference within +-1", "[gpen]
   check_aligned_png(dir + "gpen_tiny.pth", dir + "gpen_tiny.aligned_in.png", dir + "gpen_tiny.aligned_out.png",
                     dir + "gpen_tiny.resized_in.png");
 }
+
+TEST_CASE("GPEN-256 matches the PyTorch reference (generated fixture)", "[gpen][parity][large]") {
+  check_parity(large_fixture("gpen_random_256.pth"), large_fixture("gpen_random_256.golden.safetensors"), 1e-4, true);
+  check_aligned_png(large_fixture("gpen_random_256.pth"), test::shared_path("images/lowq_face_512.png"),
+                    large_fixture("gpen_random_256.aligned_out.png"), large_fixture("gpen_random_256.resized_in.png"));
+}
+
+TEST_CASE("GPEN-512 matches the PyTorch reference (generated fixture)", "[gpen][parity][large]") {
+  check_parity(large_fixture("gpen_random_512.pth"), large_fixture("gpen_random_512.golden.safetensors"), 1e-4, false);
+  check_aligned_png(large_fixture("gpen_random_512.pth"), test::shared_path("images/aligned_ffhq_00002.png"),
+                    large_fixture("gpen_random_512.aligned_out.png"), large_fixture("gpen_random_512.resized_in.png"));
+}
+
+TEST_CASE("GPEN-1024 matches the PyTorch reference when its fixture was made", "[gpen][parity][large][.manual]") {
+  check_parity(large_fixture("gpen_random_1024.pth"), large_fixture("gpen_random_1024.golden.safetensors"), 1e-4, false);
+}

@@ -31,8 +31,7 @@ struct BenchOpts {
 };
 
 std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
-  if (!o.model.empty()) return std::make_shared<GpenModel>(GpenModel::load(o.model));
-  return std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(o.size), 1)));
+  return std::make_shared<GpenModel>(GpenModel::load(o.model.empty() ? "random:" + std::to_string(o.size) : o.model));
 }
 
 void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {

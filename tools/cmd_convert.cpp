@@ -26,7 +26,7 @@ Runner register_info(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   cmd->add_option("model", *path, "checkpoint (.pth or .safetensors)")->required();
   return [path]() {
-    StateDict sd = load_weights(*path);
+    StateDict sd = load_gpen_weights(*path);
     int64_t total = 0;
     for (const auto& [k, t] : sd.tensors) total += t.numel();
     std::printf("file:       %s\n", path->c_str());
@@ -54,7 +54,7 @@ Runner register_convert(CLI::App& app) {
   cmd->add_option("output", o->out, "safetensors file to write")->required();
   cmd->add_option("--dtype", o->dtype, "floating-point storage type")->check(CLI::IsMember({"f32", "f16", "bf16"}));
   return [o]() {
-    StateDict sd = load_weights(o->in);
+    StateDict sd = load_gpen_weights(o->in);
     std::map<std::string, std::string> meta;
     if (sd.has("ecd0.0.0.weight")) meta = GpenModel::from_state_dict(sd).config().to_metadata();
     meta["gpen.source"] = o->in.substr(o->in.find_last_of('/') + 1);

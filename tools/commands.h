@@ -11,6 +11,7 @@ using Runner = std::function<int()>;
 Runner register_info(CLI::App& app);
 Runner register_convert(CLI::App& app);
 Runner register_enhance(CLI::App& app);
+Runner register_detect(CLI::App& app);
 Runner register_bench(CLI::App& app);
 
 }  // namespace gpen::cli

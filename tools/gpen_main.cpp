@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     runners[app.get_subcommands({}).back()] = std::move(r);
   };
   add(gpen::cli::register_enhance);
+  add(gpen::cli::register_detect);
   add(gpen::cli::register_info);
   add(gpen::cli::register_convert);
   add(gpen::cli::register_bench);

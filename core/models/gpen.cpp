@@ -185,7 +185,7 @@ GpenModel GpenModel::from_state_dict(const StateDict& sd) {
   return m;
 }
 
-GpenModel GpenModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
+GpenModel GpenModel::load(const std::string& path) { return from_state_dict(load_gpen_weights(path)); }
 
 const Tensor& GpenModel::w(const std::string& k) const {
   auto it = prepared_.find(k);
@@ -328,6 +328,7 @@ Tensor GpenRunner::forward(const Tensor& x) {
 
 }  // namespace gpen
 
+#include <cstdio>
 #include <random>
 
 namespace gpen {
@@ -384,6 +385,19 @@ StateDict gpen_random_state_dict(const GpenConfig& cfg, uint64_t seed) {
   }
   sd.metadata = cfg.to_metadata();
   return sd;
+}
+
+}  // namespace gpen
+
+namespace gpen {
+
+StateDict load_gpen_weights(const std::string& spec) {
+  if (spec.rfind("random:", 0) != 0) return load_weights(spec);
+  int size = 0;
+  unsigned long long seed = 1;
+  const int fields = std::sscanf(spec.c_str() + 7, "%d:%llu", &size, &seed);
+  if (fields < 1) fail("bad model spec '", spec, "': expected random:SIZE[:SEED]");
+  return gpen_random_state_dict(gpen_official_config(size), seed);
 }
 
 }  // namespace gpen

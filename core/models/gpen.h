@@ -83,4 +83,7 @@ GpenConfig gpen_official_config(int size);
 // small biases, non-zero noise weights, the true [1,3,3,1] blur kernels). For benchmarks and
 // pipeline tests where real weights are not needed; the speed does not depend on the values.
 StateDict gpen_random_state_dict(const GpenConfig& cfg, uint64_t seed);
+// A checkpoint path, or "random:SIZE[:SEED]" for gpen_random_state_dict of the official
+// configuration (for trying the tool and benchmarking without real weights).
+StateDict load_gpen_weights(const std::string& spec);
 }  // namespace gpen
