@@ -173,6 +173,13 @@ class CpuExecutable final : public Executable {
       case OpType::UpsampleNearest:
         s.run = [this, in0, out, pool](float* a) { cpu::ref::upsample_nearest(view(a, in0), view(a, out), pool); };
         break;
+      case OpType::MaxPool2d: {
+        const int k = n.conv.kh, stride = n.conv.stride, pad = n.conv.pad;
+        s.run = [this, k, stride, pad, in0, out, pool](float* a) {
+          cpu::ref::max_pool2d(view(a, in0), view(a, out), k, stride, pad, pool);
+        };
+        break;
+      }
       case OpType::Count:
         fail("cpu backend: node '", n.name, "' has no op");
     }

@@ -204,4 +204,24 @@ void upsample_nearest(const View& x, const View& y, ThreadPool* pool) {
   });
 }
 
+void max_pool2d(const View& x, const View& y, int k, int stride, int pad, ThreadPool* pool) {
+  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int n = int(i / x.c), c = int(i % x.c);
+      const float* xp = x.at(n, c);
+      float* yp = y.at(n, c);
+      for (int oy = 0; oy < y.h; ++oy) {
+        const int y0 = std::max(0, oy * stride - pad), y1 = std::min(x.h, oy * stride - pad + k);
+        for (int ox = 0; ox < y.w; ++ox) {
+          const int x0 = std::max(0, ox * stride - pad), x1 = std::min(x.w, ox * stride - pad + k);
+          float m = -INFINITY;
+          for (int sy = y0; sy < y1; ++sy)
+            for (int sx = x0; sx < x1; ++sx) m = std::max(m, xp[int64_t(sy) * x.w + sx]);
+          yp[int64_t(oy) * y.w + ox] = m;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace gpen::cpu::ref

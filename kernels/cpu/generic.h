@@ -44,4 +44,8 @@ void weight_sq_sums(const float* weight, float* wsq, int K, int C, int khkw);
 // (src = floor(dst * in / out)).
 void upsample_nearest(const View& x, const View& y, ThreadPool* pool);
 
+// Max pooling of each plane over k x k windows (stride, pad: padded positions are skipped, as
+// -inf). y's size is (x.h + 2 pad - k) / stride + 1 per axis.
+void max_pool2d(const View& x, const View& y, int k, int stride, int pad, ThreadPool* pool);
+
 }  // namespace gpen::cpu::ref
