@@ -1,0 +1,175 @@
+// The `gpen` binary end to end: exit codes, one-line errors, nothing lost, and the pipeline's
+// byte-exactness promises. Uses the committed tiny GPEN (size 32) so every case is quick.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/face_detector.h"
+#include "core/face_align.h"
+#include "core/image.h"
+#include "core/models/gpen.h"
+#include "core/pipeline/face_restorer.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+using namespace gpen;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+std::string scratch_dir() {
+  static const std::string dir = [] {
+    std::string d = fs::temp_directory_path() / ("gpen_cli_test_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs `gpen ARGS`, capturing stdout and stderr.
+Run gpen_cli(const std::string& args) {
+  const std::string out = scratch_dir() + "/stdout.txt", err = scratch_dir() + "/stderr.txt";
+  const std::string cmd = std::string(GPEN_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+const std::string kTiny = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth");
+const std::string kDetector = test::shared_path("weights/retinaface_mobilenet0.25.pth");
+const std::string kGroup = test::shared_path("images/group_solvay_1927.png");
+
+int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST_CASE("enhance --strength 0 returns the photo unchanged", "[cli][pipeline]") {
+  const std::string out = scratch_dir() + "/s0.png";
+  Run r = gpen_cli("enhance " + kGroup + " -o " + out + " --model " + kTiny + " --detector " + kDetector +
+                   " --strength 0 --threads 2");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(load_image(out).pixels == load_image(kGroup).pixels);
+}
+
+TEST_CASE("enhance changes only pixels under some face's mask", "[cli][pipeline]") {
+  auto det = std::make_shared<FaceDetector>(FaceDetector::load(kDetector));
+  auto model = std::make_shared<GpenModel>(GpenModel::load(kTiny));
+  auto gpen = std::make_shared<GpenRunner>(model, std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{});
+  FaceRestorer restorer(det, gpen);
+  const Image photo = load_image(kGroup);
+  for (double strength : {0.3, 1.0}) {
+    RestoreOptions opt;
+    opt.strength = strength;
+    RestoreResult r = restorer.restore(photo, opt);
+    REQUIRE(r.faces.size() == 24);
+    // Union of where each face's crop lands in the photo.
+    std::vector<Rect> supports;
+    for (const RestoredFace& f : r.faces) {
+      Landmarks5 lm;
+      for (int i = 0; i < 5; ++i) lm[size_t(i)] = Point2{f.detection.landmarks[2 * i], f.detection.landmarks[2 * i + 1]};
+      const AlignedFace a = align_face(to_rgb(photo), lm, model->config().size);
+      supports.push_back(warp_affine_support(a.inverse, model->config().size, model->config().size, photo.width, photo.height));
+    }
+    int changed = 0, changed_outside = 0;
+    for (int y = 0; y < photo.height; ++y)
+      for (int x = 0; x < photo.width; ++x) {
+        bool differs = false;
+        for (int c = 0; c < photo.channels; ++c) differs |= photo.at(x, y, c) != r.image.at(x, y, c);
+        if (!differs) continue;
+        ++changed;
+        bool inside = false;
+        for (const Rect& s : supports) inside |= x >= s.x && x < s.x + s.width && y >= s.y && y < s.y + s.height;
+        changed_outside += !inside;
+      }
+    INFO("strength " << strength << ": " << changed << " pixels changed");
+    CHECK(changed > 1000);
+    CHECK(changed_outside == 0);
+  }
+}
+
+TEST_CASE("a photo with no face comes back unchanged, exit 0", "[cli][pipeline]") {
+  Image noise(640, 480, 3);
+  std::mt19937 rng(3);
+  for (auto& p : noise.pixels) p = uint8_t(rng());
+  const std::string in = scratch_dir() + "/noface.png", out = scratch_dir() + "/noface_out.png";
+  save_image(in, noise);
+  Run r = gpen_cli("enhance " + in + " -o " + out + " --model " + kTiny + " --detector " + kDetector);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("no face found") != std::string::npos);
+  CHECK(load_image(out).pixels == noise.pixels);
+}
+
+TEST_CASE("bad inputs give one-line errors and a non-zero exit", "[cli]") {
+  const std::string dir = scratch_dir();
+  const std::string group_bytes = slurp(kGroup);
+  std::ofstream(dir + "/empty.png").close();
+  std::ofstream(dir + "/text.jpg") << "this is not an image\n";
+  std::ofstream(dir + "/trunc.png", std::ios::binary) << group_bytes.substr(0, group_bytes.size() / 3);
+  for (const std::string name : {"empty.png", "text.jpg", "trunc.png", "missing.png"}) {
+    Run r = gpen_cli("enhance " + dir + "/" + name + " -o " + dir + "/x.png --model " + kTiny + " --detector " + kDetector);
+    INFO(name << ": " << r.err);
+    CHECK(r.code != 0);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.rfind("gpen: error:", 0) == 0);
+    CHECK(!fs::exists(dir + "/x.png"));
+  }
+  // A checkpoint whose pickle calls os.system: refused, nothing runs.
+  const std::string pwned = "/tmp/gpen_pwned_5b1e0c9d";
+  fs::remove(pwned);
+  for (const std::string f : {"malicious_system_zip.pth", "malicious_system_p2.pth"}) {
+    Run r = gpen_cli("info " + test::source_path("tests/fixtures/weights/" + f));
+    INFO(r.err);
+    CHECK(r.code != 0);
+    CHECK(lines(r.err) == 1);
+    CHECK(!fs::exists(pwned));
+  }
+  Run r = gpen_cli("enhance " + kGroup + " -o " + dir + "/y.png --model " + test::shared_path("weights/retinaface_mobilenet0.25.pth") +
+                   " --detector " + kDetector);
+  CHECK(r.code != 0);
+  CHECK(r.err.find("not a GPEN checkpoint") != std::string::npos);
+}
+
+TEST_CASE("convert round trip: the safetensors file restores exactly like the .pth", "[cli][weights]") {
+  const std::string dir = scratch_dir();
+  const std::string in = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.aligned_in.png");
+  Run c = gpen_cli("convert " + kTiny + " " + dir + "/tiny.safetensors");
+  INFO(c.err);
+  REQUIRE(c.code == 0);
+  Run info = gpen_cli("info " + dir + "/tiny.safetensors");
+  CHECK(info.out.find("GPEN-32") != std::string::npos);
+  CHECK(info.out.find("gpen.size = 32") != std::string::npos);
+  REQUIRE(gpen_cli("enhance --aligned " + in + " -o " + dir + "/a.png --model " + kTiny).code == 0);
+  REQUIRE(gpen_cli("enhance --aligned " + in + " -o " + dir + "/b.png --model " + dir + "/tiny.safetensors").code == 0);
+  CHECK(slurp(dir + "/a.png") == slurp(dir + "/b.png"));
+  // f16 storage is lossy but must still load and run.
+  REQUIRE(gpen_cli("convert " + kTiny + " " + dir + "/tiny16.safetensors --dtype f16").code == 0);
+  CHECK(gpen_cli("enhance --aligned " + in + " -o " + dir + "/c.png --model " + dir + "/tiny16.safetensors").code == 0);
+}
+
+TEST_CASE("detect --json lists the group photo's 24 faces", "[cli]") {
+  Run r = gpen_cli("detect " + kGroup + " --detector " + kDetector + " --json");
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["faces"].size() == 24);
+  CHECK(j["faces"][0]["landmarks"].size() == 5);
+}
