@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 namespace gpen {
 
@@ -27,11 +28,8 @@ Tensor Tensor::empty(DType dtype, Shape shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  size_t bytes = t.nbytes();
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded ? rounded : 64);
-  if (!p) fail("out of memory allocating ", bytes, " bytes");
-  t.storage_ = std::shared_ptr<void>(p, std::free);
+  void* p = aligned_alloc_bytes(t.nbytes());
+  t.storage_ = std::shared_ptr<void>(p, aligned_free);
   t.data_ = p;
   return t;
 }
