@@ -1,0 +1,69 @@
+#include "kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/cpu/conv_internal.h"
+#include "kernels/cpu/generic.h"
+
+namespace gpen::cpu {
+namespace {
+
+class GenericConv final : public ConvKernel {
+ public:
+  GenericConv(const ConvDesc& d, const Tensor& weight) : d_(d), weight_(weight.to(DType::F32).clone()) {}
+  std::string name() const override { return "f32_conv_direct__generic"; }
+  void run(const ConvRun& r) const override {
+    ref::conv2d(d_, weight_.data<float>(), r.x, r.y, r.in_scale, r.out_scale, r.ep, r.pool);
+  }
+
+ private:
+  ConvDesc d_;
+  Tensor weight_;
+};
+
+// Winograd F(4,3) applies to 3x3 stride-1 (non-transposed, ungrouped) convs; it falls back to the
+// direct kernel itself for feature maps too small for 4x4 tiles.
+bool winograd_applies(const ConvDesc& d) {
+  return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2;
+}
+
+}  // namespace
+
+std::unique_ptr<ConvKernel> make_conv_generic(const ConvDesc& d, const Tensor& weight) {
+  const int64_t expected = int64_t(d.K) * (d.C / d.groups) * d.kh * d.kw;
+  if (weight.numel() != expected) fail("conv weight has ", weight.numel(), " values, expected ", expected);
+  return std::make_unique<GenericConv>(d, weight);
+}
+
+std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& weight, const KernelOptions& opt) {
+  const int64_t expected = int64_t(d.K) * (d.C / std::max(1, d.groups)) * d.kh * d.kw;
+  if (weight.numel() != expected) fail("conv weight has ", weight.numel(), " values, expected ", expected);
+  const Isa isa = std::min(active_isa(), opt.isa);
+  std::unique_ptr<ConvKernel> k;
+  // Best first; each factory returns null when it does not handle the shape. BF16 is a request:
+  // without AVX-512-BF16 the f32 kernels serve it.
+  // Plain 1x1 convs stay f32 in bf16 mode: the f32 kernel reads the input in place, which beats
+  // converting it (they are memory bound: encoder 3->64, ToRGB C->3).
+  const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
+  if (isa >= Isa::AVX512_BF16 && opt.precision == Precision::BF16 && !pointwise) {
+    k = make_conv_direct_avx512bf16(d, weight);
+    // Winograd stays f32 (see conv_internal.h); its small-map fallback is the bf16 direct kernel.
+    if (winograd_applies(d)) k = make_conv_winograd_avx512(d, weight, std::move(k));
+    if (k) return k;
+  }
+  if (isa >= Isa::AVX512) {
+    k = make_conv_direct_avx512(d, weight);
+    if (winograd_applies(d)) k = make_conv_winograd_avx512(d, weight, std::move(k));
+    if (k) return k;
+  }
+  if (isa >= Isa::AVX2) {
+    k = make_conv_direct_avx2(d, weight);
+    if (winograd_applies(d)) k = make_conv_winograd_avx2(d, weight, std::move(k));
+    if (k) return k;
+  }
+  return make_conv_generic(d, weight);
+}
+
+}  // namespace gpen::cpu

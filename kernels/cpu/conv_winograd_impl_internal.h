@@ -1,0 +1,318 @@
+// Winograd F(4x4, 3x3) convolution (3x3, stride 1, any pad <= 2), f32, templated on an element
+// policy P like conv_direct_impl_internal.h, so that the AVX2 and AVX-512 files share it. (A bf16
+// variant was tried and dropped: bf16 operands in the Winograd domain cost ~2.5% relative L2 error.)
+// Include inside the per-ISA namespace after conv_direct_impl_internal.h.
+//
+// A 4x4 output tile costs 36 multiplies per (c, k) instead of 144: Y = A^T [U .* V] A with
+// U = G g G^T (weights, transformed once at load) and V = B^T d B (6x6 input patch d).
+// Layout: vectors run over TILES (W = 16 or 8 tiles per vector, a "slot"), so the 36 products are
+// 36 independent GEMMs  M[xi][k][tile] = sum_c U[xi][k][c] * V[xi][c][tile]  that reuse the direct
+// conv's register-blocked micro-kernel (KT output channels x NV slots), and both transforms are plain
+// vector arithmetic. NCHW in and out, no global repacking:
+//   * wide maps (tiles per row >= W): a slot is W consecutive tiles of one tile row; the 6 strided
+//     columns {4t + j} are pulled out of 4W+2 contiguous input floats with P::extract6 (permutes),
+//     and the 4x4 results are interleaved back with P::interleave4 into contiguous output rows;
+//   * narrow maps: a slot is W consecutive tiles in raster order, gathered from a padded copy of the
+//     (small) channel with scalar loads.
+// The modulation in_scale multiplies V (it is linear), out_scale is applied in the epilogue.
+// Work item = (sample, block of NV slots = 64 tiles on AVX-512, group of output channels): the input
+// transform of the block for all C (36 x C x 64 floats) once, then for chunks of output channels
+// whose M (36 x chunk x 64 floats) fits L2: the 36 GEMMs, then the output transform + epilogue.
+// (Tried and measured slower: C-chunked transforms accumulating M, L1 blocking of the reduction,
+// sharing weight panels between blocks -- the extra M / V traffic outweighs what they save.)
+
+template <class S>
+inline void winograd_bt6(const typename S::V* z, typename S::V* out) {
+  // Rows of B^T: [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0] [0 -2 -1 2 1 0] [0 2 -1 -2 1 0] [0 4 0 -5 0 1]
+  const typename S::V four = S::set1(4.f), five = S::set1(5.f), two = S::set1(2.f);
+  const typename S::V t0 = S::fnmadd(four, z[2], z[4]);  // z4 - 4 z2
+  const typename S::V t1 = S::fnmadd(four, z[1], z[3]);  // z3 - 4 z1
+  const typename S::V t2 = S::sub(z[4], z[2]);
+  const typename S::V t3 = S::mul(two, S::sub(z[3], z[1]));
+  out[0] = S::fmadd(four, z[0], S::fnmadd(five, z[2], z[4]));
+  out[1] = S::add(t0, t1);
+  out[2] = S::sub(t0, t1);
+  out[3] = S::add(t2, t3);
+  out[4] = S::sub(t2, t3);
+  out[5] = S::fmadd(four, z[1], S::fnmadd(five, z[3], z[5]));
+}
+
+template <class S>
+inline void winograd_at6(const typename S::V* m, typename S::V* o) {
+  // Rows of A^T: [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1]
+  const typename S::V a = S::add(m[1], m[2]), b = S::sub(m[1], m[2]), c = S::add(m[3], m[4]),
+                      d = S::sub(m[3], m[4]);
+  o[0] = S::add(S::add(m[0], a), c);
+  o[1] = S::fmadd(S::set1(2.f), d, b);
+  o[2] = S::fmadd(S::set1(4.f), c, a);
+  o[3] = S::add(S::fmadd(S::set1(8.f), d, b), m[5]);
+}
+
+template <class P>
+class WinogradConv final : public ConvKernel {
+  using S = typename P::S;
+  using V = typename S::V;
+  static constexpr int KT = P::KT, NV = P::NV, VW = P::W, LD = NV * VW;
+  static_assert(P::CU == 1, "f32 only");
+
+ public:
+  static bool supports(const ConvDesc& d) {
+    return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad >= 0 && d.pad <= 2 &&
+           d.C >= 1 && d.K >= 1;
+  }
+
+  WinogradConv(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small)
+      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)) {
+    name_ = std::string(P::dtype) + "_conv3x3_winograd_f43_" + std::to_string(KT) + "x" + std::to_string(LD) + "__" +
+            P::isa;
+    if (small_) name_ += "|" + small_->name();  // what runs on maps of fewer than W tiles
+    pack_weights(w);
+  }
+
+  std::string name() const override { return name_; }
+
+  void run(const ConvRun& r) const override {
+    const int OH = d_.out_h(r.x.h), OW = d_.out_w(r.x.w);
+    if (OH <= 0 || OW <= 0 || r.x.n <= 0) return;  // empty output
+    const int ty = int(div_up(OH, 4)), tx = int(div_up(OW, 4));
+    // Fewer tiles than one vector: the direct kernel is faster than a mostly empty GEMM.
+    if (small_ && int64_t(ty) * tx < VW) return small_->run(r);
+    Geo g;
+    g.OH = OH, g.OW = OW, g.ty = ty, g.tx = tx;
+    g.wide = tx >= VW;
+    g.spr = int(div_up(tx, VW));
+    g.slots = g.wide ? ty * g.spr : int(div_up(int64_t(ty) * tx, VW));
+    // The block's transformed input V (36 x C x LD, L2/L3 resident; each GEMM streams one 36th of
+    // it, C x LD, from L2 while it sweeps that chunk's output channels) is computed once per item.
+    // Output channels are processed in chunks whose M (36 x chunk x LD floats) stays in L2.
+    // Items split the output channels further only when the blocks alone would leave threads idle
+    // (each such item redoes the input transform).
+    const int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (36 * KT * LD * sizeof(float)))));
+    const int threads = r.pool ? r.pool->size() : 1, N = r.x.n;
+    const int blocks = int(div_up(g.slots, NV));
+    // Fewest channel groups that keep the threads evenly busy (>= 85% of the last round used).
+    auto balance = [&](int kg) {
+      const int64_t items = int64_t(N) * blocks * kg;
+      return double(items) / double(threads * div_up(items, threads));
+    };
+    int kgroups = 1;
+    while (kgroups < ktiles_ && balance(kgroups) < 0.85) ++kgroups;
+    const int per_group = int(div_up(ktiles_, kgroups));
+    parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
+      float* vb = thread_scratch<float>(1, size_t(36) * d_.C * LD);
+      float* m = thread_scratch<float>(2, size_t(36) * kchunk * KT * LD);
+      for (int64_t i = b; i < e; ++i) {
+        const int n = int(i / (int64_t(blocks) * kgroups)), rest = int(i % (int64_t(blocks) * kgroups));
+        const int blk = rest / kgroups, kg = rest % kgroups;
+        const int s0 = blk * NV, ns = std::min(NV, g.slots - s0);
+        const int kt0 = kg * per_group, kt1 = std::min(ktiles_, kt0 + per_group);
+        if (kt0 >= kt1) continue;
+        input_transform(r, g, n, s0, ns, vb);
+        for (int kc = kt0; kc < kt1; kc += kchunk) {
+          const int kce = std::min(kt1, kc + kchunk);
+          gemm(vb, ns, kc, kce, kchunk, m);
+          output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
+        }
+      }
+    });
+  }
+
+ private:
+  struct Geo {
+    int OH, OW, ty, tx, spr, slots;
+    bool wide;
+  };
+
+  // U[xi][kt][c][KT] = (G g G^T)[xi] for k = kt*KT + kk (0 beyond K).
+  void pack_weights(const float* w) {
+    static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                   {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+    u_.resize(size_t(36) * ktiles_ * d_.C * KT);
+    std::vector<float> tu(size_t(36) * d_.K * d_.C);  // [xi][k][c]
+    for (int k = 0; k < d_.K; ++k)
+      for (int c = 0; c < d_.C; ++c) {
+        const float* g = w + (int64_t(k) * d_.C + c) * 9;
+        double tmp[6][3];  // G g
+        for (int a = 0; a < 6; ++a)
+          for (int j = 0; j < 3; ++j) tmp[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+        for (int a = 0; a < 6; ++a)
+          for (int b = 0; b < 6; ++b)
+            tu[(size_t(a * 6 + b) * d_.K + k) * d_.C + c] =
+                float(tmp[a][0] * G[b][0] + tmp[a][1] * G[b][1] + tmp[a][2] * G[b][2]);
+      }
+    float* dst = u_.data();
+    for (int xi = 0; xi < 36; ++xi)
+      for (int kt = 0; kt < ktiles_; ++kt)
+        for (int c = 0; c < d_.C; ++c)
+          for (int kk = 0; kk < KT; ++kk) {
+            const int k = kt * KT + kk;
+            *dst++ = k < d_.K ? tu[(size_t(xi) * d_.K + k) * d_.C + c] : 0.f;
+          }
+  }
+
+  // vb[xi][c][slot*VW + t] = in_scale * (B^T d B)[xi] for the ns slots starting at s0.
+  void input_transform(const ConvRun& r, const Geo& g, int n, int s0, int ns, float* vb) const {
+    const int H = r.x.h, W = r.x.w, C = d_.C;
+    const int ph = 4 * g.ty + 2, pw = 4 * g.tx + 2, rw = 4 * VW + 2 + VW;
+    // Wide maps: 6 zero-padded rows for border slots. Narrow maps: padded copy of one channel.
+    float* scratch = thread_scratch<float>(3, g.wide ? size_t(6) * rw : size_t(ph) * pw);
+    for (int c = 0; c < C; ++c) {
+      const float* xp = r.x.at(n, c);
+      if (g.wide && c + 2 < C) prefetch_wide(r.x.at(n, c + 2), H, W, g, s0, ns);
+      if (!g.wide)
+        for (int y = 0; y < ph; ++y) {
+          const int sy = y - d_.pad;
+          fill_row(scratch + int64_t(y) * pw, sy >= 0 && sy < H ? xp + int64_t(sy) * W : nullptr, W, pw, 1, 0, d_.pad,
+                   1.f);
+        }
+      const V sc = S::set1(r.in_scale ? r.in_scale[int64_t(n) * C + c] : 1.f);
+      for (int sl = 0; sl < ns; ++sl) {
+        V d[6][6], res[36];
+        if (g.wide)
+          load_wide(xp, H, W, (s0 + sl) / g.spr, ((s0 + sl) % g.spr) * VW, scratch, rw, d);
+        else
+          load_narrow(scratch, pw, g, s0 + sl, d);
+        transform_in(d, res);
+        for (int xi = 0; xi < 36; ++xi)
+          S::store(vb + (int64_t(xi) * C + c) * LD + sl * VW, r.in_scale ? S::mul(res[xi], sc) : res[xi]);
+      }
+    }
+  }
+
+  // The input rows of a block are short pieces of a big plane: prefetch those of a later channel
+  // while this one is transformed (the hardware prefetchers do not follow this pattern).
+  void prefetch_wide(const float* xp, int H, int W, const Geo& g, int s0, int ns) const {
+    for (int sl = 0; sl < ns; ++sl) {
+      const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
+      const int c0 = std::max(0, 4 * tx0 - d_.pad), c1 = std::min(W, 4 * tx0 - d_.pad + 4 * VW + 2);
+      for (int i = 0; i < 6; ++i) {
+        const int y = 4 * ty - d_.pad + i;
+        if (y < 0 || y >= H || c1 <= c0) continue;
+        const float* row = xp + int64_t(y) * W;
+        for (int x = c0; x < c1; x += 16) _mm_prefetch(reinterpret_cast<const char*>(row + x), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(row + c1 - 1), _MM_HINT_T0);
+      }
+    }
+  }
+
+  // d[i][j][t] = x[4*ty + i - pad][4*(tx0 + t) + j - pad] for the VW tiles of a wide slot.
+  void load_wide(const float* xp, int H, int W, int ty, int tx0, float* rows, int rw, V (&d)[6][6]) const {
+    const int r0 = 4 * ty - d_.pad, c0 = 4 * tx0 - d_.pad;
+    const bool interior = r0 >= 0 && r0 + 5 < H && c0 >= 0 && c0 + 4 * VW + 1 < W;
+    for (int i = 0; i < 6; ++i) {
+      const float* rp;
+      if (interior) {
+        rp = xp + int64_t(r0 + i) * W + c0;
+      } else {
+        float* row = rows + i * rw;
+        const bool live = r0 + i >= 0 && r0 + i < H;
+        fill_row(row, live ? xp + int64_t(r0 + i) * W : nullptr, W, 4 * VW + 2, 1, 0, -c0, 1.f);
+        rp = row;
+      }
+      P::extract6(rp, d[i]);
+    }
+  }
+
+  // Same for a narrow slot (VW consecutive raster tiles) from the padded channel copy.
+  static void load_narrow(const float* pad, int pw, const Geo& g, int slot, V (&d)[6][6]) {
+    alignas(64) float tmp[36][VW];
+    const int ntiles = g.ty * g.tx;
+    for (int t = 0; t < VW; ++t) {
+      const int tile = slot * VW + t;
+      const int y0 = tile < ntiles ? 4 * (tile / g.tx) : 0, x0 = tile < ntiles ? 4 * (tile % g.tx) : 0;
+      for (int i = 0; i < 6; ++i)
+        for (int jj = 0; jj < 6; ++jj) tmp[i * 6 + jj][t] = pad[int64_t(y0 + i) * pw + x0 + jj];
+    }
+    for (int i = 0; i < 6; ++i)
+      for (int jj = 0; jj < 6; ++jj) d[i][jj] = S::load(tmp[i * 6 + jj]);
+  }
+
+  static void transform_in(V (&d)[6][6], V* out) {
+    V t[6][6];  // t[i][b] = (d B)[i][b]
+    for (int i = 0; i < 6; ++i) winograd_bt6<S>(d[i], t[i]);
+    for (int b = 0; b < 6; ++b) {
+      V col[6], o[6];
+      for (int i = 0; i < 6; ++i) col[i] = t[i][b];
+      winograd_bt6<S>(col, o);
+      for (int a = 0; a < 6; ++a) out[a * 6 + b] = o[a];
+    }
+  }
+
+  // m[xi][kt - kt0][KT][LD] = U[xi][kt] . vb[xi] over all channels, for ns slots. For one xi the
+  // C x LD slice of vb stays in L2 while all the chunk's output-channel tiles sweep it.
+  template <int NS>
+  void gemm_n(const float* vb, int kt0, int kt1, int kbs, float* m) const {
+    static const int zero = 0;
+    const int C = d_.C;
+    for (int xi = 0; xi < 36; ++xi)
+      for (int kt = kt0; kt < kt1; ++kt)
+        P::template micro<KT, NS>(u_.data() + (int64_t(xi) * ktiles_ + kt) * C * KT, vb + int64_t(xi) * C * LD, &zero,
+                                  1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
+  }
+  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, float* m) const {
+    static_assert(NV <= 4, "gemm dispatch covers NV <= 4");
+    switch (ns) {
+      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, m);
+      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, m);
+      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, m);
+      default: return gemm_n<NV>(vb, kt0, kt1, kbs, m);
+    }
+  }
+
+  void output_transform(const ConvRun& r, const Geo& g, int n, int s0, int ns, int kb, int kbe, int kbs,
+                        const float* m) const {
+    const Epilogue& ep = r.ep;
+    const V vslope = S::set1(ep.slope), vgain = S::set1(ep.gain);
+    for (int k = kb * KT; k < std::min(d_.K, kbe * KT); ++k) {
+      const V vos = S::set1(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f);
+      const V vb = S::set1(ep.bias ? ep.bias[k] : 0.f);
+      float* out = r.y.at(n, k);
+      const float* mk = m + int64_t(k - kb * KT) * LD;
+      for (int sl = 0; sl < ns; ++sl) {
+        V o[4][4];
+        {
+          V t[4][6];  // t[i][b] = (A^T M)[i][b]
+          for (int b = 0; b < 6; ++b) {
+            V col[6], oc[4];
+            for (int a = 0; a < 6; ++a) col[a] = S::load(mk + int64_t(a * 6 + b) * kbs * KT * LD + sl * VW);
+            winograd_at6<S>(col, oc);
+            for (int i = 0; i < 4; ++i) t[i][b] = oc[i];
+          }
+          for (int i = 0; i < 4; ++i) winograd_at6<S>(t[i], o[i]);
+        }
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) {
+            V v = S::mul(o[i][j], vos);
+            if (ep.bias) v = S::add(v, vb);
+            if (ep.slope != 1.f) v = S::lrelu(v, vslope);
+            if (ep.gain != 1.f) v = S::mul(v, vgain);
+            o[i][j] = v;
+          }
+        if (g.wide) {
+          const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
+          const int nvalid = std::min(4 * VW, g.OW - 4 * tx0);
+          for (int i = 0; i < 4 && 4 * ty + i < g.OH; ++i)
+            P::interleave4(o[i], out + int64_t(4 * ty + i) * g.OW + 4 * tx0, nvalid);
+        } else {
+          alignas(64) float tmp[16][VW];
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) S::store(tmp[i * 4 + j], o[i][j]);
+          const int ntiles = g.ty * g.tx;
+          for (int t = 0; t < VW; ++t) {
+            const int tile = (s0 + sl) * VW + t;
+            if (tile >= ntiles) break;
+            const int y0 = 4 * (tile / g.tx), x0 = 4 * (tile % g.tx);
+            for (int i = 0; i < 4 && y0 + i < g.OH; ++i)
+              for (int j = 0; j < 4 && x0 + j < g.OW; ++j) out[int64_t(y0 + i) * g.OW + x0 + j] = tmp[i * 4 + j][t];
+          }
+        }
+      }
+    }
+  }
+
+  ConvDesc d_;
+  int ktiles_;
+  std::unique_ptr<ConvKernel> small_;
+  std::string name_;
+  AlignedArray<float> u_;  // [36][ktiles][C][KT]
+};

@@ -1,0 +1,162 @@
+// Vectorised non-conv ops, templated on the vector traits S (simd_internal.h). Include inside the
+// per-ISA namespace after simd_internal.h and buffers_internal.h. Semantics are those of generic.h.
+
+// row[j] = x[(j - pad0) / up] where j - pad0 is a multiple of up inside the input, else 0.
+inline void expand_row(float* row, const float* src, int W, int up, int pad0, int ew) {
+  if (up == 1) {  // a shifted copy: zeros, the row (cropped to [0, ew)), zeros
+    const int j0 = std::max(0, pad0), j1 = std::min(ew, W + pad0);
+    if (j1 <= j0) {
+      std::memset(row, 0, sizeof(float) * size_t(ew));
+      return;
+    }
+    std::memset(row, 0, sizeof(float) * size_t(j0));
+    std::memcpy(row + j0, src + (j0 - pad0), sizeof(float) * size_t(j1 - j0));
+    std::memset(row + j1, 0, sizeof(float) * size_t(ew - j1));
+    return;
+  }
+  std::memset(row, 0, sizeof(float) * size_t(ew));
+  for (int i = 0; i < W; ++i) {
+    const int j = i * up + pad0;
+    if (j >= ew) break;
+    if (j >= 0) row[j] = src[i];
+  }
+}
+
+// upfirdn2d with down == 1 (every use in GPEN: the blur after a transposed conv, pad (1,1); the
+// ToRGB skip upsample, up 2 pad (2,1); the blur before a stride-2 encoder conv, pad (2,2)).
+// Output row oy is a correlation of the zero-inserted, padded input with the flipped kernel:
+//   y[oy][ox] = sum_{ky,kx} kf[ky][kx] * E_{oy+ky}[ox+kx]
+// where E_r is the "expanded" source row r (zeros inserted for up > 1, pad0 zeros in front) --
+// all-zero rows are skipped, and each expanded row is built once and cached while the kh output
+// rows that read it are computed. Vectorised over ox, all taps accumulated in registers.
+// No separability is assumed (the 4x4 kernel costs 16 FMAs per vector of outputs; memory bound).
+template <class S>
+bool upfirdn2d_t(const View& x, const View& y, const float* kernel, int kh, int kw, int up, int down, int pad0,
+                 const Epilogue& ep, ThreadPool* pool) {
+  using V = typename S::V;
+  if (down != 1 || up < 1 || kh < 1 || kw < 1 || kh * kw > 64) return false;
+  const int OH = y.h, OW = y.w, H = x.h, W = x.w;
+  const int ew = int(round_up(OW + kw - 1, S::W)) + S::W;  // expanded row width, with vector slack
+  float kf[64];
+  for (int ky = 0; ky < kh; ++ky)
+    for (int kx = 0; kx < kw; ++kx) kf[ky * kw + kx] = kernel[(kh - 1 - ky) * kw + (kw - 1 - kx)];
+  // Items: (plane, band of output rows), so that a 3-channel ToRGB upsample still uses every thread.
+  const int band = std::max(1, std::min(OH, 32));
+  const int bands = int(div_up(OH, band));
+  parallel_for(pool, int64_t(x.n) * x.c * bands, 1, [&](int64_t b, int64_t e) {
+    float* cache = thread_scratch<float>(0, size_t(kh) * ew);
+    int tag[64];
+    for (int64_t item = b; item < e; ++item) {
+      const int plane = int(item / bands), oy0 = int(item % bands) * band, oy1 = std::min(OH, oy0 + band);
+      const int n = plane / x.c, c = plane % x.c;
+      const float* xp = x.at(n, c);
+      float* yp = y.at(n, c);
+      const V vb = S::set1(ep.bias ? ep.bias[c] : 0.f), vs = S::set1(ep.slope), vg = S::set1(ep.gain);
+      auto fin = [&](V v) {  // the epilogue, in the reference's order
+        if (ep.bias) v = S::add(v, vb);
+        if (ep.slope != 1.f) v = S::lrelu(v, vs);
+        if (ep.gain != 1.f) v = S::mul(v, vg);
+        return v;
+      };
+      for (int i = 0; i < kh; ++i) tag[i] = -1;
+      for (int oy = oy0; oy < oy1; ++oy) {
+        const float* rows[64];
+        int taps[64], nt = 0;
+        for (int ky = 0; ky < kh; ++ky) {
+          const int t = oy + ky - pad0;
+          if (t < 0 || t % up || t / up >= H) continue;  // a zero row of the upsampled, padded input
+          const int sy = t / up, slot = sy % kh;
+          float* row = cache + int64_t(slot) * ew;
+          if (tag[slot] != sy) {
+            expand_row(row, xp + int64_t(sy) * W, W, up, pad0, ew);
+            tag[slot] = sy;
+          }
+          rows[nt] = row;
+          taps[nt++] = ky;
+        }
+        // Broadcast this row's taps once; 4 accumulators (4 vectors of ox) hide the FMA latency.
+        V wv[64];
+        const float* src[64];
+        int nw = 0;
+        for (int i = 0; i < nt; ++i)
+          for (int kx = 0; kx < kw; ++kx) wv[nw] = S::set1(kf[taps[i] * kw + kx]), src[nw++] = rows[i] + kx;
+        float* out = yp + int64_t(oy) * OW;
+        int ox = 0;
+        for (; ox + 4 * S::W <= OW; ox += 4 * S::W) {
+          V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+          for (int t = 0; t < nw; ++t) {
+            const float* r = src[t] + ox;
+            a0 = S::fmadd(wv[t], S::load(r), a0);
+            a1 = S::fmadd(wv[t], S::load(r + S::W), a1);
+            a2 = S::fmadd(wv[t], S::load(r + 2 * S::W), a2);
+            a3 = S::fmadd(wv[t], S::load(r + 3 * S::W), a3);
+          }
+          S::store(out + ox, fin(a0)), S::store(out + ox + S::W, fin(a1));
+          S::store(out + ox + 2 * S::W, fin(a2)), S::store(out + ox + 3 * S::W, fin(a3));
+        }
+        for (; ox < OW; ox += S::W) {
+          V a = S::zero();
+          for (int t = 0; t < nw; ++t) a = S::fmadd(wv[t], S::load(src[t] + ox), a);
+          S::store_n(out + ox, fin(a), std::min(S::W, OW - ox));
+        }
+      }
+    }
+  });
+  return true;
+}
+
+template <class S>
+void scale_bias_act_t(const View& x, const View& y, float scale, const Epilogue& ep, ThreadPool* pool) {
+  const int64_t plane = x.plane();
+  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int n = int(i / x.c), c = int(i % x.c);
+      const float* xp = x.at(n, c);
+      float* yp = y.at(n, c);
+      // epilogue_span takes int counts: walk big planes in chunks.
+      for (int64_t j = 0; j < plane; j += 1 << 30)
+        epilogue_span<S>(yp + j, xp + j, int(std::min<int64_t>(plane - j, 1 << 30)), scale,
+                         ep.bias ? ep.bias + c : nullptr, ep.slope, ep.gain);
+    }
+  });
+}
+
+template <class S>
+void add_t(const View& a, const View& b, const View& y, ThreadPool* pool) {
+  const int64_t plane = a.plane();
+  parallel_for(pool, int64_t(a.n) * a.c, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int n = int(i / a.c), c = int(i % a.c);
+      const float *ap = a.at(n, c), *bp = b.at(n, c);
+      float* yp = y.at(n, c);
+      int64_t j = 0;
+      for (; j + S::W <= plane; j += S::W) S::store(yp + j, S::add(S::load(ap + j), S::load(bp + j)));
+      for (; j < plane; ++j) yp[j] = ap[j] + bp[j];
+    }
+  });
+}
+
+// y[b][o] = ep(dot(x[b], w[o])): f32 dot products with 4 independent vector accumulators.
+template <class S>
+void linear_t(const float* x, const float* w, float* y, int n, int in, int out, const Epilogue& ep,
+              ThreadPool* pool) {
+  using V = typename S::V;
+  parallel_for(pool, int64_t(n) * out, 0, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const int b = int(i / out), o = int(i % out);
+      const float* xr = x + int64_t(b) * in;
+      const float* wr = w + int64_t(o) * in;
+      V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+      int j = 0;
+      for (; j + 4 * S::W <= in; j += 4 * S::W) {
+        a0 = S::fmadd(S::load(xr + j), S::load(wr + j), a0);
+        a1 = S::fmadd(S::load(xr + j + S::W), S::load(wr + j + S::W), a1);
+        a2 = S::fmadd(S::load(xr + j + 2 * S::W), S::load(wr + j + 2 * S::W), a2);
+        a3 = S::fmadd(S::load(xr + j + 3 * S::W), S::load(wr + j + 3 * S::W), a3);
+      }
+      for (; j + S::W <= in; j += S::W) a0 = S::fmadd(S::load(xr + j), S::load(wr + j), a0);
+      if (j < in) a1 = S::fmadd(S::load_n(xr + j, in - j), S::load_n(wr + j, in - j), a1);
+      y[i] = ep.apply(S::hsum(S::add(S::add(a0, a1), S::add(a2, a3))), o);
+    }
+  });
+}

@@ -1,0 +1,278 @@
+// Optimized convolution kernels against the generic reference (ref::conv2d), for every ISA path this
+// machine has, on odd shapes, with/without modulation scales, with epilogues and channel-slice outputs.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/generic.h"
+#include "kernels/cpu/isa.h"
+
+using namespace gpen;
+using namespace gpen::cpu;
+
+namespace {
+
+struct IsaCapGuard {
+  ~IsaCapGuard() { set_isa_cap(Isa::AVX512_BF16); }
+};
+
+std::vector<float> random_vec(std::mt19937& rng, size_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = u(rng);
+  return v;
+}
+
+// Which kernel paths to exercise: (isa cap, precision, substring the kernel name must contain).
+struct Path {
+  Isa isa;
+  Precision prec;
+  const char* tag;
+};
+std::vector<Path> available_paths() {
+  std::vector<Path> p;
+  set_isa_cap(Isa::AVX512_BF16);
+  const Isa have = active_isa();  // what the CPU has, capped by GPEN_ISA
+  if (have >= Isa::AVX2) p.push_back({Isa::AVX2, Precision::F32, "__avx2"});
+  if (have >= Isa::AVX512) p.push_back({Isa::AVX512, Precision::F32, "__avx512"});
+  if (have >= Isa::AVX512_BF16) p.push_back({Isa::AVX512_BF16, Precision::BF16, "__avx512bf16"});
+  return p;
+}
+
+struct Case {
+  ConvDesc d;
+  int n = 1, h = 1, w = 1;
+  bool in_scale = false, out_scale = false, bias = false, lrelu = false, slice = false;
+};
+
+std::string describe(const Case& c, const Path& p, const std::string& name) {
+  return "C=" + std::to_string(c.d.C) + " K=" + std::to_string(c.d.K) + " k=" + std::to_string(c.d.kh) + "x" +
+         std::to_string(c.d.kw) + " s=" + std::to_string(c.d.stride) + " p=" + std::to_string(c.d.pad) +
+         (c.d.transposed ? " T" : "") + " N=" + std::to_string(c.n) + " HxW=" + std::to_string(c.h) + "x" +
+         std::to_string(c.w) + (c.in_scale ? " in_s" : "") + (c.out_scale ? " out_s" : "") + (c.bias ? " bias" : "") +
+         (c.lrelu ? " lrelu" : "") + (c.slice ? " slice" : "") + " isa=" + isa_name(p.isa) + " " +
+         precision_name(p.prec) + " kernel=" + name;
+}
+
+// Runs one case on one path and compares with the reference. `name_must` is checked against the
+// kernel's name; returns the name for callers that want to see which algorithm ran.
+std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const char* name_must = nullptr) {
+  std::mt19937 rng(uint32_t(c.d.C * 131 + c.d.K * 7 + c.h * 13 + c.w));
+  const ConvDesc& d = c.d;
+  const int OH = d.out_h(c.h), OW = d.out_w(c.w);
+  auto wv = random_vec(rng, size_t(d.K) * d.C * d.kh * d.kw, -1.f, 1.f);
+  auto xv = random_vec(rng, size_t(c.n) * d.C * c.h * c.w, -1.f, 1.f);
+  auto isv = random_vec(rng, size_t(c.n) * d.C, 0.5f, 1.5f);
+  auto osv = random_vec(rng, size_t(c.n) * d.K, 0.5f, 1.5f);
+  auto bv = random_vec(rng, size_t(d.K), -0.5f, 0.5f);
+  Epilogue ep;
+  if (c.bias) ep.bias = bv.data();
+  if (c.lrelu) ep.slope = 0.2f, ep.gain = std::sqrt(2.f);
+
+  // With `slice`, the input is also a channel slice (channels [1, 1+C) of a C+3 channel buffer),
+  // as when a conv reads part of a concat.
+  std::vector<float> xbuf;
+  View x = make_view(xv.data(), c.n, d.C, c.h, c.w);
+  if (c.slice) {
+    const int64_t xplane = int64_t(c.h) * c.w;
+    xbuf.assign(size_t(c.n) * (d.C + 3) * xplane, 1e30f);  // huge values would show up if read
+    for (int n = 0; n < c.n; ++n)
+      std::copy_n(xv.data() + int64_t(n) * d.C * xplane, d.C * xplane, xbuf.data() + (n * (d.C + 3) + 1) * xplane);
+    x = View{xbuf.data() + xplane, c.n, d.C, c.h, c.w, (d.C + 3) * xplane};
+  }
+  std::vector<float> ref_out(size_t(c.n) * d.K * OH * OW);
+  View yr = make_view(ref_out.data(), c.n, d.K, OH, OW);
+  ref::conv2d(d, wv.data(), x, yr, c.in_scale ? isv.data() : nullptr, c.out_scale ? osv.data() : nullptr, ep, nullptr);
+
+  // Output: channels [2, 2+K) of a (K+5)-channel buffer when slicing; the rest must stay untouched.
+  const int ktot = c.slice ? d.K + 5 : d.K, k0 = c.slice ? 2 : 0;
+  const int64_t plane = int64_t(OH) * OW;
+  std::vector<float> buf(size_t(c.n) * ktot * plane, 12345.f);
+  View y{buf.data() + k0 * plane, c.n, d.K, OH, OW, ktot * plane};
+
+  set_isa_cap(p.isa);
+  KernelOptions opt;
+  opt.isa = p.isa;
+  opt.precision = p.prec;
+  Tensor wt = Tensor::from_floats({d.K, d.C, d.kh, d.kw}, wv);
+  auto kern = make_conv_kernel(d, wt, opt);
+  const std::string name = kern->name();
+  INFO(describe(c, p, name));
+  // Winograd kernels name their small-map fallback too ("winograd...|direct..."); in bf16 precision
+  // that fallback is the bf16 direct kernel (Winograd itself stays f32, bf16 would be too lossy).
+  // Plain 1x1 convs stay f32 in bf16 mode (memory bound; the f32 kernel reads the input in place).
+  const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
+  if (p.prec == Precision::BF16 && pointwise)
+    CHECK(name == "f32_conv_direct_6x64__avx512");
+  else
+    CHECK(name.find(p.tag) != std::string::npos);
+  if (name_must) CHECK(name.find(name_must) != std::string::npos);
+  ConvRun run{x, y, c.in_scale ? isv.data() : nullptr, c.out_scale ? osv.data() : nullptr, ep, pool};
+  kern->run(run);
+  kern->run(run);  // twice: scratch reuse must not leak state between runs
+
+  double max_ref = 0, max_err = 0, se = 0, sr = 0;
+  bool untouched = true;
+  for (int n = 0; n < c.n; ++n)
+    for (int k = 0; k < ktot; ++k)
+      for (int64_t i = 0; i < plane; ++i) {
+        const float got = buf[(size_t(n) * ktot + k) * plane + i];
+        if (k < k0 || k >= k0 + d.K) {
+          untouched &= got == 12345.f;
+          continue;
+        }
+        const float want = ref_out[(size_t(n) * d.K + (k - k0)) * plane + i];
+        max_ref = std::max(max_ref, double(std::fabs(want)));
+        max_err = std::max(max_err, double(std::fabs(got - want)));
+        se += double(got - want) * (got - want);
+        sr += double(want) * want;
+      }
+  CHECK(untouched);
+  if (p.prec == Precision::BF16 && name.find("bf16") != std::string::npos) {
+    const double rel_l2 = std::sqrt(se / std::max(sr, 1e-30));
+    INFO("relative L2 error " << rel_l2);
+    CHECK(rel_l2 <= 1e-2);
+  } else {
+    // Relative to the output scale; Winograd's transforms add rounding (its constants reach 1/24).
+    const double tol = name.find("winograd") != std::string::npos ? 1e-4 : 1e-5;
+    INFO("max abs error " << max_err << " max |ref| " << max_ref);
+    CHECK(max_err <= tol * std::max(1.0, max_ref));
+  }
+  return name;
+}
+
+// Deterministic variety of flags for case i.
+Case with_flags(Case c, int i) {
+  c.in_scale = i % 2 == 0;
+  c.out_scale = (i / 2) % 2 == 0;
+  c.bias = i % 3 != 1;
+  c.lrelu = i % 3 == 0;
+  c.slice = (i / 3) % 2 == 0;
+  c.n = i % 4 == 1 ? 3 : 1;
+  return c;
+}
+
+ConvDesc conv(int C, int K, int k, int s, int p, bool t = false) {
+  ConvDesc d;
+  d.C = C, d.K = K, d.kh = d.kw = k, d.stride = s, d.pad = p, d.transposed = t;
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("direct conv 3x3 stride 1 matches reference on odd shapes", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(3);
+  const int Cs[] = {3, 5, 17, 33}, Ks[] = {1, 7, 19, 35};
+  const int HW[][2] = {{1, 1}, {2, 2}, {5, 7}, {7, 5}, {13, 13}, {31, 2}, {2, 31}, {9, 13}};
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (int ci = 0; ci < 4; ++ci)
+      for (int ki = 0; ki < 4; ++ki, ++i) {
+        Case c;
+        c.d = conv(Cs[ci], Ks[ki], 3, 1, 1);
+        c.h = HW[i % 8][0], c.w = HW[i % 8][1];
+        check_case(with_flags(c, i), p, i % 2 ? &pool : nullptr);
+      }
+}
+
+TEST_CASE("direct conv 1x1 and other kernel sizes match reference", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(2);
+  const Case cases[] = {
+      {conv(3, 35, 1, 1, 0), 1, 13, 31},  {conv(33, 3, 1, 1, 0), 1, 31, 13}, {conv(17, 19, 1, 1, 0), 1, 1, 1},
+      {conv(5, 7, 1, 1, 1), 1, 5, 7},     {conv(17, 7, 5, 1, 2), 1, 13, 9}, {conv(5, 19, 3, 1, 0), 1, 7, 13},
+      {conv(3, 64, 1, 1, 0), 1, 40, 40},  {conv(64, 3, 1, 1, 0), 1, 33, 33},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) {
+      check_case(with_flags(c, i), p, i % 2 ? &pool : nullptr);
+      ++i;
+    }
+}
+
+TEST_CASE("direct conv stride 2 (encoder) matches reference", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(2);
+  const Case cases[] = {
+      {conv(3, 7, 3, 2, 0), 1, 13, 13},  {conv(17, 35, 3, 2, 0), 1, 31, 7}, {conv(5, 19, 3, 2, 0), 1, 3, 3},
+      {conv(33, 7, 3, 2, 0), 1, 7, 31},  {conv(5, 7, 3, 2, 1), 1, 13, 5},   {conv(5, 7, 3, 2, 1), 1, 2, 2},
+      {conv(3, 5, 1, 2, 0), 1, 13, 13},  {conv(17, 19, 4, 2, 1), 1, 13, 9}, {conv(5, 7, 3, 3, 1), 1, 13, 13},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) {
+      check_case(with_flags(c, i), p, i % 2 ? &pool : nullptr);
+      ++i;
+    }
+}
+
+TEST_CASE("transposed stride-2 conv (sub-pixel) matches reference", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(2), pool16(16);
+  const Case cases[] = {
+      {conv(3, 7, 3, 2, 0, true), 1, 1, 1},    {conv(17, 19, 3, 2, 0, true), 1, 2, 2},
+      {conv(5, 35, 3, 2, 0, true), 1, 5, 7},   {conv(33, 7, 3, 2, 0, true), 1, 13, 13},
+      {conv(17, 1, 3, 2, 0, true), 1, 7, 2},   {conv(5, 7, 3, 2, 1, true), 1, 7, 5},
+      {conv(5, 7, 4, 2, 1, true), 1, 5, 7},    {conv(3, 5, 2, 2, 0, true), 1, 5, 5},
+      {conv(5, 7, 3, 1, 1, true), 1, 5, 7},    {conv(3, 5, 3, 3, 0, true), 1, 5, 4},
+      {conv(35, 19, 3, 2, 0, true), 1, 31, 13},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) {
+      check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr);
+      ++i;
+    }
+}
+
+TEST_CASE("winograd F(4,3) matches reference on wide, narrow and odd maps", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(3), pool16(16);  // 16 threads: more items than blocks (channel groups)
+  // Wide maps (>= 16 tiles per row on AVX-512, >= 8 on AVX2) take the permute path, narrow ones the
+  // gather path; odd sizes leave partial tiles and partial vectors on both.
+  const Case cases[] = {
+      {conv(5, 7, 3, 1, 1), 1, 13, 67},   {conv(17, 19, 3, 1, 1), 1, 17, 17}, {conv(3, 35, 3, 1, 1), 1, 31, 13},
+      {conv(33, 1, 3, 1, 1), 1, 7, 130},  {conv(17, 7, 3, 1, 1), 1, 70, 65},  {conv(5, 19, 3, 1, 0), 1, 19, 66},
+      {conv(7, 5, 3, 1, 2), 1, 15, 15},   {conv(3, 7, 3, 1, 1), 1, 64, 64},   {conv(35, 33, 3, 1, 1), 1, 33, 31},
+      {conv(2, 3, 3, 1, 1), 1, 9, 200},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) {
+      check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr, "winograd");
+      ++i;
+    }
+}
+
+TEST_CASE("conv dispatch honours the ISA cap and falls back to generic", "[kernels]") {
+  IsaCapGuard guard;
+  Tensor w = Tensor::zeros(DType::F32, {4, 3, 3, 3});
+  KernelOptions opt;
+  opt.isa = Isa::AVX512_BF16;
+  set_isa_cap(Isa::Generic);
+  CHECK(make_conv_kernel(conv(3, 4, 3, 1, 1), w, opt)->name() == "f32_conv_direct__generic");
+  set_isa_cap(Isa::AVX512_BF16);
+  opt.isa = Isa::Generic;  // the default options ask for the reference
+  CHECK(make_conv_kernel(conv(3, 4, 3, 1, 1), w, opt)->name() == "f32_conv_direct__generic");
+  ConvDesc grouped = conv(4, 4, 3, 1, 1);
+  grouped.groups = 2;
+  opt.isa = Isa::AVX512_BF16;
+  CHECK(make_conv_kernel(grouped, Tensor::zeros(DType::F32, {4, 2, 3, 3}), opt)->name() == "f32_conv_direct__generic");
+  std::vector<std::string> names;
+  for (const Path& p : available_paths()) {
+    set_isa_cap(p.isa);
+    opt.isa = p.isa;
+    opt.precision = p.prec;
+    names.push_back(make_conv_kernel(conv(3, 4, 3, 1, 1), w, opt)->name());
+    CHECK(names.back().find(p.tag) != std::string::npos);
+  }
+  for (size_t i = 1; i < names.size(); ++i) CHECK(names[i] != names[i - 1]);
+}
