@@ -27,7 +27,8 @@ std::string large_fixture(const std::string& name) {
 
 // Runs the model on the golden input with extra graph outputs for the named intermediates and
 // checks each against the reference within `tol` (max abs).
-void check_parity(const std::string& pth, const std::string& golden, double tol, bool intermediates) {
+void check_parity(const std::string& pth, const std::string& golden, double tol, bool intermediates,
+                  const CompileOptions& copt = {}, double rel_l2_tol = -1) {
   INFO("checkpoint " << pth);
   REQUIRE(file_exists(pth));
   REQUIRE(file_exists(golden));
@@ -53,7 +54,7 @@ void check_parity(const std::string& pth, const std::string& golden, double tol,
     REQUIRE(v >= 0);
     if (gold.has(name)) g.mark_output(v);
   }
-  auto exe = make_cpu_backend()->compile(g, CompileOptions{});
+  auto exe = make_cpu_backend()->compile(g, copt);
   std::vector<Tensor> outs;
   exe->run({x.to(DType::F32)}, outs);
   const auto out_ids = g.outputs();
@@ -66,8 +67,12 @@ void check_parity(const std::string& pth, const std::string& golden, double tol,
     REQUIRE(ours.numel() == ref.numel());
     const double err = test::max_abs_diff(ours.data<float>(), ref.data<float>(), size_t(ref.numel()));
     const double scale = test::max_abs(ref.data<float>(), size_t(ref.numel()));
-    INFO("max abs error " << err << " (max |ref| " << scale << ")");
-    CHECK(err <= tol * std::max(1.0, name == "output" ? 1.0 : scale));
+    const double rel = test::rel_l2(ours.data<float>(), ref.data<float>(), size_t(ref.numel()));
+    INFO("max abs error " << err << " (max |ref| " << scale << "), relative L2 " << rel);
+    if (rel_l2_tol > 0)
+      CHECK(rel <= rel_l2_tol);
+    else
+      CHECK(err <= tol * std::max(1.0, name == "output" ? 1.0 : scale));
   }
 }
 
@@ -125,4 +130,20 @@ TEST_CASE("GPEN-512 matches the PyTorch reference (generated fixture)", "[gpen][
 
 TEST_CASE("GPEN-1024 matches the PyTorch reference when its fixture was made", "[gpen][parity][large][.manual]") {
   check_parity(large_fixture("gpen_random_1024.pth"), large_fixture("gpen_random_1024.golden.safetensors"), 1e-4, false);
+}
+
+TEST_CASE("GPEN-256 parity holds on every ISA path and in bf16", "[gpen][parity][large]") {
+  const std::string pth = large_fixture("gpen_random_256.pth"), gold = large_fixture("gpen_random_256.golden.safetensors");
+  for (cpu::Isa isa : {cpu::Isa::Generic, cpu::Isa::AVX2, cpu::Isa::AVX512}) {
+    if (isa > cpu::detect_isa()) continue;  // this CPU lacks it: nothing to test on this machine
+    INFO("isa " << cpu::isa_name(isa));
+    CompileOptions c;
+    c.max_isa = isa;
+    check_parity(pth, gold, 1e-3, false, c);
+  }
+  if (cpu::detect_isa() >= cpu::Isa::AVX512_BF16) {
+    CompileOptions c;
+    c.precision = cpu::Precision::BF16;
+    check_parity(pth, gold, 0, false, c, 1e-2);
+  }
 }

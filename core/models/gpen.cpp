@@ -17,7 +17,8 @@ std::string key(const std::string& a, int i, const std::string& b) { return a + 
 Tensor scaled(const Tensor& t, float scale) {
   Tensor f = t.to(DType::F32).clone();
   float* p = f.data<float>();
-  for (int64_t i = 0; i < f.numel(); ++i) p[i] *= scale;
+  const int64_t n = f.numel();
+  for (int64_t i = 0; i < n; ++i) p[i] *= scale;
   return f;
 }
 

@@ -1,5 +1,6 @@
 // Aligned arrays and per-thread scratch for the optimized kernels.
-// Include inside a per-ISA namespace (see simd_internal.h) after <cstdlib>, <cstring>, <new>.
+// Include inside a per-ISA namespace (see simd_internal.h) after <cstdlib>, <cstring>, <new> and
+// core/memory.h (large blocks come from gpen::aligned_alloc_bytes: huge pages, fast first touch).
 
 // 64-byte aligned, uninitialised heap array (packed weights, per-thread scratch).
 template <class T>
@@ -7,7 +8,7 @@ class AlignedArray {
  public:
   AlignedArray() = default;
   explicit AlignedArray(size_t n) { resize(n); }
-  ~AlignedArray() { std::free(p_); }
+  ~AlignedArray() { ::gpen::aligned_free(p_); }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
   AlignedArray(AlignedArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
@@ -20,10 +21,9 @@ class AlignedArray {
   // Discards the contents when it has to grow.
   void resize(size_t n) {
     if (n <= n_) return;
-    std::free(p_);
-    const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-    p_ = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
-    if (!p_) throw std::bad_alloc();
+    ::gpen::aligned_free(p_);
+    p_ = nullptr;
+    p_ = static_cast<T*>(::gpen::aligned_alloc_bytes(n * sizeof(T)));
     n_ = n;
   }
   void zero() {

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+
+#include "core/memory.h"
 #include <string>
 #include <vector>
 

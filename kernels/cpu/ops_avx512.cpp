@@ -10,6 +10,8 @@
 #include <cstring>
 #include <new>
 
+#include "core/memory.h"
+
 #include "kernels/cpu/ops_internal.h"
 
 namespace gpen::cpu {
