@@ -12,34 +12,9 @@
 
 using namespace gpen;
 
-namespace {
-
-// (key, shape) rows of a ../shared/reference/*.keys.tsv file.
-std::map<std::string, Shape> read_keys_tsv(const std::string& path) {
-  std::ifstream f(path);
-  REQUIRE(f.good());
-  std::map<std::string, Shape> rows;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream ls(line);
-    std::string key, shape, dtype;
-    std::getline(ls, key, '\t');
-    std::getline(ls, shape, '\t');
-    Shape s;
-    std::istringstream ss(shape);
-    std::string dim;
-    while (std::getline(ss, dim, 'x')) s.push_back(std::stoll(dim));
-    rows[key] = s;
-  }
-  return rows;
-}
-
-}  // namespace
-
 TEST_CASE("expected layout equals the official key/shape lists", "[gpen]") {
   for (int size : {256, 512, 1024, 2048}) {
-    auto official = read_keys_tsv(test::shared_path("reference/gpen_bfr_" + std::to_string(size) + ".keys.tsv"));
+    auto official = test::read_keys_tsv(test::shared_path("reference/gpen_bfr_" + std::to_string(size) + ".keys.tsv"));
     auto ours = GpenModel::expected_layout(gpen_official_config(size));
     REQUIRE(ours.size() == official.size());
     for (const auto& [k, shape] : ours) {

@@ -128,7 +128,7 @@ TEST_CASE("GPEN-512 matches the PyTorch reference (generated fixture)", "[gpen][
                     large_fixture("gpen_random_512.aligned_out.png"), large_fixture("gpen_random_512.resized_in.png"));
 }
 
-TEST_CASE("GPEN-1024 matches the PyTorch reference when its fixture was made", "[gpen][parity][large][.manual]") {
+TEST_CASE("GPEN-1024 matches the PyTorch reference when its fixture was made", "[.][parity1024]") {
   check_parity(large_fixture("gpen_random_1024.pth"), large_fixture("gpen_random_1024.golden.safetensors"), 1e-4, false);
 }
 

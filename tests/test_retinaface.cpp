@@ -20,28 +20,6 @@ namespace {
 
 const char* kMobilenet = "weights/retinaface_mobilenet0.25.pth";
 
-std::map<std::string, Shape> read_tsv(const std::string& path) {
-  std::ifstream f(path);
-  REQUIRE(f.good());
-  std::map<std::string, Shape> rows;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream ls(line);
-    std::string key, shape;
-    std::getline(ls, key, '\t');
-    std::getline(ls, shape, '\t');
-    Shape s;
-    if (shape != "scalar") {
-      std::istringstream ss(shape);
-      std::string dim;
-      while (std::getline(ss, dim, 'x')) s.push_back(std::stoll(dim));
-    }
-    rows[key] = s;
-  }
-  return rows;
-}
-
 std::vector<Tensor> run_graph(const RetinaFaceModel& m, const Tensor& x) {
   CompileOptions co;
   co.threads = 2;
@@ -95,7 +73,7 @@ void compare_heads(const std::vector<Tensor>& ours, const StateDict& ref, double
 }  // namespace
 
 TEST_CASE("RetinaFace ResNet-50 layout equals the published key list", "[retinaface]") {
-  const auto official = read_tsv(test::shared_path("reference/retinaface_resnet50.keys.tsv"));
+  const auto official = test::read_keys_tsv(test::shared_path("reference/retinaface_resnet50.keys.tsv"));
   const auto ours = RetinaFaceModel::expected_layout(retinaface_config(RetinaFaceBody::ResNet50));
   REQUIRE(ours.size() == official.size());
   for (const auto& [k, shape] : ours) {

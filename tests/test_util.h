@@ -2,7 +2,11 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <map>
 #include <random>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,6 +51,29 @@ inline double rel_l2(const float* a, const float* b, size_t n) {
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// (key -> shape) rows of a ../shared/reference/*.keys.tsv layout file ("scalar" is shape {}).
+inline std::map<std::string, Shape> read_keys_tsv(const std::string& path) {
+  std::ifstream f(path);
+  if (!f.good()) throw std::runtime_error("cannot read " + path);
+  std::map<std::string, Shape> rows;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ls(line);
+    std::string key, shape;
+    std::getline(ls, key, '\t');
+    std::getline(ls, shape, '\t');
+    Shape s;
+    if (shape != "scalar") {
+      std::istringstream ss(shape);
+      std::string dim;
+      while (std::getline(ss, dim, 'x')) s.push_back(std::stoll(dim));
+    }
+    rows[key] = s;
+  }
+  return rows;
 }
 
 }  // namespace gpen::test
