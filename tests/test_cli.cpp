@@ -173,3 +173,17 @@ TEST_CASE("detect --json lists the group photo's 24 faces", "[cli]") {
   REQUIRE(j["faces"].size() == 24);
   CHECK(j["faces"][0]["landmarks"].size() == 5);
 }
+
+TEST_CASE("several photos: faces batched together, a bad file reported, exit 3", "[cli][pipeline]") {
+  const std::string dir = scratch_dir() + "/multi";
+  fs::create_directories(dir);
+  std::ofstream(scratch_dir() + "/broken.png") << "not a png";
+  Run r = gpen_cli("enhance " + kGroup + " " + scratch_dir() + "/broken.png " + test::shared_path("images/aligned_ffhq_00002.png") +
+                   " -o " + dir + " --model " + kTiny + " --detector " + kDetector + " --warp cubic");
+  INFO(r.err);
+  CHECK(r.code == 3);
+  CHECK(r.err.find("broken.png: error:") != std::string::npos);
+  CHECK(load_image(dir + "/group_solvay_1927.png").width == 1328);
+  CHECK(load_image(dir + "/aligned_ffhq_00002.png").width == 1024);
+  CHECK(!fs::exists(dir + "/broken.png"));
+}

@@ -39,6 +39,7 @@ struct EnhanceOpts {
   bool aligned = false;
   double strength = 100;
   int batch_size = 4;
+  std::string warp = "linear";
   EngineOpts engine;
   DetectOpts det;
 };
@@ -106,6 +107,8 @@ void save_face_crops(const std::string& dir, const std::string& input, const Res
   }
 }
 
+// Photos are decoded a few at a time and restored together, so their faces share GPEN batches;
+// one bad photo is reported and skipped (exit code 3 at the end), never stopping the others.
 int enhance_photos(const EnhanceOpts& o) {
   const bool to_dir = o.inputs.size() > 1 || fs::is_directory(o.output);
   auto detector = std::make_shared<FaceDetector>(FaceDetector::load(o.det.detector, compile_options(o.engine)));
@@ -116,24 +119,44 @@ int enhance_photos(const EnhanceOpts& o) {
   ro.strength = o.strength / 100.0;
   ro.batch_size = o.batch_size;
   ro.keep_crops = !o.save_faces.empty();
+  ro.warp = o.warp == "cubic" ? WarpInterpolation::Cubic : WarpInterpolation::Linear;
+  const size_t photos_per_group = 4;
   int failures = 0;
-  for (const std::string& in : o.inputs) {
-    try {
-      Image photo = load_image(in);
-      RestoreResult r = restorer.restore(photo, ro);
-      const std::string out = to_dir ? (fs::path(o.output) / fs::path(in).filename()).string() : o.output;
-      save_image(out, r.image);
-      if (!o.save_faces.empty()) save_face_crops(o.save_faces, in, r);
-      if (r.faces.empty())
-        std::fprintf(stderr, "%s: no face found; output equals input -> %s\n", in.c_str(), out.c_str());
-      else
-        std::fprintf(stderr, "%s: %zu face(s) -> %s  (detect %.0f ms, align %.0f ms, gpen %.0f ms, paste %.0f ms)\n",
-                     in.c_str(), r.faces.size(), out.c_str(), r.times.detect_ms, r.times.align_ms, r.times.gpen_ms,
-                     r.times.paste_ms);
-    } catch (const Error& e) {
-      if (o.inputs.size() == 1) throw;
-      std::fprintf(stderr, "%s: error: %s\n", in.c_str(), e.what());
-      ++failures;
+  auto report_error = [&](const std::string& in, const Error& e) {
+    if (o.inputs.size() == 1) throw e;
+    std::fprintf(stderr, "%s: error: %s\n", in.c_str(), e.what());
+    ++failures;
+  };
+  for (size_t g = 0; g < o.inputs.size(); g += photos_per_group) {
+    std::vector<std::string> names;
+    std::vector<Image> photos;
+    for (size_t i = g; i < std::min(o.inputs.size(), g + photos_per_group); ++i) {
+      try {
+        photos.push_back(load_image(o.inputs[i]));
+        names.push_back(o.inputs[i]);
+      } catch (const Error& e) {
+        report_error(o.inputs[i], e);
+      }
+    }
+    std::vector<const Image*> ptrs;
+    for (const Image& p : photos) ptrs.push_back(&p);
+    std::vector<RestoreResult> results = ptrs.empty() ? std::vector<RestoreResult>{} : restorer.restore_many(ptrs, ro);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const std::string& in = names[i];
+      const RestoreResult& r = results[i];
+      try {
+        const std::string out = to_dir ? (fs::path(o.output) / fs::path(in).filename()).string() : o.output;
+        save_image(out, r.image);
+        if (!o.save_faces.empty()) save_face_crops(o.save_faces, in, r);
+        if (r.faces.empty())
+          std::fprintf(stderr, "%s: no face found; output equals input -> %s\n", in.c_str(), out.c_str());
+        else
+          std::fprintf(stderr, "%s: %zu face(s) -> %s  (detect %.0f ms, align %.0f ms, gpen %.0f ms, paste %.0f ms)\n",
+                       in.c_str(), r.faces.size(), out.c_str(), r.times.detect_ms, r.times.align_ms,
+                       r.times.gpen_ms, r.times.paste_ms);
+      } catch (const Error& e) {
+        report_error(in, e);
+      }
     }
   }
   return failures ? 3 : 0;
@@ -151,6 +174,8 @@ Runner register_enhance(CLI::App& app) {
   cmd->add_option("--strength", o->strength, "0..100: blend of restored over original face")->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--batch-size", o->batch_size, "faces per GPEN forward")->check(CLI::PositiveNumber);
   cmd->add_option("--save-faces", o->save_faces, "write each aligned crop and its restored version here");
+  cmd->add_option("--warp", o->warp, "alignment/paste-back interpolation: linear (as GPEN) or cubic")
+      ->check(CLI::IsMember({"linear", "cubic"}));
   add_detect_options(cmd, o->det, false);
   add_engine_options(cmd, o->engine);
   return [o]() {

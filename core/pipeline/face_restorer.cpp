@@ -59,7 +59,7 @@ std::vector<RestoreResult> FaceRestorer::restore_many(const std::vector<const Im
     results[p].times.detect_ms = ms_since(t0);
     t0 = Clock::now();
     for (const Detection& d : dets) {
-      FaceJob job{p, d, align_face(split[p].rgb, landmarks_of(d), S, WarpInterpolation::Linear, pool_), {}};
+      FaceJob job{p, d, align_face(split[p].rgb, landmarks_of(d), S, opt.warp, pool_), {}};
       jobs.push_back(std::move(job));
     }
     results[p].times.align_ms = ms_since(t0);
@@ -100,6 +100,7 @@ std::vector<RestoreResult> FaceRestorer::restore_many(const std::vector<const Im
       PasteOptions po;
       po.strength = opt.strength;
       po.mask = opt.mask;
+      po.interpolation = opt.warp;
       po.pool = pool_;
       paste_faces_into(split[p].rgb, paste, po);  // in place: no copy of a large photo
       results[p].image = split[p].alpha.empty() ? std::move(split[p].rgb) : attach_alpha(split[p].rgb, split[p].alpha);

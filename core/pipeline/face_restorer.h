@@ -21,6 +21,9 @@ struct RestoreOptions {
   int batch_size = 4;            // faces per GPEN forward
   bool keep_crops = false;       // fill RestoredFace::aligned / restored (for --save-faces)
   const FaceMaskSource* mask = nullptr;  // null: GPEN's rectangle mask
+  // Warps for alignment and paste-back. GPEN's cv2.warpAffine(flags=3) means INTER_AREA, which
+  // warpAffine runs as bilinear: Linear reproduces GPEN; Cubic is sharper.
+  WarpInterpolation warp = WarpInterpolation::Linear;
 };
 
 struct RestoredFace {
