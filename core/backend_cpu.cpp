@@ -122,9 +122,12 @@ class CpuExecutable final : public Executable {
         break;
       }
       case OpType::Conv2d: {
-        std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, kopt);
-        s.prof.kernel = k->name();
         const Shape xs = graph_.value(in0).shape;
+        cpu::KernelOptions sized = kopt;
+        sized.map_h = int(xs[2]);
+        sized.map_w = int(xs[3]);
+        std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, sized);
+        s.prof.kernel = k->name();
         s.prof.flops = n.conv.flops(int(xs[0]), int(xs[2]), int(xs[3]));
         const int sin = n.inputs.size() > 1 ? n.inputs[1] : -1, sout = n.inputs.size() > 2 ? n.inputs[2] : -1;
         s.run = [this, k, ep, in0, out, sin, sout, pool](float* a) {

@@ -47,20 +47,30 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // Plain 1x1 convs stay f32 in bf16 mode: the f32 kernel reads the input in place, which beats
   // converting it (they are memory bound: encoder 3->64, ToRGB C->3).
   const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
+  // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on
+  // AVX2). With a known map size only the algorithm that will run is built.
+  auto plan = [&](int tiles_per_vector) {
+    if (!winograd_applies(d)) return 0;  // direct only
+    if (opt.map_h <= 0 || opt.map_w <= 0) return 1;  // unknown size: Winograd with a direct fallback
+    const int64_t tiles = int64_t((d.out_h(opt.map_h) + 3) / 4) * ((d.out_w(opt.map_w) + 3) / 4);
+    return tiles < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
+  };
+  auto build = [&](int how, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {
+    if (how == 2) return make_winograd(d, weight, nullptr);
+    std::unique_ptr<ConvKernel> direct = make_direct(d, weight);
+    return how == 1 ? make_winograd(d, weight, std::move(direct)) : std::move(direct);
+  };
   if (isa >= Isa::AVX512_BF16 && opt.precision == Precision::BF16 && !pointwise) {
-    k = make_conv_direct_avx512bf16(d, weight);
     // Winograd stays f32 (see conv_internal.h); its small-map fallback is the bf16 direct kernel.
-    if (winograd_applies(d)) k = make_conv_winograd_avx512(d, weight, std::move(k));
+    k = build(plan(16), make_conv_direct_avx512bf16, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX512) {
-    k = make_conv_direct_avx512(d, weight);
-    if (winograd_applies(d)) k = make_conv_winograd_avx512(d, weight, std::move(k));
+    k = build(plan(16), make_conv_direct_avx512, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX2) {
-    k = make_conv_direct_avx2(d, weight);
-    if (winograd_applies(d)) k = make_conv_winograd_avx2(d, weight, std::move(k));
+    k = build(plan(8), make_conv_direct_avx2, make_conv_winograd_avx2);
     if (k) return k;
   }
   return make_conv_generic(d, weight);

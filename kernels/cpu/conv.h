@@ -33,6 +33,11 @@ class ConvKernel {
 struct KernelOptions {
   Isa isa = Isa::Generic;               // the highest ISA a kernel may use
   Precision precision = Precision::F32;
+  // Input map size when the caller knows it (0: unknown). A graph's shapes are static, so the
+  // dispatcher can skip building algorithms that would never run for this layer: Winograd on maps
+  // too small for a vector of tiles, or the direct fallback of a Winograd layer on large maps.
+  // Both copies of prepacked weights would otherwise stay in memory.
+  int map_h = 0, map_w = 0;
 };
 
 // weight: f32 [K][C/groups][kh][kw] (copied/prepacked; the caller may free it afterwards).
