@@ -276,3 +276,32 @@ TEST_CASE("conv dispatch honours the ISA cap and falls back to generic", "[kerne
   }
   for (size_t i = 1; i < names.size(); ++i) CHECK(names[i] != names[i - 1]);
 }
+
+TEST_CASE("map-size hint builds only the algorithm that runs, with the same results", "[kernels]") {
+  if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
+  using namespace gpen;
+  using namespace gpen::cpu;
+  ConvDesc d;
+  d.C = 9, d.K = 21, d.kh = d.kw = 3, d.pad = 1;
+  Tensor w = Tensor::from_floats({21, 9, 3, 3}, std::vector<float>(21 * 9 * 9, 0.f));
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = float((i * 7919) % 13) / 13.f - 0.5f;
+  for (int size : {5, 40}) {
+    KernelOptions o;
+    o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
+    auto unsized = make_conv_kernel(d, w, o);
+    o.map_h = o.map_w = size;
+    auto sized = make_conv_kernel(d, w, o);
+    INFO(size << ": " << unsized->name() << " vs " << sized->name());
+    CHECK(sized->name().find('|') == std::string::npos);  // one algorithm, no fallback copy
+    CHECK((sized->name().find("winograd") != std::string::npos) == (size == 40));
+    std::vector<float> x(size_t(2) * 9 * size * size), y1(size_t(2) * 21 * size * size), y2(y1.size());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 104729) % 17) / 17.f - 0.5f;
+    ConvRun r;
+    r.x = make_view(x.data(), 2, 9, size, size);
+    r.y = make_view(y1.data(), 2, 21, size, size);
+    unsized->run(r);
+    r.y = make_view(y2.data(), 2, 21, size, size);
+    sized->run(r);
+    for (size_t i = 0; i < y1.size(); ++i) REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));
+  }
+}
