@@ -12,7 +12,7 @@ namespace {
 
 class GenericConv final : public ConvKernel {
  public:
-  GenericConv(const ConvDesc& d, const Tensor& weight) : d_(d), weight_(weight.to(DType::F32).clone()) {}
+  GenericConv(const ConvDesc& d, const Tensor& weight) : d_(d), weight_(weight.to(DType::F32)) {}  // shared: weights are never written
   std::string name() const override { return "f32_conv_direct__generic"; }
   void run(const ConvRun& r) const override {
     ref::conv2d(d_, weight_.data<float>(), r.x, r.y, r.in_scale, r.out_scale, r.ep, r.pool);
