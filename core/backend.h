@@ -31,10 +31,25 @@ class Executable {
   virtual std::vector<NodeProfile> profile() const = 0;
 };
 
+// Prepared kernels (prepacked / uploaded weights) that several executables of one model share,
+// keyed by node name: compiling the same model for another batch size then reuses them instead
+// of packing the weights again, and the model may drop its own copy of those weights after the
+// first compile (see GpenRunner). Each backend keeps its own kind of entries.
+class KernelCache {
+ public:
+  virtual ~KernelCache() = default;
+};
+
 struct CompileOptions {
   int threads = 0;                                  // 0: all hardware threads
   cpu::Isa max_isa = cpu::Isa::AVX512_BF16;         // capped further by what the CPU has
   cpu::Precision precision = cpu::Precision::F32;
+  // Trade speed for peak memory where an algorithm's prepacked weights are much larger than the
+  // data they serve (CPU: see cpu::KernelOptions::lean_memory).
+  bool lean_memory = false;
+  // Optional: made by Backend::make_kernel_cache(); shared by the executables compiled with it.
+  // A node found here needs no weights in the graph (its weight tensor may be a shape-only one).
+  std::shared_ptr<KernelCache> kernel_cache;
 };
 
 class Backend {
@@ -42,6 +57,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) = 0;
+  // A cache for CompileOptions::kernel_cache, or null when this backend does not share kernels.
+  virtual std::shared_ptr<KernelCache> make_kernel_cache() const { return nullptr; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <sstream>
 
 #include "core/backend.h"
 #include "core/error.h"
@@ -21,15 +24,49 @@ struct Step {
   NodeProfile prof;
 };
 
+// Conv kernels by node name (plus everything that selects the kernel), shared by the executables
+// of one model: a batch size compiled later reuses the packed weights of the first.
+class CpuKernelCache final : public KernelCache {
+ public:
+  std::shared_ptr<cpu::ConvKernel> find(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = convs_.find(key);
+    return it == convs_.end() ? nullptr : it->second;
+  }
+  void put(const std::string& key, std::shared_ptr<cpu::ConvKernel> k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    convs_.emplace(key, std::move(k));
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<cpu::ConvKernel>> convs_;
+};
+
+std::string conv_cache_key(const Node& n, const cpu::KernelOptions& k) {
+  const cpu::ConvDesc& d = n.conv;
+  std::ostringstream s;
+  s << n.name << '|' << d.C << ',' << d.K << ',' << d.kh << 'x' << d.kw << ",s" << d.stride << ",p" << d.pad << ",g"
+    << d.groups << ",t" << d.transposed << "|map " << k.map_h << 'x' << k.map_w << "|isa " << int(k.isa) << ",prec "
+    << int(k.precision) << ",lean " << k.lean_memory;
+  return s.str();
+}
+
 class CpuExecutable final : public Executable {
  public:
+  // The executable keeps the graph without its weights: every step holds what it needs (conv
+  // kernels their packed copy), so the caller may free the original weights once this returns.
   CpuExecutable(const Graph& g, const CompileOptions& opt)
-      : graph_(g), plan_(g.plan_memory()), pool_(opt.threads) {
+      : graph_(g.without_weights()), pool_(opt.threads),
+        cache_(std::dynamic_pointer_cast<CpuKernelCache>(opt.kernel_cache)) {
     cpu::KernelOptions kopt;
     kopt.isa = std::min(opt.max_isa, cpu::active_isa());
     kopt.precision = opt.precision;
-    arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});
-    for (const Node& n : graph_.nodes()) steps_.push_back(make_step(n, kopt));
+    kopt.lean_memory = opt.lean_memory;
+    std::vector<int64_t> scratch(g.nodes().size(), 0);  // per node, elements (the kernels say)
+    for (size_t t = 0; t < g.nodes().size(); ++t) steps_.push_back(make_step(g.nodes()[t], int(t), kopt, &scratch[t]));
+    plan_ = g.plan_memory(scratch);
+    arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});  // after packing: weights peak first
   }
 
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
@@ -77,6 +114,17 @@ class CpuExecutable final : public Executable {
  private:
   View view(float* arena, int v) const { return view_of(graph_, plan_, arena, v); }
 
+  std::shared_ptr<cpu::ConvKernel> conv_kernel(const Node& n, const cpu::KernelOptions& kopt) {
+    const std::string key = cache_ ? conv_cache_key(n, kopt) : std::string();
+    if (cache_)
+      if (std::shared_ptr<cpu::ConvKernel> k = cache_->find(key)) return k;
+    if (!n.weight.defined())
+      fail("cpu backend: conv '", n.name, "' has no weights (released after packing, and not in the kernel cache)");
+    std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, kopt);
+    if (cache_) cache_->put(key, k);
+    return k;
+  }
+
   static cpu::Epilogue epilogue(const EpilogueSpec& e) {
     cpu::Epilogue ep;
     ep.bias = e.bias.defined() && e.bias.numel() ? e.bias.data<float>() : nullptr;
@@ -85,7 +133,8 @@ class CpuExecutable final : public Executable {
     return ep;
   }
 
-  Step make_step(const Node& n, const cpu::KernelOptions& kopt) {
+  // `scratch` receives the elements of arena scratch the node's kernel needs while it runs.
+  Step make_step(const Node& n, int index, const cpu::KernelOptions& kopt, int64_t* scratch) {
     Step s;
     s.prof.name = n.name;
     s.prof.op = op_name(n.op);
@@ -93,7 +142,7 @@ class CpuExecutable final : public Executable {
     ThreadPool* pool = &pool_;
     const cpu::Epilogue ep = epilogue(n.epi);
     const int in0 = n.inputs.empty() ? -1 : n.inputs[0], out = n.output;
-    weight_bytes_ += n.weight.defined() ? n.weight.nbytes() : 0;
+    weight_bytes_ += n.weight.shape().empty() ? 0 : n.weight.nbytes();  // shape-only too: counted as f32
     switch (n.op) {
       case OpType::Broadcast: {
         const Tensor p = n.weight;
@@ -126,11 +175,12 @@ class CpuExecutable final : public Executable {
         cpu::KernelOptions sized = kopt;
         sized.map_h = int(xs[2]);
         sized.map_w = int(xs[3]);
-        std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, sized);
+        std::shared_ptr<cpu::ConvKernel> k = conv_kernel(n, sized);
         s.prof.kernel = k->name();
         s.prof.flops = n.conv.flops(int(xs[0]), int(xs[2]), int(xs[3]));
         const int sin = n.inputs.size() > 1 ? n.inputs[1] : -1, sout = n.inputs.size() > 2 ? n.inputs[2] : -1;
-        s.run = [this, k, ep, in0, out, sin, sout, pool](float* a) {
+        *scratch = int64_t((k->scratch_bytes(int(xs[0]), int(xs[2]), int(xs[3])) + sizeof(float) - 1) / sizeof(float));
+        s.run = [this, k, ep, in0, out, sin, sout, pool, index](float* a) {
           cpu::ConvRun r;
           r.x = view(a, in0);
           r.y = view(a, out);
@@ -138,6 +188,8 @@ class CpuExecutable final : public Executable {
           r.out_scale = sout >= 0 ? view(a, sout).data : nullptr;
           r.ep = ep;
           r.pool = pool;
+          const int64_t so = plan_.scratch_offset[size_t(index)];
+          r.scratch = so >= 0 ? a + so : nullptr;
           k->run(r);
         };
         break;
@@ -192,6 +244,7 @@ class CpuExecutable final : public Executable {
   Graph graph_;
   MemoryPlan plan_;
   ThreadPool pool_;
+  std::shared_ptr<CpuKernelCache> cache_;
   Tensor arena_;
   std::vector<Step> steps_;
   size_t weight_bytes_ = 0;
@@ -204,6 +257,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
     return std::make_unique<CpuExecutable>(g, opt);
   }
+  std::shared_ptr<KernelCache> make_kernel_cache() const override { return std::make_shared<CpuKernelCache>(); }
 };
 
 }  // namespace

@@ -265,6 +265,13 @@ int Graph::max_pool2d(const std::string& name, int x, int kernel, int stride, in
   return push(std::move(n));
 }
 
+Graph Graph::without_weights() const {
+  Graph g = *this;
+  for (Node& n : g.nodes_)
+    if (n.weight.defined()) n.weight = Tensor::shape_only(n.weight.dtype(), n.weight.shape());
+  return g;
+}
+
 int Graph::find(const std::string& name) const {
   for (const Node& n : nodes_)
     if (n.name == name) return n.output;
@@ -300,7 +307,9 @@ int64_t Graph::flops() const {
 // Greedy placement, largest buffers first: each root buffer lives from the first node that
 // touches it to the last; it goes at the lowest offset that overlaps no buffer alive at the same
 // time. Inputs are alive from the start, outputs to the end.
-MemoryPlan Graph::plan_memory() const {
+MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch) const {
+  if (!node_scratch.empty() && node_scratch.size() != nodes_.size())
+    fail("graph: plan_memory got ", node_scratch.size(), " scratch sizes for ", nodes_.size(), " nodes");
   const int nv = int(values_.size());
   const int end = int(nodes_.size());
   std::vector<int> first(size_t(nv), -1), last(size_t(nv), -1);
@@ -319,27 +328,36 @@ MemoryPlan Graph::plan_memory() const {
   }
   MemoryPlan plan;
   plan.offset.assign(size_t(nv), -1);
-  std::vector<int> roots;
+  plan.scratch_offset.assign(nodes_.size(), -1);
+  // Blocks to place: root buffers (id = value) and node scratch regions (id = -1 - node).
+  struct Block { int id; int64_t size; int first, last; };
+  std::vector<Block> blocks;
+  auto aligned = [](int64_t elems) { return (elems + 15) / 16 * 16; };  // 64-byte aligned
   for (int v = 0; v < nv; ++v)
-    if (values_[size_t(v)].root == v && first[size_t(v)] >= 0) roots.push_back(v);
-  auto size_of = [&](int v) { return (shape_numel(values_[size_t(v)].shape) + 15) / 16 * 16; };  // 64-byte aligned
-  std::stable_sort(roots.begin(), roots.end(), [&](int a, int b) { return size_of(a) > size_of(b); });
+    if (values_[size_t(v)].root == v && first[size_t(v)] >= 0)
+      blocks.push_back({v, aligned(shape_numel(values_[size_t(v)].shape)), first[size_t(v)], last[size_t(v)]});
+  for (int t = 0; t < int(node_scratch.size()); ++t)
+    if (node_scratch[size_t(t)] > 0) blocks.push_back({-1 - t, aligned(node_scratch[size_t(t)]), t, t});
+  std::stable_sort(blocks.begin(), blocks.end(), [](const Block& a, const Block& b) { return a.size > b.size; });
   struct Placed { int64_t off, size; int first, last; };
   std::vector<Placed> placed;
-  for (int v : roots) {
-    const int64_t sz = size_of(v);
+  for (const Block& blk : blocks) {
+    const int64_t sz = blk.size;
     plan.naive_elems += sz;
     std::vector<std::pair<int64_t, int64_t>> busy;
     for (const Placed& p : placed)
-      if (p.first <= last[size_t(v)] && first[size_t(v)] <= p.last) busy.push_back({p.off, p.off + p.size});
+      if (p.first <= blk.last && blk.first <= p.last) busy.push_back({p.off, p.off + p.size});
     std::sort(busy.begin(), busy.end());
     int64_t off = 0;
     for (auto& [b0, b1] : busy) {
       if (off + sz <= b0) break;
       off = std::max(off, b1);
     }
-    placed.push_back({off, sz, first[size_t(v)], last[size_t(v)]});
-    plan.offset[size_t(v)] = off;
+    placed.push_back({off, sz, blk.first, blk.last});
+    if (blk.id >= 0)
+      plan.offset[size_t(blk.id)] = off;
+    else
+      plan.scratch_offset[size_t(-1 - blk.id)] = off;
     plan.arena_elems = std::max(plan.arena_elems, off + sz);
   }
   for (int v = 0; v < nv; ++v) {

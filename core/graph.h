@@ -63,6 +63,7 @@ struct Node {
 
 struct MemoryPlan {
   std::vector<int64_t> offset;  // per value: element offset of its root buffer in the arena (-1 unused)
+  std::vector<int64_t> scratch_offset;  // per node: its scratch region (-1: none asked for)
   int64_t arena_elems = 0;       // peak: everything the graph needs at once, known before running
   int64_t naive_elems = 0;       // what one buffer per value would take, for comparison
 };
@@ -99,7 +100,14 @@ class Graph {
   int find(const std::string& name) const;
   std::vector<int> outputs() const;
   int64_t flops() const;  // multiply-adds x 2 of convs and linears
-  MemoryPlan plan_memory() const;
+  // The same graph with every node's weight replaced by a shape-only tensor: what an executable
+  // keeps once its kernels hold (or have packed) their own weights.
+  Graph without_weights() const;
+  // node_scratch (optional, elements per node): working memory a node's kernel needs only while it
+  // runs (e.g. a padded copy of a conv's input). It is placed in the arena like a value alive for
+  // that one node, so it reuses space of values that are dead at that point instead of adding a
+  // separate buffer to the peak.
+  MemoryPlan plan_memory(const std::vector<int64_t>& node_scratch = {}) const;
 
  private:
   int new_value(const std::string& name, Shape shape);

@@ -25,6 +25,9 @@ class Tensor {
   // Borrow `data`; `keepalive` is held for as long as any tensor shares this storage.
   static Tensor wrap(DType dtype, Shape shape, void* data, std::shared_ptr<void> keepalive);
   static Tensor from_floats(Shape shape, const std::vector<float>& values);
+  // Dtype and shape without storage (defined() is false unless empty): stands for a weight whose
+  // values now live elsewhere, e.g. only in a prepacked kernel.
+  static Tensor shape_only(DType dtype, Shape shape) { return wrap(dtype, std::move(shape), nullptr, nullptr); }
 
   bool defined() const { return data_ != nullptr || numel() == 0; }
   DType dtype() const { return dtype_; }

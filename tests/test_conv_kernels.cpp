@@ -12,6 +12,7 @@
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/generic.h"
 #include "kernels/cpu/isa.h"
+#include "tests/test_util.h"
 
 using namespace gpen;
 using namespace gpen::cpu;
@@ -304,4 +305,66 @@ TEST_CASE("map-size hint builds only the algorithm that runs, with the same resu
     sized->run(r);
     for (size_t i = 0; i < y1.size(); ++i) REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));
   }
+}
+
+TEST_CASE("lean memory picks direct where Winograd weights outweigh the output, same results", "[kernels]") {
+  if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
+  using namespace gpen;
+  using namespace gpen::cpu;
+  // 36 * C = 1332 > 2 * 24 * 24 = 1152: lean chooses direct; at 40 x 40 (3200) it keeps Winograd.
+  ConvDesc d;
+  d.C = 37, d.K = 11, d.kh = d.kw = 3, d.pad = 1;
+  Tensor w = test::random_tensor({11, 37, 3, 3}, 4, -0.2f, 0.2f);
+  for (int size : {24, 40}) {
+    KernelOptions o;
+    o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
+    o.map_h = o.map_w = size;
+    auto fast = make_conv_kernel(d, w, o);
+    o.lean_memory = true;
+    auto lean = make_conv_kernel(d, w, o);
+    INFO(size << ": " << fast->name() << " vs " << lean->name());
+    CHECK(fast->name().find("winograd") != std::string::npos);
+    CHECK((lean->name().find("winograd") != std::string::npos) == (size == 40));
+    Tensor x = test::random_tensor({2, 37, size, size}, 5);
+    std::vector<float> y1(size_t(2) * 11 * size * size), y2(y1.size());
+    ConvRun r;
+    r.x = make_view(x.data<float>(), 2, 37, size, size);
+    r.y = make_view(y1.data(), 2, 11, size, size);
+    fast->run(r);
+    r.y = make_view(y2.data(), 2, 11, size, size);
+    lean->run(r);
+    for (size_t i = 0; i < y1.size(); ++i) REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));
+  }
+}
+
+TEST_CASE("direct conv uses caller-provided scratch and gives the same result", "[kernels]") {
+  if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;
+  using namespace gpen;
+  using namespace gpen::cpu;
+  ConvDesc d;
+  d.C = 13, d.K = 7, d.kh = d.kw = 3, d.pad = 1, d.stride = 2;
+  Tensor w = test::random_tensor({7, 13, 3, 3}, 6, -0.2f, 0.2f);
+  KernelOptions o;
+  o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
+  auto k = make_conv_kernel(d, w, o);
+  const int H = 19;
+  const size_t need = k->scratch_bytes(2, H, H);
+  REQUIRE(need > 0);  // the padded phase planes of 2 x 13 channels
+  Tensor x = test::random_tensor({2, 13, H, H}, 7);
+  const int OH = d.out_h(H);
+  std::vector<float> y1(size_t(2) * 7 * OH * OH), y2(y1.size());
+  // Scratch filled with garbage: the kernel must overwrite everything it reads.
+  std::vector<float> scratch(need / sizeof(float) + 16, 1e30f);
+  ConvRun r;
+  r.x = make_view(x.data<float>(), 2, 13, H, H);
+  r.y = make_view(y1.data(), 2, 7, OH, OH);
+  k->run(r);
+  r.y = make_view(y2.data(), 2, 7, OH, OH);
+  r.scratch = scratch.data();
+  k->run(r);
+  for (size_t i = 0; i < y1.size(); ++i) REQUIRE(y2[i] == y1[i]);
+  // Plain 1x1 convs read their input in place: no scratch.
+  ConvDesc p;
+  p.C = 5, p.K = 3;
+  REQUIRE(make_conv_kernel(p, test::random_tensor({3, 5, 1, 1}, 8), o)->scratch_bytes(1, 9, 9) == 0);
 }

@@ -85,3 +85,22 @@ TEST_CASE("GPEN-256 forward is finite, batch-consistent and input-dependent", "[
   // Different inputs give different outputs.
   REQUIRE(test::max_abs_diff(p, p + per, size_t(per)) > 1e-3);
 }
+
+TEST_CASE("GPEN runner packs conv weights once and frees its f32 copy", "[gpen]") {
+  auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(256), 5)));
+  GpenRunner shared_runner(model, std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{});
+  Tensor x = test::random_tensor({2, 3, 256, 256}, 9);
+  const Tensor y2 = shared_runner.forward(x);
+  // The caller's model is never modified: it still has every weight.
+  REQUIRE(model->build_graph(1).nodes().front().weight.defined());
+  // The runner's own copy has no conv weights now; batch 1 compiles from its kernel cache.
+  const int64_t per = 3 * 256 * 256;
+  Tensor x1 = Tensor::from_floats({1, 3, 256, 256}, std::vector<float>(x.data<float>(), x.data<float>() + per));
+  const Tensor y1 = shared_runner.forward(x1);
+  REQUIRE(test::max_abs_diff(y1.data<float>(), y2.data<float>(), size_t(per)) < 1e-5);
+  int convs_without_weights = 0;
+  const Graph g1 = shared_runner.model().build_graph(1);
+  for (const Node& n : g1.nodes())
+    if (n.op == OpType::Conv2d && !n.weight.defined()) ++convs_without_weights;
+  REQUIRE(convs_without_weights > 20);
+}

@@ -146,4 +146,10 @@ TEST_CASE("GPEN-256 parity holds on every ISA path and in bf16", "[gpen][parity]
     c.precision = cpu::Precision::BF16;
     check_parity(pth, gold, 0, false, c, 1e-2);
   }
+  {
+    INFO("lean memory (direct kernels where Winograd weights would dominate)");
+    CompileOptions c;
+    c.lean_memory = true;
+    check_parity(pth, gold, 1e-3, false, c);
+  }
 }

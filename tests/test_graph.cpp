@@ -80,3 +80,41 @@ TEST_CASE("executable checks its inputs", "[graph]") {
   REQUIRE_THROWS_WITH(exe->run({Tensor::zeros(DType::F32, {1, 2, 5, 4})}, outs), Catch::Contains("must be f32 1x2x4x4"));
   REQUIRE_THROWS_WITH(exe->run({}, outs), Catch::Contains("expected 1 inputs"));
 }
+
+TEST_CASE("node scratch is planned like a value alive for its node only", "[graph]") {
+  Graph g = chain(6, 4, 8);
+  const int64_t one = 4 * 8 * 8;
+  std::vector<int64_t> scratch(g.nodes().size(), 0);
+  scratch[3] = 100;  // node 3 needs scratch while it runs
+  MemoryPlan p = g.plan_memory(scratch);
+  REQUIRE(p.scratch_offset.size() == g.nodes().size());
+  for (size_t t = 0; t < scratch.size(); ++t) REQUIRE((p.scratch_offset[t] >= 0) == (t == 3));
+  // It never overlaps what node 3 reads or writes.
+  const Node& n = g.nodes()[3];
+  const int64_t s0 = p.scratch_offset[3], s1 = s0 + 100;
+  for (int v : {n.inputs[0], n.output}) {
+    const int64_t a0 = p.offset[size_t(v)], a1 = a0 + one;
+    REQUIRE((a1 <= s0 || s1 <= a0));
+  }
+  // Two live buffers plus the scratch at most; the scratch does not grow the other nodes' memory.
+  REQUIRE(p.arena_elems <= 2 * one + 112);
+  REQUIRE_THROWS_AS(g.plan_memory(std::vector<int64_t>(2, 0)), Error);
+}
+
+TEST_CASE("executables share packed kernels; a cached graph needs no weights", "[graph]") {
+  auto backend = make_cpu_backend();
+  CompileOptions opt;
+  opt.kernel_cache = backend->make_kernel_cache();
+  REQUIRE(opt.kernel_cache);
+  Graph g = chain(3, 5, 9);
+  auto first = backend->compile(g, opt);
+  // Same graph without its weights: every conv comes from the cache, results identical.
+  auto second = backend->compile(g.without_weights(), opt);
+  Tensor x = test::random_tensor({1, 5, 9, 9}, 3);
+  std::vector<Tensor> y1, y2;
+  first->run({x}, y1);
+  second->run({x}, y2);
+  REQUIRE(test::max_abs_diff(y1[0].data<float>(), y2[0].data<float>(), size_t(y1[0].numel())) == 0);
+  // Without the cache, a weightless graph is refused with a clear error, not run on garbage.
+  REQUIRE_THROWS_WITH(backend->compile(g.without_weights(), CompileOptions{}), Catch::Contains("no weights"));
+}

@@ -1,8 +1,10 @@
 // `gpen bench`: whole-model timing (median, min, max over runs), peak RSS, per-layer profile.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -23,11 +25,21 @@ double peak_rss_mb() {
   return double(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+// Resident memory now (MiB), to show where the peak comes from: load, packing or running.
+double current_rss_mb() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return double(resident) * double(sysconf(_SC_PAGESIZE)) / 1048576.0;
+}
+
 struct BenchOpts {
   std::string model;
   int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15;
   std::string precision = "fp32", isa;
-  bool json = false, profile = false;
+  bool json = false, profile = false, low_memory = false;
 };
 
 std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
@@ -69,19 +81,24 @@ Runner register_bench(CLI::App& app) {
   cmd->add_option("--batch-size,--batch", o->batch, "faces per forward")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
+  cmd->add_flag("--low-memory", o->low_memory, "direct instead of Winograd where its weights would dominate memory");
   cmd->add_option("--top", o->top, "layers shown by --profile");
   return [o]() {
     CompileOptions copt;
     copt.threads = o->threads;
+    copt.lean_memory = o->low_memory;
     cpu::parse_precision(o->precision, &copt.precision);
     if (!o->isa.empty() && !cpu::parse_isa(o->isa, &copt.max_isa)) fail("unknown --isa '", o->isa, "'");
     auto t0 = std::chrono::steady_clock::now();
-    auto model = load_or_make(*o);
+    // The runner alone holds the model, so it frees the f32 conv weights once they are packed.
+    GpenRunner runner(load_or_make(*o), std::shared_ptr<Backend>(make_cpu_backend()), copt);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rss_loaded = current_rss_mb();
     t0 = std::chrono::steady_clock::now();
-    GpenRunner runner(model, std::shared_ptr<Backend>(make_cpu_backend()), copt);
     Executable& exe = runner.executable(o->batch);
     const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rss_compiled = current_rss_mb();
+    const GpenModel* model = &runner.model();
     const int S = model->config().size;
     Tensor x = Tensor::empty(DType::F32, {o->batch, 3, S, S});
     std::mt19937 rng(7);
@@ -104,10 +121,12 @@ Runner register_bench(CLI::App& app) {
     const char* isa = cpu::isa_name(std::min(copt.max_isa, cpu::active_isa()));
     if (o->json) {
       nlohmann::json j = {{"model", model->config().describe()}, {"size", S}, {"batch", o->batch},
-                          {"threads", threads}, {"precision", o->precision}, {"isa", isa},
+                          {"threads", threads}, {"precision", o->precision}, {"isa", isa}, {"low_memory", o->low_memory},
                           {"runs", o->runs}, {"median_s", median}, {"min_s", mn}, {"max_s", mx},
                           {"times_s", times}, {"gflop", gflop}, {"gflops_per_s", gflop / median},
                           {"faces_per_s", o->batch / median}, {"peak_rss_mb", peak_rss_mb()},
+                          {"rss_after_load_mb", rss_loaded}, {"rss_after_compile_mb", rss_compiled},
+                          {"weights_mb", double(exe.weight_bytes()) / 1048576},
                           {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"load_s", load_s},
                           {"compile_s", compile_s}};
       std::printf("%s\n", j.dump().c_str());
@@ -116,8 +135,8 @@ Runner register_bench(CLI::App& app) {
                   o->precision.c_str(), isa);
       std::printf("median %.3f s  min %.3f s  max %.3f s  (%d runs)  %.1f GFLOP  %.1f GFLOP/s  %.2f faces/s\n",
                   median, mn, mx, o->runs, gflop, gflop / median, o->batch / median);
-      std::printf("peak RSS %.0f MB  arena %.0f MB  load %.2f s  compile %.2f s\n", peak_rss_mb(),
-                  double(exe.arena_bytes()) / 1048576, load_s, compile_s);
+      std::printf("peak RSS %.0f MB (after load %.0f, after compile %.0f)  arena %.0f MB  load %.2f s  compile %.2f s\n",
+                  peak_rss_mb(), rss_loaded, rss_compiled, double(exe.arena_bytes()) / 1048576, load_s, compile_s);
       if (o->profile) print_profile(exe.profile(), o->runs, o->top);
     }
     return 0;

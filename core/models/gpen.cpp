@@ -171,10 +171,12 @@ GpenModel GpenModel::from_state_dict(const StateDict& sd) {
     if (conv_w) {  // [1][out][in][k][k] -> [out][in][k][k], times 1/sqrt(in*k*k)
       const float fan_in = float(shape[2] * shape[3] * shape[4]);
       p[k] = scaled(t, 1.f / std::sqrt(fan_in)).reshape({shape[1], shape[2], shape[3], shape[4]});
+      m.conv_keys_.push_back(k);
     } else if (mod_w) {
       p[k] = scaled(t, sd_scale);
     } else if (k.rfind("ecd", 0) == 0 && shape.size() == 4) {
       p[k] = scaled(t, 1.f / std::sqrt(float(shape[1] * shape[2] * shape[3])));
+      m.conv_keys_.push_back(k);
     } else if (k == "final_linear.0.weight") {
       p[k] = scaled(t, 1.f / std::sqrt(float(shape[1])));
     } else {
@@ -187,6 +189,15 @@ GpenModel GpenModel::from_state_dict(const StateDict& sd) {
 }
 
 GpenModel GpenModel::load(const std::string& path) { return from_state_dict(load_gpen_weights(path)); }
+
+GpenModel GpenModel::without_conv_weights() const {
+  GpenModel m = *this;
+  for (const std::string& k : conv_keys_) {
+    Tensor& t = m.prepared_.at(k);
+    t = Tensor::shape_only(t.dtype(), t.shape());
+  }
+  return m;
+}
 
 const Tensor& GpenModel::w(const std::string& k) const {
   auto it = prepared_.find(k);
@@ -201,6 +212,7 @@ struct Builder {
   Graph& g;
   int latent;  // w, [N][style_dim]
   std::function<const Tensor&(const std::string&)> w;
+  int image = -1, top_feature = -1;  // the input, and ecd0's output (recomputed, see below)
 
   // Style vector for one modulated conv: s = modulation(w), [N][Cin].
   int modulation(const std::string& p) {
@@ -235,8 +247,23 @@ struct Builder {
       const int t = g.conv2d(p + ".conv_t", x, cd, wt, EpilogueSpec{}, s, d);
       g.upfirdn2d(p + ".blur", t, w(p + ".conv.blur.kernel"), 1, 1, 1, 1, act_lo, lo);
     }
-    g.scale_bias_act(p + ".noise", feature, w(p + ".noise.weight").data<float>()[0], act_hi, hi);
+    const float noise_w = w(p + ".noise.weight").data<float>()[0];
+    if (feature == top_feature)
+      recompute_top_feature(p, hi);  // then the activation runs in place on it
+    g.scale_bias_act(p + ".noise", feature == top_feature ? hi : feature, noise_w, act_hi, hi);
     return buf;
+  }
+
+  // The full-resolution encoder feature (ecd0: 1x1 conv of the image) is the largest activation
+  // (64 x S x S) and would stay live from the first layer to the last two. Recomputing it where
+  // the decoder needs it costs a cheap 3->64 pointwise conv and frees that buffer for the whole
+  // forward (67 MB at S = 512). The values are identical: same conv, same weights.
+  void recompute_top_feature(const std::string& p, int out) {
+    const Tensor& w0 = w("ecd0.0.0.weight");
+    cpu::ConvDesc cd;
+    cd.C = 3;
+    cd.K = int(w0.dim(0));
+    g.conv2d(p + ".ecd0", image, cd, w0, EpilogueSpec::fused_lrelu(w("ecd0.0.1.bias")), -1, -1, out);
   }
 
   int to_rgb(const std::string& p, int x, int skip) {
@@ -262,6 +289,7 @@ Graph GpenModel::build_graph(int batch) const {
   Graph g;
   Builder b{*this, g, -1, [this](const std::string& k) -> const Tensor& { return w(k); }};
   int x = g.input("input", {batch, 3, S, S});
+  b.image = x;
 
   // Encoder: one feature map per resolution, S down to 4.
   std::vector<int> feats;
@@ -272,6 +300,7 @@ Graph GpenModel::build_graph(int batch) const {
     cd.K = int(w0.dim(0));
     x = g.conv2d("ecd0", x, cd, w0, EpilogueSpec::fused_lrelu(w("ecd0.0.1.bias")));
     feats.push_back(x);
+    b.top_feature = x;
   }
   for (int j = 1; j <= L; ++j) {
     const std::string p = key("ecd", j, ".0");
@@ -310,12 +339,21 @@ Graph GpenModel::build_graph(int batch) const {
 }
 
 GpenRunner::GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt)
-    : model_(std::move(model)), backend_(std::move(backend)), opt_(opt) {}
+    : model_(std::move(model)), backend_(std::move(backend)), opt_(opt) {
+  if (!opt_.kernel_cache) opt_.kernel_cache = backend_->make_kernel_cache();
+}
 
 Executable& GpenRunner::executable(int batch) {
   auto it = cache_.find(batch);
-  if (it == cache_.end()) it = cache_.emplace(batch, backend_->compile(model_->build_graph(batch), opt_)).first;
-  return *it->second;
+  if (it != cache_.end()) return *it->second;
+  Graph g = model_->build_graph(batch);
+  // Only the graph holds the f32 conv weights now (unless the caller kept the model): they are
+  // freed when it goes, right after packing, before the arena is first touched.
+  if (opt_.kernel_cache && !conv_weights_dropped_) {
+    model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
+    conv_weights_dropped_ = true;
+  }
+  return *cache_.emplace(batch, backend_->compile(g, opt_)).first->second;
 }
 
 Tensor GpenRunner::forward(const Tensor& x) {

@@ -49,15 +49,22 @@ class GpenModel {
   Graph build_graph(int batch) const;
   // The list of (key, shape) an official checkpoint of this configuration has.
   static std::vector<std::pair<std::string, Shape>> expected_layout(const GpenConfig& cfg);
+  // A copy whose convolution weights are shape-only (the other tensors shared with this one).
+  // Its graphs compile only from a kernel cache that already holds those convs' packed weights.
+  GpenModel without_conv_weights() const;
 
  private:
   const Tensor& w(const std::string& key) const;
   GpenConfig cfg_;
   int64_t params_ = 0;
   std::map<std::string, Tensor> prepared_;  // effective (scaled) weights, f32
+  std::vector<std::string> conv_keys_;       // the prepared_ entries only convolutions read
 };
 
 // Runs a GpenModel on a backend, compiling one executable per batch size on first use.
+// Executables share one kernel cache, so the convolution weights are packed once; after the first
+// compile the runner keeps a copy of the model without its f32 conv weights, so they are freed
+// when the caller holds no other reference to the model (peak memory: weights counted once).
 class GpenRunner {
  public:
   GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt);
@@ -70,6 +77,7 @@ class GpenRunner {
   std::shared_ptr<const GpenModel> model_;
   std::shared_ptr<Backend> backend_;
   CompileOptions opt_;
+  bool conv_weights_dropped_ = false;
   std::map<int, std::unique_ptr<Executable>> cache_;
 };
 

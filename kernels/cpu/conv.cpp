@@ -29,6 +29,11 @@ bool winograd_applies(const ConvDesc& d) {
   return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2;
 }
 
+// Transformed weights 36 x K x C floats against the K x OH x OW output of one sample.
+bool winograd_weights_outweigh_output(const ConvDesc& d, const KernelOptions& opt) {
+  return 36 * int64_t(d.C) > 2 * int64_t(d.out_h(opt.map_h)) * d.out_w(opt.map_w);
+}
+
 }  // namespace
 
 std::unique_ptr<ConvKernel> make_conv_generic(const ConvDesc& d, const Tensor& weight) {
@@ -53,6 +58,7 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
     if (!winograd_applies(d)) return 0;  // direct only
     if (opt.map_h <= 0 || opt.map_w <= 0) return 1;  // unknown size: Winograd with a direct fallback
     const int64_t tiles = int64_t((d.out_h(opt.map_h) + 3) / 4) * ((d.out_w(opt.map_w) + 3) / 4);
+    if (opt.lean_memory && winograd_weights_outweigh_output(d, opt)) return 0;
     return tiles < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
   };
   auto build = [&](int how, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {

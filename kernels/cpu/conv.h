@@ -20,6 +20,9 @@ struct ConvRun {
   const float* out_scale = nullptr;   // [N][K] or null (demodulation)
   Epilogue ep;
   ThreadPool* pool = nullptr;
+  // Working memory of at least scratch_bytes(x.n, x.h, x.w), 64-byte aligned, or null: then the
+  // kernel uses a per-thread buffer of its own (which stays allocated between runs).
+  void* scratch = nullptr;
 };
 
 class ConvKernel {
@@ -28,6 +31,8 @@ class ConvKernel {
   // e.g. "f32_conv3x3_winograd_f43__avx512" -- says dtype, op, algorithm/tile and ISA.
   virtual std::string name() const = 0;
   virtual void run(const ConvRun& r) const = 0;
+  // Bytes of ConvRun::scratch this kernel wants for an N x C x H x W input (0: none).
+  virtual size_t scratch_bytes(int n, int h, int w) const { return 0; }
 };
 
 struct KernelOptions {
@@ -38,6 +43,10 @@ struct KernelOptions {
   // too small for a vector of tiles, or the direct fallback of a Winograd layer on large maps.
   // Both copies of prepacked weights would otherwise stay in memory.
   int map_h = 0, map_w = 0;
+  // Lean memory: an f32 3x3 conv whose Winograd weights (36/9 = 4x the 3x3 weights) would outweigh
+  // its output map by more than 2x runs the direct kernel instead: in GPEN that is the wide layers on
+  // 16..64 px maps, 170 MB of transformed weights at GPEN-512. Needs map_h/map_w.
+  bool lean_memory = false;
 };
 
 // weight: f32 [K][C/groups][kh][kw] (copied/prepacked; the caller may free it afterwards).

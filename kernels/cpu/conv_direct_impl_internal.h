@@ -87,6 +87,12 @@ class DirectConv final : public ConvKernel {
 
   std::string name() const override { return name_; }
 
+  // The padded, modulated copy of the input (none for plain 1x1 convs, which read it in place).
+  size_t scratch_bytes(int n, int h, int w) const override {
+    if (d_.out_h(h) <= 0 || d_.out_w(w) <= 0 || n <= 0 || (CU == 1 && pointwise_)) return 0;
+    return size_t(n) * units_ * size_t(geometry(h, w).cs) * sizeof(E);
+  }
+
   void run(const ConvRun& r) const override {
     if (d_.out_h(r.x.h) <= 0 || d_.out_w(r.x.w) <= 0 || r.x.n <= 0) return;  // empty output
     const Geo g = geometry(r.x.h, r.x.w);
@@ -101,7 +107,7 @@ class DirectConv final : public ConvKernel {
       in = reinterpret_cast<const E*>(r.x.data), in_stride = r.x.batch_stride;
       if (r.in_scale) wn = scale_weights(r);
     } else {
-      E* buf = thread_scratch<E>(0, size_t(N) * units_ * g.cs);
+      E* buf = r.scratch ? static_cast<E*>(r.scratch) : thread_scratch<E>(0, size_t(N) * units_ * g.cs);
       pack_input(r, g, buf);
       in = buf, in_stride = int64_t(units_) * g.cs;
     }

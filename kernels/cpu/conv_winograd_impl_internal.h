@@ -71,6 +71,12 @@ class WinogradConv final : public ConvKernel {
 
   std::string name() const override { return name_; }
 
+  // Only the direct fallback (maps of fewer tiles than one vector) copies its input.
+  size_t scratch_bytes(int n, int h, int w) const override {
+    const int64_t tiles = div_up(d_.out_h(h), 4) * div_up(d_.out_w(w), 4);
+    return small_ && tiles < VW ? small_->scratch_bytes(n, h, w) : 0;
+  }
+
   void run(const ConvRun& r) const override {
     const int OH = d_.out_h(r.x.h), OW = d_.out_w(r.x.w);
     if (OH <= 0 || OW <= 0 || r.x.n <= 0) return;  // empty output
