@@ -580,4 +580,65 @@ void fill_rectangle(FloatImage& plane, int x0, int y0, int x1, int y1, float val
       for (int c = 0; c < plane.channels; ++c) plane.at(x, y, c) = value;
 }
 
+// ------------------------------------------------------------------------------------------------
+// Area downscale
+
+namespace {
+
+// For each output index along one axis: the source indices it covers and their weights (summing
+// to 1), flattened.
+struct AreaWeights {
+  std::vector<int> first, count;  // per output index
+  std::vector<int> src;
+  std::vector<float> weight;
+};
+
+AreaWeights area_weights(int out, int in) {
+  AreaWeights a;
+  const double scale = double(in) / out;
+  for (int o = 0; o < out; ++o) {
+    const double lo = o * scale, hi = std::min(double(in), (o + 1) * scale);
+    a.first.push_back(int(a.src.size()));
+    for (int i = int(std::floor(lo)); i < int(std::ceil(hi)) && i < in; ++i) {
+      const double w = std::min(hi, double(i + 1)) - std::max(lo, double(i));
+      if (w <= 0) continue;
+      a.src.push_back(i);
+      a.weight.push_back(float(w / (hi - lo)));
+    }
+    a.count.push_back(int(a.src.size()) - a.first.back());
+  }
+  return a;
+}
+
+}  // namespace
+
+Image downscale_area(const Image& src, int width, int height, ThreadPool* pool) {
+  if (width <= 0 || height <= 0 || width > src.width || height > src.height)
+    fail("downscale_area: ", src.width, "x", src.height, " -> ", width, "x", height, " is not a downscale");
+  const int C = src.channels;
+  const AreaWeights ax = area_weights(width, src.width), ay = area_weights(height, src.height);
+  Image out(width, height, C);
+  parallel_for(pool, height, 16, [&](int64_t y0, int64_t y1) {
+    std::vector<float> acc(size_t(width) * C);
+    for (int y = int(y0); y < int(y1); ++y) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int k = 0; k < ay.count[size_t(y)]; ++k) {
+        const size_t t = size_t(ay.first[size_t(y)] + k);
+        const uint8_t* s = src.row(ay.src[t]);
+        const float wy = ay.weight[t];
+        for (int x = 0; x < width; ++x)
+          for (int j = 0; j < ax.count[size_t(x)]; ++j) {
+            const size_t u = size_t(ax.first[size_t(x)] + j);
+            const float w = wy * ax.weight[u];
+            const uint8_t* p = s + size_t(ax.src[u]) * C;
+            for (int c = 0; c < C; ++c) acc[size_t(x) * C + c] += w * p[c];
+          }
+      }
+      uint8_t* o = out.row(y);
+      for (size_t i = 0; i < acc.size(); ++i) o[i] = uint8_t(std::clamp(std::nearbyint(acc[i]), 0.f, 255.f));
+    }
+  });
+  return out;
+}
+
 }  // namespace gpen

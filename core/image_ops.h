@@ -107,4 +107,10 @@ Image smooth_3x3(const Image& src);  // the GPEN small-face kernel above
 // so no partial coverage is drawn.
 void fill_rectangle(FloatImage& plane, int x0, int y0, int x1, int y1, float value);
 
+// --- downscale ------------------------------------------------------------------------------------
+// Area-average downscale (cv2.INTER_AREA for shrinking): each output pixel is the mean of the
+// source area it covers, fractional at the edges, so large reductions do not alias. Any channel
+// count; width <= src.width and height <= src.height (otherwise use resize_bilinear).
+Image downscale_area(const Image& src, int width, int height, ThreadPool* pool = nullptr);
+
 }  // namespace gpen

@@ -3,8 +3,8 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "core/face_align.h"
 #include "core/face_tensor.h"
+#include "core/pipeline/adjustments.h"
 
 namespace gpen {
 namespace {
@@ -18,22 +18,41 @@ Landmarks5 landmarks_of(const Detection& d) {
   return lm;
 }
 
-// One face on its way through the pipeline.
-struct FaceJob {
-  size_t photo;
-  Detection det;
-  AlignedFace aligned;
-  Image restored;
-};
+// Where paste-back can have changed pixels: the union of the faces' warped footprints.
+Rect pasted_area(const std::vector<PasteFace>& faces, const Image& photo) {
+  Rect area;
+  for (const PasteFace& f : faces)
+    area = unite(area, warp_affine_support(f.inverse, f.restored.width, f.restored.height, photo.width, photo.height));
+  return area;
+}
 
 }  // namespace
 
 StageTimes& StageTimes::operator+=(const StageTimes& o) {
+  upscale_ms += o.upscale_ms;
   detect_ms += o.detect_ms;
   align_ms += o.align_ms;
   gpen_ms += o.gpen_ms;
   paste_ms += o.paste_ms;
   return *this;
+}
+
+bool restores_faces(const RestoreOptions& opt) { return opt.controls.strength > 0; }
+
+Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& controls) {
+  validate(controls);
+  const int S = gpen.model().config().size;
+  Image rgb = to_rgb(crop);
+  Image face = (rgb.width == S && rgb.height == S) ? std::move(rgb) : resize_bilinear(rgb, S, S);
+  face = denoise_photo(face, controls.denoise);
+  Image out = face;
+  if (controls.strength > 0) {
+    const Image restored = tensor_to_face(gpen.forward(faces_to_tensor({&face})), 0);
+    out = compose_face(face, restored, controls, /*small_face=*/false);
+    if (controls.skin_protect) protect_skin_colour(out, face, Rect{0, 0, S, S});
+  }
+  apply_finishing_filters(out, controls);
+  return out;
 }
 
 FaceRestorer::FaceRestorer(std::shared_ptr<FaceDetector> detector, std::shared_ptr<GpenRunner> gpen, ThreadPool* pool)
@@ -46,68 +65,97 @@ RestoreResult FaceRestorer::restore(const Image& photo, const RestoreOptions& op
 }
 
 std::vector<RestoreResult> FaceRestorer::restore_many(const std::vector<const Image*>& photos, const RestoreOptions& opt) {
-  if (opt.strength < 0 || opt.strength > 1) fail("strength must be in [0, 1], got ", opt.strength);
-  const int S = face_size();
-  std::vector<RestoreResult> results(photos.size());
-  std::vector<RgbAndAlpha> split(photos.size());
-  std::vector<FaceJob> jobs;
-
-  for (size_t p = 0; p < photos.size(); ++p) {
-    split[p] = split_alpha(*photos[p]);
-    auto t0 = Clock::now();
-    std::vector<Detection> dets = detector_->detect(split[p].rgb, opt.detect);
-    results[p].times.detect_ms = ms_since(t0);
-    t0 = Clock::now();
-    for (const Detection& d : dets) {
-      FaceJob job{p, d, align_face(split[p].rgb, landmarks_of(d), S, opt.warp, pool_), {}};
-      jobs.push_back(std::move(job));
-    }
-    results[p].times.align_ms = ms_since(t0);
-  }
-
-  // GPEN in batches across all photos; time is charged to photos by their share of faces.
-  const int batch = std::max(1, opt.batch_size);
-  auto t0 = Clock::now();
-  if (opt.strength > 0)
-    for (size_t i = 0; i < jobs.size(); i += size_t(batch)) {
-      std::vector<const Image*> crops;
-      for (size_t j = i; j < std::min(jobs.size(), i + size_t(batch)); ++j) crops.push_back(&jobs[j].aligned.crop);
-      Tensor y = gpen_->forward(faces_to_tensor(crops));
-      for (size_t j = 0; j < crops.size(); ++j) jobs[i + j].restored = tensor_to_face(y, int(j));
-    }
-  const double gpen_ms = ms_since(t0);
-
-  for (size_t p = 0; p < photos.size(); ++p) {
-    std::vector<PasteFace> paste;
-    for (FaceJob& job : jobs) {
-      if (job.photo != p) continue;
-      RestoredFace rf;
-      rf.detection = job.det;
-      if (opt.keep_crops) {
-        rf.aligned = job.aligned.crop;
-        rf.restored = opt.strength > 0 ? job.restored : job.aligned.crop;
-      }
-      results[p].faces.push_back(std::move(rf));
-      if (opt.strength > 0)
-        paste.push_back(PasteFace{job.restored, job.aligned.crop, job.aligned.inverse,
-                                  {job.det.box[0], job.det.box[1], job.det.box[2], job.det.box[3]}});
-    }
-    results[p].times.gpen_ms = jobs.empty() ? 0 : gpen_ms * double(results[p].faces.size()) / double(jobs.size());
-    auto t1 = Clock::now();
-    if (paste.empty()) {
-      results[p].image = *photos[p];  // nothing to restore (or strength 0): the input, byte for byte
-    } else {
-      PasteOptions po;
-      po.strength = opt.strength;
-      po.mask = opt.mask;
-      po.interpolation = opt.warp;
-      po.pool = pool_;
-      paste_faces_into(split[p].rgb, paste, po);  // in place: no copy of a large photo
-      results[p].image = split[p].alpha.empty() ? std::move(split[p].rgb) : attach_alpha(split[p].rgb, split[p].alpha);
-    }
-    results[p].times.paste_ms = ms_since(t1);
-  }
+  std::vector<PhotoInProgress> stage;
+  std::vector<FaceInProgress*> faces;
+  stage.reserve(photos.size());  // the face pointers below must stay valid
+  for (const Image* p : photos) stage.push_back(detect_faces(*p, opt));
+  for (PhotoInProgress& p : stage)
+    for (FaceInProgress& f : p.faces) faces.push_back(&f);
+  run_gpen(faces, opt);
+  std::vector<RestoreResult> results;
+  for (PhotoInProgress& p : stage) results.push_back(finish(std::move(p), opt));
   return results;
+}
+
+PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& opt) {
+  validate(opt.controls);
+  PhotoInProgress p;
+  p.photo = opt.controls.denoise > 0 ? denoise_photo(photo, opt.controls.denoise, pool_) : std::move(photo);
+  p.split = split_alpha(p.photo);
+  // use_sr: faces come from the bilinear resize (as GPEN does), the background from RealESRNet.
+  Image resized;
+  if (opt.upscaler) {
+    const auto t_sr = Clock::now();
+    Image up = upscale_photo(p.split.rgb, *opt.upscaler, opt.upscale);
+    resized = resize_bilinear(p.split.rgb, up.width, up.height);
+    p.split.rgb = std::move(up);
+    if (!p.split.alpha.empty()) p.split.alpha = resize_bilinear(p.split.alpha, p.split.rgb.width, p.split.rgb.height);
+    p.photo = p.split.alpha.empty() ? p.split.rgb : attach_alpha(p.split.rgb, p.split.alpha);
+    p.times.upscale_ms = ms_since(t_sr);
+  }
+  const Image& faces_from = opt.upscaler ? resized : p.split.rgb;
+  auto t0 = Clock::now();
+  const std::vector<Detection> dets = detector_->detect(faces_from, opt.detect);
+  p.times.detect_ms = ms_since(t0);
+  t0 = Clock::now();
+  for (const Detection& d : dets)
+    p.faces.push_back(FaceInProgress{d, align_face(faces_from, landmarks_of(d), face_size(), opt.warp, pool_), {}, 0});
+  p.times.align_ms = ms_since(t0);
+  return p;
+}
+
+void FaceRestorer::run_gpen(const std::vector<FaceInProgress*>& faces, const RestoreOptions& opt) {
+  if (!restores_faces(opt)) return;
+  const size_t batch = size_t(std::max(1, opt.batch_size));
+  for (size_t i = 0; i < faces.size(); i += batch) {
+    const size_t n = std::min(faces.size() - i, batch);
+    std::vector<const Image*> crops;
+    for (size_t j = 0; j < n; ++j) crops.push_back(&faces[i + j]->aligned.crop);
+    const auto t0 = Clock::now();
+    Tensor y = gpen_->forward(faces_to_tensor(crops));
+    for (size_t j = 0; j < n; ++j) faces[i + j]->restored = tensor_to_face(y, int(j));
+    const double share = ms_since(t0) / double(n);
+    for (size_t j = 0; j < n; ++j) faces[i + j]->gpen_ms = share;
+  }
+}
+
+RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt) const {
+  RestoreResult r;
+  r.times = p.times;
+  const bool restore = restores_faces(opt);
+  const auto t0 = Clock::now();
+  std::vector<PasteFace> paste;
+  for (FaceInProgress& f : p.faces) {
+    if (restore && f.restored.empty()) fail("internal: face ", paste.size(), " was not run through GPEN");
+    RestoredFace rf;
+    rf.detection = f.detection;
+    if (opt.keep_crops) {
+      rf.aligned = f.aligned.crop;
+      rf.restored = restore ? f.restored : f.aligned.crop;
+    }
+    r.faces.push_back(std::move(rf));
+    r.times.gpen_ms += f.gpen_ms;
+    if (!restore) continue;
+    const auto& b = f.detection.box;
+    // The mask source sees GPEN's own output in modes natural and strong, as in GPEN.
+    paste.push_back(PasteFace{restoration_target(f.aligned.crop, std::move(f.restored), opt.controls),
+                              f.aligned.crop, f.aligned.inverse, {b[0], b[1], b[2], b[3]}});
+  }
+  if (paste.empty()) {
+    r.image = std::move(p.photo);  // nothing to restore (or strength 0): the input, byte for byte
+  } else {
+    PasteOptions po;
+    po.strength = face_blend_weight(opt.controls);  // GPEN's blend and small-face smoothing
+    po.mask = opt.mask;
+    po.interpolation = opt.warp;
+    po.pool = pool_;
+    paste_faces_into(p.split.rgb, paste, po);  // in place: no copy of a large photo
+    if (opt.controls.skin_protect) protect_skin_colour(p.split.rgb, p.photo, pasted_area(paste, p.photo), pool_);
+    r.image = p.split.alpha.empty() ? std::move(p.split.rgb) : attach_alpha(p.split.rgb, p.split.alpha);
+  }
+  apply_finishing_filters(r.image, opt.controls, pool_);
+  r.times.paste_ms = ms_since(t0);
+  return r;
 }
 
 }  // namespace gpen

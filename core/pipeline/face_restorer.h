@@ -1,39 +1,54 @@
-// The whole-photo pipeline: detect faces -> align each to GPEN's 5-point template -> restore all
-// faces of one or several photos in GPEN batches -> blend (strength) and paste back with the
-// feathered mask. RGBA photos keep their alpha channel untouched; gray photos are processed and
-// returned as RGB (GPEN works on colour).
+// The whole-photo pipeline: (denoise) -> detect faces -> align each to GPEN's 5-point template ->
+// restore all faces of one or several photos in GPEN batches -> face controls (strength, mode,
+// skin protection; core/pipeline/adjustments.h) -> paste back with the feathered mask ->
+// finishing filters (sharpen, contrast, brightness). RGBA photos keep their alpha channel
+// untouched; gray photos whose faces are restored come back as RGB (GPEN works on colour).
+//
+// restore() / restore_many() run the stages one after the other. The three stage functions are
+// public so that a caller can overlap them across photos (core/pipeline/batch.h):
+//   PhotoInProgress p = r.detect_faces(photo, opt);    // one thread
+//   r.run_gpen({&p.faces[0], ...}, opt);                // another; faces of several photos per batch
+//   RestoreResult out = r.finish(std::move(p), opt);    // a third
 #pragma once
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/face_align.h"
 #include "core/face_detector.h"
 #include "core/image.h"
 #include "core/models/gpen.h"
 #include "core/paste_back.h"
+#include "core/pipeline/upscale.h"
+#include "core/pipeline/controls.h"
 
 namespace gpen {
 
 struct RestoreOptions {
   DetectOptions detect;          // threshold, NMS, min face, max faces, centre face only
-  double strength = 1.0;         // 0: input returned unchanged; 1: GPEN's output as is
+  Controls controls;             // strength, mode, filters: docs/CONTROLS.md
   int batch_size = 4;            // faces per GPEN forward
   bool keep_crops = false;       // fill RestoredFace::aligned / restored (for --save-faces)
   const FaceMaskSource* mask = nullptr;  // null: GPEN's rectangle mask
   // Warps for alignment and paste-back. GPEN's cv2.warpAffine(flags=3) means INTER_AREA, which
   // warpAffine runs as bilinear: Linear reproduces GPEN; Cubic is sharper.
   WarpInterpolation warp = WarpInterpolation::Linear;
+  // GPEN's use_sr (null: off): the whole photo is upsampled by this RealESRNet first; faces are
+  // detected and aligned on a bilinear resize of the (denoised) photo to that size and pasted on
+  // the upsampled one. Used from the detect stage only (one thread at a time).
+  RrdbRunner* upscaler = nullptr;
+  UpscaleOptions upscale;
 };
 
 struct RestoredFace {
   Detection detection;
   Image aligned;   // the S x S crop fed to GPEN (when keep_crops)
-  Image restored;  // GPEN's output for it (when keep_crops)
+  Image restored;  // GPEN's output for it (when keep_crops; the crop itself at strength 0)
 };
 
 struct StageTimes {
-  double detect_ms = 0, align_ms = 0, gpen_ms = 0, paste_ms = 0;
+  double upscale_ms = 0, detect_ms = 0, align_ms = 0, gpen_ms = 0, paste_ms = 0;
   StageTimes& operator+=(const StageTimes& o);
 };
 
@@ -43,6 +58,31 @@ struct RestoreResult {
   StageTimes times;
 };
 
+// One face between the stages.
+struct FaceInProgress {
+  Detection detection;
+  AlignedFace aligned;
+  Image restored;        // GPEN's output, once run_gpen has seen this face
+  double gpen_ms = 0;    // this face's share of its GPEN batch
+};
+
+// One photo between the stages.
+struct PhotoInProgress {
+  Image photo;           // the input (denoised when asked): what comes back when nothing is pasted
+  RgbAndAlpha split;     // its RGB and alpha
+  std::vector<FaceInProgress> faces;
+  StageTimes times;
+};
+
+// Whether faces go through GPEN at all (strength 0 leaves them as they are).
+bool restores_faces(const RestoreOptions& opt);
+
+// An FFHQ-aligned face crop (any size; bilinear-resized to the model's) with the controls applied
+// as to a face in a photo, the crop being the whole face: denoise, GPEN (skipped at strength 0),
+// mode / --detail / strength, skin protection over the crop, sharpen, contrast, brightness.
+// Returns the S x S RGB result. Shared by `gpen enhance --aligned`, `gpen serve` and the C API.
+Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& controls);
+
 class FaceRestorer {
  public:
   FaceRestorer(std::shared_ptr<FaceDetector> detector, std::shared_ptr<GpenRunner> gpen, ThreadPool* pool = nullptr);
@@ -50,6 +90,14 @@ class FaceRestorer {
   RestoreResult restore(const Image& photo, const RestoreOptions& opt);
   // Several photos at once: their faces share GPEN batches.
   std::vector<RestoreResult> restore_many(const std::vector<const Image*>& photos, const RestoreOptions& opt);
+
+  // Stage 1: denoise (when asked), detect, align. Not thread-safe (the detector caches graphs).
+  PhotoInProgress detect_faces(Image photo, const RestoreOptions& opt);
+  // Stage 2: GPEN on these faces, opt.batch_size per forward. Not thread-safe.
+  void run_gpen(const std::vector<FaceInProgress*>& faces, const RestoreOptions& opt);
+  // Stage 3: face controls, paste-back, finishing filters. Safe to call from another thread than
+  // the other two stages.
+  RestoreResult finish(PhotoInProgress photo, const RestoreOptions& opt) const;
 
   int face_size() const;
 

@@ -1,0 +1,373 @@
+// The batch engine's guarantees (core/pipeline/batch.h): planning and naming, nothing lost (inputs
+// untouched, atomic outputs, skip existing, bad files reported, write failures stop cleanly,
+// cancellation finishes what is in flight and a rerun resumes), and that the overlapped pipeline
+// gives the same pixels as restoring each photo alone. Uses the tiny GPEN and small crops of the
+// group photo so that each case is quick.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/face_detector.h"
+#include "core/image.h"
+#include "core/models/gpen.h"
+#include "core/pipeline/batch.h"
+#include "core/pipeline/face_restorer.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+using namespace gpen;
+
+namespace {
+
+const std::string kTiny = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth");
+const std::string kDetector = test::shared_path("weights/retinaface_mobilenet0.25.pth");
+
+FaceRestorer& restorer() {
+  static FaceRestorer r(std::make_shared<FaceDetector>(FaceDetector::load(kDetector)),
+                        std::make_shared<GpenRunner>(std::make_shared<GpenModel>(GpenModel::load(kTiny)),
+                                                     std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{}));
+  return r;
+}
+
+std::string fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("gpen_batch_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d.string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Crop `i` of the group photo: 260 px wide windows with a few faces each.
+Image group_crop(int i) {
+  static const Image full = load_image(test::shared_path("images/group_solvay_1927.png"));
+  const int w = 260, x0 = (i * 170) % (full.width - w);
+  Image out(w, full.height / 2, full.channels);
+  const int y0 = (i % 2) * (full.height / 2);
+  for (int y = 0; y < out.height; ++y)
+    std::copy(full.row(y0 + y) + size_t(x0) * full.channels, full.row(y0 + y) + size_t(x0 + w) * full.channels, out.row(y));
+  return out;
+}
+
+std::vector<std::string> write_photos(const std::string& dir, int n, const std::string& ext = ".png") {
+  std::vector<std::string> paths;
+  for (int i = 0; i < n; ++i) {
+    paths.push_back(dir + "/photo" + std::to_string(i) + ext);
+    save_image(paths.back(), group_crop(i));
+  }
+  return paths;
+}
+
+std::vector<BatchItem> plan_into(const std::vector<std::string>& inputs, const std::string& out_dir) {
+  OutputNaming naming;
+  naming.dir = out_dir;
+  return plan_batch(BatchInputs{inputs, "", false}, naming);
+}
+
+BatchOptions quick_options() {
+  BatchOptions o;
+  o.restore.controls.strength = 100;
+  o.restore.batch_size = 3;
+  return o;
+}
+
+int count_hidden_files(const std::string& dir) {
+  int n = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir)) n += e.path().filename().string()[0] == '.';
+  return n;
+}
+
+struct Run {
+  int code;
+  std::string err;
+};
+
+Run gpen_cli(const std::string& args, const std::string& shell_prefix = "") {
+  const std::string err = fresh_dir("cli_stderr") + "/err.txt";
+  const std::string cmd = shell_prefix + std::string(GPEN_CLI_PATH) + " " + args + " 2>" + err;
+  const int status = std::system(("bash -c '" + cmd + "'").c_str());
+  return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(err)};
+}
+
+std::string cli_model_args() { return " --model " + kTiny + " --detector " + kDetector + " --threads 2 --strength 100"; }
+
+}  // namespace
+
+TEST_CASE("plan: folders, recursion, hidden files, list file, suffix and format", "[batch]") {
+  const std::string in = fresh_dir("plan_in");
+  fs::create_directories(in + "/sub/deeper");
+  fs::create_directories(in + "/.cache");
+  for (const char* f : {"a.png", "b.JPG", "notes.txt", ".hidden.png", "sub/c.webp", "sub/deeper/d.jpeg", ".cache/e.png"})
+    std::ofstream(in + "/" + f) << "x";
+  OutputNaming naming;
+  naming.dir = "/out";
+  std::vector<BatchItem> flat = plan_batch(BatchInputs{{in}, "", false}, naming);
+  REQUIRE(flat.size() == 2);
+  CHECK(flat[0].output == "/out/a.png");
+  CHECK(flat[1].output == "/out/b.jpg");  // the input's format, extension in lower case
+
+  naming.suffix = "_gpen";
+  naming.format = "webp";
+  std::vector<BatchItem> deep = plan_batch(BatchInputs{{in}, "", true}, naming);
+  std::vector<std::string> outs;
+  for (const BatchItem& it : deep) outs.push_back(it.output);
+  CHECK(outs == std::vector<std::string>{"/out/a_gpen.webp", "/out/b_gpen.webp", "/out/sub/c_gpen.webp",
+                                         "/out/sub/deeper/d_gpen.webp"});
+
+  const std::string list = in + "/list.txt";
+  std::ofstream(list) << "# photos\n" << in << "/a.png\n\n  " << in << "/sub/c.webp  \r\n" << in << "/missing.png\n";
+  naming = OutputNaming{};
+  naming.dir = "/out";
+  std::vector<BatchItem> listed = plan_batch(BatchInputs{{}, list, false}, naming);
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[1].output == "/out/c.webp");
+  CHECK(listed[0].error.empty());
+  CHECK(listed[2].error.find("no such file") != std::string::npos);
+  CHECK_THROWS_AS(plan_batch(BatchInputs{{}, in + "/nope.txt", false}, naming), Error);
+}
+
+TEST_CASE("plan: an output never overwrites an input, two inputs never share an output", "[batch]") {
+  const std::string in = fresh_dir("plan_clash");
+  fs::create_directories(in + "/x");
+  for (const char* f : {"a.png", "a.jpg", "x/a.png"}) std::ofstream(in + "/" + f) << "x";
+  OutputNaming naming;
+  naming.dir = in;  // writing into the input folder
+  std::vector<BatchItem> items = plan_batch(BatchInputs{{in + "/a.png", in + "/a.jpg"}, "", false}, naming);
+  CHECK(items[0].error.find("would overwrite an input") != std::string::npos);
+  CHECK(items[1].error.find("would overwrite an input") != std::string::npos);
+  naming.format = "png";
+  naming.dir = in + "/out";
+  items = plan_batch(BatchInputs{{in + "/a.png", in + "/a.jpg", in + "/x/a.png"}, "", false}, naming);
+  CHECK(items[0].error.empty());
+  CHECK(items[1].error.find("same output name as") != std::string::npos);
+  CHECK(items[2].error.find("same output name as") != std::string::npos);
+  naming.dir = in;
+  naming.suffix = "_restored";  // with a suffix the input folder is fine
+  CHECK(plan_batch(BatchInputs{{in + "/a.png"}, "", false}, naming)[0].error.empty());
+}
+
+TEST_CASE("batch: a corrupt file in the middle is reported, the others are restored, inputs untouched", "[batch]") {
+  const std::string in = fresh_dir("corrupt_in"), out = fresh_dir("corrupt_out");
+  std::vector<std::string> inputs = write_photos(in, 4);
+  std::ofstream(in + "/broken.png", std::ios::binary) << slurp(inputs[1]).substr(0, 500);  // truncated PNG
+  inputs.insert(inputs.begin() + 2, in + "/broken.png");
+  std::vector<std::string> before;
+  for (const std::string& p : inputs) before.push_back(slurp(p));
+
+  const BatchSummary s = run_batch(restorer(), plan_into(inputs, out), quick_options());
+  REQUIRE(s.items.size() == 5);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    INFO(inputs[i] << ": " << s.items[i].error);
+    CHECK(slurp(inputs[i]) == before[i]);
+    CHECK(s.items[i].status == (i == 2 ? ItemStatus::Failed : ItemStatus::Done));
+  }
+  CHECK(s.items[2].error.find("broken.png") != std::string::npos);
+  CHECK(!fs::exists(out + "/broken.png"));
+  CHECK(load_image(out + "/photo3.png").width == 260);
+  CHECK(batch_exit_code(s) == 3);
+  CHECK(count_hidden_files(out) == 0);  // no temporary file left behind
+
+  const auto report = batch_report(s);
+  CHECK(report["summary"]["done"] == 4);
+  CHECK(report["summary"]["failed"] == 1);
+  REQUIRE(report["items"].size() == 5);
+  CHECK(report["items"][2]["status"] == "failed");
+  CHECK(report["items"][0]["faces"].get<int>() == s.items[0].faces);
+  CHECK(report["items"][0]["error"].is_null());
+}
+
+TEST_CASE("batch: the overlapped pipeline gives each photo's own restore() result", "[batch]") {
+  const std::string in = fresh_dir("same_in"), out = fresh_dir("same_out");
+  const std::vector<std::string> inputs = write_photos(in, 3);
+  BatchOptions o = quick_options();
+  o.restore.controls.strength = 70;
+  o.restore.controls.sharpen = 20;
+  size_t callbacks = 0;
+  o.on_item = [&](const ItemResult&, const BatchProgress& p) {
+    ++callbacks;
+    CHECK(p.finished == callbacks);
+  };
+  const BatchSummary s = run_batch(restorer(), plan_into(inputs, out), o);
+  CHECK(callbacks == 3);
+  size_t faces = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    REQUIRE(s.items[i].status == ItemStatus::Done);
+    const RestoreResult alone = restorer().restore(load_image(inputs[i]), o.restore);
+    CHECK(load_image(s.items[i].output).pixels == alone.image.pixels);
+    CHECK(size_t(s.items[i].faces) == alone.faces.size());
+    faces += alone.faces.size();
+  }
+  CHECK(faces > 3);  // batches of 3 faces spanned photos
+  CHECK(s.progress.faces == faces);
+}
+
+TEST_CASE("batch: existing outputs are skipped unless overwrite", "[batch]") {
+  const std::string in = fresh_dir("skip_in"), out = fresh_dir("skip_out");
+  const std::vector<std::string> inputs = write_photos(in, 2);
+  std::ofstream(out + "/photo0.png") << "an earlier result";
+  BatchSummary s = run_batch(restorer(), plan_into(inputs, out), quick_options());
+  CHECK(s.items[0].status == ItemStatus::Skipped);
+  CHECK(s.items[1].status == ItemStatus::Done);
+  CHECK(slurp(out + "/photo0.png") == "an earlier result");
+  CHECK(batch_exit_code(s) == 0);
+  BatchOptions o = quick_options();
+  o.overwrite = true;
+  s = run_batch(restorer(), plan_into(inputs, out), o);
+  CHECK(s.items[0].status == ItemStatus::Done);
+  CHECK(load_image(out + "/photo0.png").width == 260);
+}
+
+TEST_CASE("batch: --max-size caps the long side before processing", "[batch]") {
+  const std::string in = fresh_dir("max_in"), out = fresh_dir("max_out");
+  const std::vector<std::string> inputs = write_photos(in, 1);
+  BatchOptions o = quick_options();
+  o.max_size = 200;
+  const BatchSummary s = run_batch(restorer(), plan_into(inputs, out), o);
+  const Image img = load_image(s.items[0].output);
+  CHECK(std::max(img.width, img.height) == 200);
+  CHECK(img.width == 183);  // 260 x 284 scaled by 200 / 284: 183.1 wide
+}
+
+TEST_CASE("batch: a write failure (disk full) stops the batch cleanly with no partial file", "[batch]") {
+  const std::string in = fresh_dir("full_in"), out = fresh_dir("full_out");
+  const std::vector<std::string> inputs = write_photos(in, 5);
+  BatchOptions o = quick_options();
+  int writes = 0;
+  o.write_file = [&](const std::string& path, const std::vector<uint8_t>& bytes) {
+    if (++writes == 2) throw OutputError("cannot write " + path + ": No space left on device");
+    write_file_atomic(path, bytes);
+  };
+  const BatchSummary s = run_batch(restorer(), plan_into(inputs, out), o);
+  CHECK(s.fatal_error.find("No space left on device") != std::string::npos);
+  CHECK(batch_exit_code(s) == 1);
+  CHECK(s.progress.done == 1);
+  size_t not_processed = 0;
+  for (const ItemResult& r : s.items) {
+    not_processed += r.status == ItemStatus::NotProcessed;
+    if (r.status == ItemStatus::Done) CHECK(load_image(r.output).width == 260);
+    else CHECK(!fs::exists(r.output));
+  }
+  CHECK(not_processed >= 2);
+  CHECK(count_hidden_files(out) == 0);
+}
+
+TEST_CASE("write_file_atomic and ensure_writable_dir: unwritable places give a clear OutputError", "[batch]") {
+  const std::string dir = fresh_dir("unwritable");
+  std::ofstream(dir + "/a_file") << "x";
+  // Root ignores permission bits, so "unwritable" here is a path through a regular file.
+  CHECK_THROWS_WITH(ensure_writable_dir(dir + "/a_file/out"), Catch::Contains("Not a directory"));
+  CHECK_THROWS_AS(write_file_atomic(dir + "/a_file/x.png", {1, 2, 3}), OutputError);
+  CHECK_THROWS_AS(ensure_writable_dir("/proc/gpen_out"), OutputError);
+  write_file_atomic(dir + "/ok.bin", {1, 2, 3});
+  CHECK(slurp(dir + "/ok.bin") == std::string("\x01\x02\x03"));
+  CHECK(count_hidden_files(dir) == 0);
+}
+
+TEST_CASE("batch: cancel finishes the photos in flight, a rerun resumes", "[batch]") {
+  const std::string in = fresh_dir("cancel_in"), out = fresh_dir("cancel_out");
+  const std::vector<std::string> inputs = write_photos(in, 12);  // more than can be in flight (queues of 2, three stages)
+  std::atomic<bool> cancel{false};
+  BatchOptions o = quick_options();
+  o.cancel = &cancel;
+  o.on_item = [&](const ItemResult& r, const BatchProgress&) {
+    if (r.status == ItemStatus::Done) cancel = true;  // "Ctrl-C" after the first photo
+  };
+  const BatchSummary first = run_batch(restorer(), plan_into(inputs, out), o);
+  CHECK(first.cancelled);
+  CHECK(batch_exit_code(first) == 130);
+  CHECK(first.progress.done >= 1);
+  CHECK(first.progress.done < 12);
+  for (const ItemResult& r : first.items)
+    CHECK((r.status == ItemStatus::Done || r.status == ItemStatus::NotProcessed));
+  CHECK(count_hidden_files(out) == 0);
+
+  const BatchSummary second = run_batch(restorer(), plan_into(inputs, out), quick_options());
+  CHECK(second.progress.skipped == first.progress.done);
+  CHECK(second.progress.done == 12 - first.progress.done);
+  for (const std::string& p : inputs) CHECK(load_image(out + "/" + fs::path(p).filename().string()).width == 260);
+}
+
+TEST_CASE("gpen enhance: a real SIGINT finishes the current photos, exit 130; the rerun resumes", "[batch][cli]") {
+  const std::string in = fresh_dir("sigint_in"), out = fresh_dir("sigint_out");
+  write_photos(in, 24);
+  const std::string log = fresh_dir("sigint_log") + "/err.txt";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stderr);
+    ::execl(GPEN_CLI_PATH, "gpen", "enhance", in.c_str(), "-o", out.c_str(), "--model", kTiny.c_str(), "--detector",
+            kDetector.c_str(), "--threads", "1", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait for the first finished output, then press "Ctrl-C".
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (fs::is_empty(out) || count_hidden_files(out) == int(std::distance(fs::directory_iterator(out), {}))) {
+    if (std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  INFO(slurp(log));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(slurp(log).find("stopping after the photos in progress") != std::string::npos);
+  CHECK(count_hidden_files(out) == 0);
+  int done = 0;
+  for (auto& e : fs::directory_iterator(out)) {
+    CHECK(load_image(e.path().string()).width == 260);  // complete files only
+    ++done;
+  }
+  CHECK(done >= 1);
+  CHECK(done < 24);
+
+  const std::string report = fresh_dir("sigint_report") + "/r.json";
+  Run rerun = gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --report " + report);
+  INFO(rerun.err);
+  CHECK(rerun.code == 0);
+  const auto j = nlohmann::json::parse(slurp(report));
+  CHECK(j["summary"]["skipped"] == done);
+  CHECK(j["summary"]["done"] == 24 - done);
+}
+
+TEST_CASE("gpen enhance: an unwritable output folder stops before any work, nothing written", "[batch][cli]") {
+  const std::string in = fresh_dir("nowrite_in"), dir = fresh_dir("nowrite");
+  write_photos(in, 1);
+  std::ofstream(dir + "/file") << "x";
+  Run r = gpen_cli("enhance " + in + " -o " + dir + "/file/out" + cli_model_args());
+  CHECK(r.code == 1);
+  CHECK(r.err.find("gpen: error: cannot create output folder") != std::string::npos);
+  CHECK(r.err.find("Not a directory") != std::string::npos);
+}
+
+TEST_CASE("gpen enhance: a real write failure (file size limit) stops cleanly, no partial file", "[batch][cli]") {
+  const std::string in = fresh_dir("fsize_in"), out = fresh_dir("fsize_out");
+  write_photos(in, 3);
+  // ulimit -f 64: files past 64 KiB cannot grow (EFBIG), like a disk that fills up mid-write.
+  // The PNG outputs are ~150 KB; the report is small enough to be written.
+  const std::string report = out + "/../fsize_report.json";
+  Run r = gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --report " + report, "ulimit -f 64; ");
+  INFO(r.err);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("File too large") != std::string::npos);
+  CHECK(r.err.find("stopped") != std::string::npos);
+  CHECK(fs::is_empty(out));  // neither outputs nor temporary files
+  const auto j = nlohmann::json::parse(slurp(report));
+  CHECK(j["summary"]["stopped_by"].get<std::string>().find("File too large") != std::string::npos);
+  CHECK(j["summary"]["done"] == 0);
+}
