@@ -235,6 +235,16 @@ class CpuExecutable final : public Executable {
         };
         break;
       }
+      case OpType::ReflectPad2d: {
+        const int pad = n.pad0;
+        s.run = [this, pad, in0, out, pool](float* a) { cpu::ref::reflect_pad2d(view(a, in0), view(a, out), pad, pool); };
+        break;
+      }
+      case OpType::PixelUnshuffle: {
+        const int r = n.down;
+        s.run = [this, r, in0, out, pool](float* a) { cpu::ref::pixel_unshuffle(view(a, in0), view(a, out), r, pool); };
+        break;
+      }
       case OpType::Count:
         fail("cpu backend: node '", n.name, "' has no op");
     }

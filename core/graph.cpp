@@ -11,7 +11,7 @@ namespace gpen {
 const char* op_name(OpType op) {
   static const char* names[] = {"broadcast",  "linear",      "pixel_norm", "conv2d",           "upfirdn2d",
                                 "scale_bias_act", "add",     "demod_factors", "upsample_nearest",
-                                "max_pool2d"};
+                                "max_pool2d", "reflect_pad2d", "pixel_unshuffle"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(OpType::Count), "op name table out of date");
   return op < OpType::Count ? names[int(op)] : "?";
 }
@@ -208,7 +208,7 @@ int Graph::scale_bias_act(const std::string& name, int x, float scale, EpilogueS
   return push(std::move(n));
 }
 
-int Graph::add(const std::string& name, int a, int b) {
+int Graph::add(const std::string& name, int a, int b, int out) {
   check_value(a);
   check_value(b);
   if (values_[size_t(a)].shape != values_[size_t(b)].shape)
@@ -218,7 +218,7 @@ int Graph::add(const std::string& name, int a, int b) {
   n.op = OpType::Add;
   n.name = name;
   n.inputs = {a, b};
-  n.output = new_value(name, values_[size_t(a)].shape);
+  n.output = output_value(name, values_[size_t(a)].shape, out);
   return push(std::move(n));
 }
 
@@ -270,6 +270,35 @@ Graph Graph::without_weights() const {
   for (Node& n : g.nodes_)
     if (n.weight.defined()) n.weight = Tensor::shape_only(n.weight.dtype(), n.weight.shape());
   return g;
+}
+
+int Graph::reflect_pad2d(const std::string& name, int x, int pad) {
+  check_value(x);
+  const Shape& xs = values_[size_t(x)].shape;
+  // A mirror of `pad` pixels needs pad + 1 of them (torch's rule: pad < size).
+  if (xs.size() != 4 || pad < 0 || pad >= xs[2] || pad >= xs[3])
+    fail("graph: reflect_pad2d '", name, "' of ", pad, " on ", shape_str(xs), " (needs pad < height, width)");
+  Node n;
+  n.op = OpType::ReflectPad2d;
+  n.name = name;
+  n.inputs = {x};
+  n.pad0 = n.pad1 = pad;
+  n.output = new_value(name, {xs[0], xs[1], xs[2] + 2 * pad, xs[3] + 2 * pad});
+  return push(std::move(n));
+}
+
+int Graph::pixel_unshuffle(const std::string& name, int x, int factor) {
+  check_value(x);
+  const Shape& xs = values_[size_t(x)].shape;
+  if (xs.size() != 4 || factor < 1 || xs[2] % factor || xs[3] % factor)
+    fail("graph: pixel_unshuffle '", name, "' by ", factor, " of ", shape_str(xs), " (needs H, W divisible)");
+  Node n;
+  n.op = OpType::PixelUnshuffle;
+  n.name = name;
+  n.inputs = {x};
+  n.down = factor;
+  n.output = new_value(name, {xs[0], xs[1] * factor * factor, xs[2] / factor, xs[3] / factor});
+  return push(std::move(n));
 }
 
 int Graph::find(const std::string& name) const {

@@ -28,6 +28,8 @@ enum class OpType {
   DemodFactors,     // d[n][k] = rsqrt(sum_c s[n][c]^2 wsq[k][c] + eps)
   UpsampleNearest,  // nearest-neighbour resize to the output's H x W
   MaxPool2d,        // max over conv.kh x conv.kw windows (conv.stride, conv.pad; padding never wins)
+  ReflectPad2d,     // pad0 on every side, mirrored without repeating the edge (torch ReflectionPad2d)
+  PixelUnshuffle,   // [N,C,H*r,W*r] -> [N,C*r*r,H,W], channel c*r*r + dy*r + dx (r = down)
   Count
 };
 const char* op_name(OpType op);
@@ -86,10 +88,12 @@ class Graph {
   int upfirdn2d(const std::string& name, int x, const Tensor& kernel, int up, int down, int pad0, int pad1,
                 EpilogueSpec epi, int out = -1);
   int scale_bias_act(const std::string& name, int x, float scale, EpilogueSpec epi, int out = -1);
-  int add(const std::string& name, int a, int b);
+  int add(const std::string& name, int a, int b, int out = -1);
   int demod_factors(const std::string& name, int style, const Tensor& wsq, float eps);
   int upsample_nearest(const std::string& name, int x, int64_t h, int64_t w);
   int max_pool2d(const std::string& name, int x, int kernel, int stride, int pad);
+  int reflect_pad2d(const std::string& name, int x, int pad);
+  int pixel_unshuffle(const std::string& name, int x, int factor);
 
   // --- reading ---
   const std::vector<Value>& values() const { return values_; }

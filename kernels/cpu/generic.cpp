@@ -224,4 +224,41 @@ void max_pool2d(const View& x, const View& y, int k, int stride, int pad, Thread
   });
 }
 
+namespace {
+// Source index of padded position p (in [-pad, n + pad)) under reflection.
+int reflect_index(int p, int n) {
+  if (p < 0) return -p;
+  if (p >= n) return 2 * (n - 1) - p;
+  return p;
+}
+}  // namespace
+
+void reflect_pad2d(const View& x, const View& y, int pad, ThreadPool* pool) {
+  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int n = int(i / x.c), c = int(i % x.c);
+      const float* xp = x.at(n, c);
+      float* yp = y.at(n, c);
+      for (int oy = 0; oy < y.h; ++oy) {
+        const float* row = xp + int64_t(reflect_index(oy - pad, x.h)) * x.w;
+        float* out = yp + int64_t(oy) * y.w;
+        for (int ox = 0; ox < y.w; ++ox) out[ox] = row[reflect_index(ox - pad, x.w)];
+      }
+    }
+  });
+}
+
+void pixel_unshuffle(const View& x, const View& y, int r, ThreadPool* pool) {
+  parallel_for(pool, int64_t(y.n) * y.c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int n = int(i / y.c), oc = int(i % y.c);
+      const int c = oc / (r * r), dy = oc / r % r, dx = oc % r;
+      const float* xp = x.at(n, c);
+      float* yp = y.at(n, oc);
+      for (int oy = 0; oy < y.h; ++oy)
+        for (int ox = 0; ox < y.w; ++ox) yp[int64_t(oy) * y.w + ox] = xp[int64_t(oy * r + dy) * x.w + ox * r + dx];
+    }
+  });
+}
+
 }  // namespace gpen::cpu::ref

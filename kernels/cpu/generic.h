@@ -48,4 +48,11 @@ void upsample_nearest(const View& x, const View& y, ThreadPool* pool);
 // -inf). y's size is (x.h + 2 pad - k) / stride + 1 per axis.
 void max_pool2d(const View& x, const View& y, int k, int stride, int pad, ThreadPool* pool);
 
+// Reflection padding of each plane by `pad` on every side (torch ReflectionPad2d: index -1 reads
+// 1, index h reads h - 2; needs pad < h, w). y is (h + 2 pad) x (w + 2 pad).
+void reflect_pad2d(const View& x, const View& y, int pad, ThreadPool* pool);
+
+// Space-to-depth (torch pixel_unshuffle): y[n][c*r*r + dy*r + dx][i][j] = x[n][c][i*r + dy][j*r + dx].
+void pixel_unshuffle(const View& x, const View& y, int r, ThreadPool* pool);
+
 }  // namespace gpen::cpu::ref
