@@ -1,4 +1,5 @@
-// `gpen info MODEL` and `gpen convert IN OUT.safetensors [--dtype f32|f16|bf16]`.
+// `gpen info MODEL` and `gpen convert IN OUT.safetensors [--dtype f32|f16|bf16]`. IN may be a .pth,
+// a .safetensors, or an ONNX export of GPEN (weights/onnx_gpen.h maps it onto the official keys).
 #include <cstdio>
 #include <memory>
 
@@ -24,7 +25,7 @@ std::string dtypes_of(const StateDict& sd) {
 Runner register_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Describe a checkpoint: model variant, parameters, dtype");
   auto path = std::make_shared<std::string>();
-  cmd->add_option("model", *path, "checkpoint (.pth or .safetensors)")->required();
+  cmd->add_option("model", *path, "checkpoint (.pth, .safetensors, or a GPEN .onnx export)")->required();
   return [path]() {
     StateDict sd = load_gpen_weights(*path);
     int64_t total = 0;
@@ -45,12 +46,12 @@ Runner register_info(CLI::App& app) {
 }
 
 Runner register_convert(CLI::App& app) {
-  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint (.pth zip or legacy) to safetensors");
+  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint (.pth zip or legacy, or a GPEN .onnx export) to safetensors");
   struct Opts {
     std::string in, out, dtype = "f32";
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("input", o->in, "checkpoint to read (.pth or .safetensors)")->required();
+  cmd->add_option("input", o->in, "checkpoint to read (.pth, .safetensors or .onnx)")->required();
   cmd->add_option("output", o->out, "safetensors file to write")->required();
   cmd->add_option("--dtype", o->dtype, "floating-point storage type")->check(CLI::IsMember({"f32", "f16", "bf16"}));
   return [o]() {

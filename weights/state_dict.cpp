@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "weights/mapped_file.h"
+#include "weights/onnx.h"
+#include "weights/onnx_gpen.h"
 #include "weights/pth.h"
 #include "weights/safetensors.h"
 
@@ -32,7 +34,7 @@ std::vector<std::string> StateDict::keys() const {
 
 namespace {
 
-enum class Format { PthZip, PthLegacy, Safetensors, Unknown };
+enum class Format { PthZip, PthLegacy, Safetensors, Onnx, Unknown };
 
 Format sniff(const std::string& head) {
   auto byte = [&](size_t i) { return uint8_t(head[i]); };
@@ -40,6 +42,8 @@ Format sniff(const std::string& head) {
   // Before the pickle check: a safetensors header length of 128 + 256k also starts with 0x80.
   // Its byte 8 is '{', which a torch legacy file (magic number LONG1 at byte 2) never has there.
   if (head.size() >= 9 && byte(8) == '{') return Format::Safetensors;
+  // A protobuf ModelProto starts with ir_version (field 1, varint): 0x08, then a small version.
+  if (looks_like_onnx(head)) return Format::Onnx;
   // A pickle with a protocol >= 2 PROTO opcode, or torch's legacy magic number without one.
   if (head.size() >= 2 && byte(0) == 0x80) return Format::PthLegacy;
   if (head.size() >= 2 && byte(0) == 0x8a && byte(1) == 0x0a) return Format::PthLegacy;
@@ -66,10 +70,11 @@ StateDict load_weights(const std::string& path) {
     case Format::PthZip: return load_pth_zip(path);
     case Format::PthLegacy: return load_pth_legacy(path);
     case Format::Safetensors: return load_safetensors(path);
+    case Format::Onnx: return load_onnx_gpen(path);  // GPEN is the only ONNX model we read
     case Format::Unknown: break;
   }
   fail("'", path, "': unrecognised weights format (first bytes: ", hex_prefix(head),
-       "); expected a PyTorch .pth (zip or legacy) or a .safetensors file");
+       "); expected a PyTorch .pth (zip or legacy), a .safetensors or an .onnx file");
 }
 
 }  // namespace gpen

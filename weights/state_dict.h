@@ -2,6 +2,7 @@
 // safetensors files carry (`__metadata__`). Readers live beside this header:
 //   weights/pth.h          PyTorch .pth, zip (torch >= 1.6) and legacy (pre-1.6) serialization
 //   weights/safetensors.h  safetensors, read by mmap (zero-copy) and written
+//   weights/onnx.h         ONNX graphs (GPEN exports, mapped onto the state dict by weights/onnx_gpen.h)
 // load_weights() picks the reader from the file's first bytes, not from its name.
 #pragma once
 #include <map>
@@ -26,7 +27,7 @@ struct StateDict {
   std::vector<std::string> keys() const;
 };
 
-// Any supported checkpoint: .pth (zip or legacy) or .safetensors, detected by magic bytes.
+// Any supported checkpoint: .pth (zip or legacy), .safetensors or a GPEN .onnx, detected by magic bytes.
 StateDict load_weights(const std::string& path);
 
 }  // namespace gpen
