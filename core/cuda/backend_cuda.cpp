@@ -1,0 +1,650 @@
+// The CUDA backend: every graph op on the GPU, the whole forward replayed as one CUDA graph.
+//
+// Compile (once per graph, i.e. per model and batch size):
+//  - the memory plan's arena is allocated once on the device, in the graph's NCHW f32 layout with
+//    the CPU backend's offsets, so channel-slice views (concat in place) work unchanged;
+//  - weights are uploaded first (before the arena: see upload_weights), in the layout and type
+//    their consumer wants, once per model: the runner's kernel cache shares them between the
+//    executables of every batch size;
+//  - convolutions get cuDNN descriptors and an algorithm found once per shape (cudnnFind, within
+//    a workspace cap) and cached in the backend; an NHWC f16 convolution cuDNN cannot run falls
+//    back to NCHW;
+//  - pinned host buffers stage the inputs and outputs.
+// Run: inputs are copied into pinned memory; the first run records copies-in + every node +
+// copies-out on the executable's own stream as a CUDA graph, later runs replay it (one launch).
+// If capture fails the executable warns once and runs node by node. Profiling runs node by node
+// with events.
+//
+// A modulated convolution is three launches: x * style into the conv operand (f32 or f16, NCHW or
+// NHWC), the cuDNN convolution, then the epilogue kernel (demodulation, bias, activation) that
+// writes the destination view. Modulation and demodulation stay f32 in every precision.
+//
+// Each executable owns its stream and cuDNN/cuBLAS handles: executables used from different
+// threads (detector, GPEN of different photos) run concurrently. One executable is not reentrant.
+#include "core/cuda/backend_cuda.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+
+#include "core/cuda/cudnn_conv.h"
+#include "core/cuda/resources.h"
+#include "core/dtype.h"
+#include "core/graph.h"
+#include "kernels/cuda/bias_act.cuh"
+#include "kernels/cuda/modulation.cuh"
+#include "kernels/cuda/pixel_norm.cuh"
+#include "kernels/cuda/resample.cuh"
+#include "kernels/cuda/upfirdn2d.cuh"
+
+namespace gpen::cuda {
+namespace {
+
+constexpr int kMinComputeCapability = 80;       // the oldest architecture the module is built for
+constexpr size_t kCublasWorkspace = 32u << 20;  // NVIDIA's recommendation for Hopper
+
+size_t env_size(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? size_t(std::strtoull(v, nullptr, 10)) : fallback;
+}
+// cuDNN workspace cap per convolution (GPEN_CUDA_WORKSPACE_MB, default 256 MiB).
+size_t workspace_cap() { return env_size("GPEN_CUDA_WORKSPACE_MB", 256) << 20; }
+// GPEN_CUDA_GRAPHS=0 runs node by node (for debugging a capture problem).
+bool graphs_enabled() { return env_size("GPEN_CUDA_GRAPHS", 1) != 0; }
+
+// Algorithms chosen per convolution shape, shared by every executable of one backend.
+class AlgoCache {
+ public:
+  bool find(const std::string& key, ConvAlgo* a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = algos_.find(key);
+    if (it == algos_.end()) return false;
+    *a = it->second;
+    return true;
+  }
+  void put(const std::string& key, const ConvAlgo& a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    algos_[key] = a;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, ConvAlgo> algos_;
+};
+
+struct BackendState {
+  BackendState(int device, GpuPrecision precision) : device(device), precision(precision) {}
+  const int device;
+  const GpuPrecision precision;
+  AlgoCache algos;
+};
+
+// Uploaded weights by node name and form, shared by the executables of one model (one cache per
+// GpenRunner, see CompileOptions::kernel_cache): every batch size uses one device copy, and the
+// model may drop its host copy of the conv weights after the first compile.
+class CudaKernelCache final : public KernelCache {
+ public:
+  std::shared_ptr<DeviceBuffer> find(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = buffers_.find(key);
+    return it == buffers_.end() ? nullptr : it->second;
+  }
+  void put(const std::string& key, std::shared_ptr<DeviceBuffer> b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    buffers_.emplace(key, std::move(b));
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<DeviceBuffer>> buffers_;
+};
+
+std::vector<uint8_t> f32_bytes(const float* p, size_t n) {
+  std::vector<uint8_t> b(n * sizeof(float));
+  std::memcpy(b.data(), p, b.size());
+  return b;
+}
+
+std::vector<uint8_t> f16_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(v.size() * 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint16_t h = f32_to_f16(v[i]);
+    std::memcpy(b.data() + 2 * i, &h, 2);
+  }
+  return b;
+}
+
+
+class CudaExecutable final : public Executable {
+ public:
+  CudaExecutable(const Graph& g, const CompileOptions& opt, std::shared_ptr<BackendState> state)
+      : graph_(g.without_weights()), plan_(g.plan_memory()), state_(std::move(state)), device_(state_->device),
+        cache_(std::dynamic_pointer_cast<CudaKernelCache>(opt.kernel_cache)) {
+    check(cudaSetDevice(device_), "cudaSetDevice");  // before anything is created on the device
+    stream_ = std::make_unique<Stream>();
+    upload_weights(g);
+    arena_ = DeviceBuffer(device_, std::max<size_t>(1, size_t(plan_.arena_elems) * sizeof(float)));
+    // Everything goes through stream_, which (non-blocking) does not wait for the legacy default
+    // stream: plain cudaMemset/cudaMemcpy could still be in flight when its kernels start.
+    check(cudaMemsetAsync(arena_.get(), 0, arena_.bytes(), stream_->get()), "cudaMemset (arena)");
+    cublas_ws_ = DeviceBuffer(device_, kCublasWorkspace);
+    cudnn_ = std::make_unique<CudnnHandle>(stream_->get());
+    cublas_ = std::make_unique<CublasHandle>(stream_->get(), cublas_ws_.get(), cublas_ws_.bytes());
+    // Weights come from `g` (the caller's graph); graph_ keeps only their shapes.
+    for (size_t i = 0; i < g.nodes().size(); ++i) steps_.push_back(make_step(g.nodes()[i], graph_.nodes()[i]));
+    choose_conv_algorithms(g);
+    stage_inputs_outputs();
+  }
+
+  ~CudaExecutable() override {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+  }
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    copy_inputs_to_pinned(inputs);
+    if (profiling_)
+      run_profiled();
+    else if (graphs_enabled() && !graph_failed_)
+      run_graph();
+    else
+      enqueue_all(stream_->get());
+    check(cudaStreamSynchronize(stream_->get()), "forward (a kernel failed; see the CUDA error)");
+    copy_outputs_from_pinned(outputs);
+  }
+
+  size_t arena_bytes() const override { return size_t(plan_.arena_elems) * sizeof(float); }
+  size_t weight_bytes() const override {
+    size_t b = 0;
+    for (const auto& [key, w] : weights_) b += w->bytes();
+    return b;
+  }
+  void enable_profiling(bool on) override {
+    profiling_ = on;
+    for (Step& s : steps_) s.prof.ms = 0;
+  }
+  std::vector<NodeProfile> profile() const override {
+    std::vector<NodeProfile> r;
+    for (const Step& s : steps_) r.push_back(s.prof);
+    return r;
+  }
+
+ private:
+  struct Step {
+    std::function<void(cudaStream_t)> run;
+    NodeProfile prof;
+  };
+  struct ConvStep {
+    const Node* node = nullptr;
+    int n = 0, h = 0, w = 0;
+    std::unique_ptr<CudnnConv> conv;
+    std::shared_ptr<DeviceBuffer> weight;
+  };
+  struct Staged {
+    int value;
+    size_t pinned_offset, bytes;
+  };
+
+  // --- views and uploads ---
+  DevView view(int v) const {
+    const cpu::View c = view_of(graph_, plan_, arena_.as<float>(), v);
+    DevView d;
+    d.data = c.data;
+    d.n = c.n;
+    d.c = c.c;
+    d.h = c.h;
+    d.w = c.w;
+    d.batch_stride = c.batch_stride;
+    return d;
+  }
+  const float* ptr(int v) const { return v < 0 ? nullptr : view(v).data; }
+
+  // The device copy of node `node`'s tensor `host` in form `form`, from the kernel cache when
+  // another executable of the model made it already, else made by `bytes` and uploaded now.
+  std::shared_ptr<DeviceBuffer> upload(const std::string& node, const std::string& form, const Tensor& host,
+                                       const std::function<std::vector<uint8_t>()>& bytes) {
+    const std::string key = node + "|" + form + "|" + shape_str(host.shape());
+    if (auto mine = weights_.find(key); mine != weights_.end()) return mine->second;
+    std::shared_ptr<DeviceBuffer> buf = cache_ ? cache_->find(key) : nullptr;
+    if (!buf) {
+      if (!host.defined() || host.numel() == 0) fail("cuda backend: ", node, " ", form, " has no data");
+      const std::vector<uint8_t> data = bytes();
+      buf = std::make_shared<DeviceBuffer>(device_, data.size());
+      check(cudaMemcpyAsync(buf->get(), data.data(), data.size(), cudaMemcpyHostToDevice, stream_->get()),
+            "weight upload");
+      check(cudaStreamSynchronize(stream_->get()), "weight upload");  // `data` goes out of scope
+      if (cache_) cache_->put(key, buf);
+    }
+    weights_[key] = buf;
+    return buf;
+  }
+  const float* upload_f32(const Tensor& t, const std::string& node, const std::string& form) {
+    return upload(node, form, t, [&] {
+             const Tensor f = t.to(DType::F32);
+             return f32_bytes(f.data<float>(), size_t(f.numel()));
+           })->as<float>();
+  }
+  std::shared_ptr<DeviceBuffer> upload_filter(const Node& n, const Tensor& weight, ScratchLayout layout) {
+    const bool f16 = state_->precision == GpuPrecision::FP16;
+    const std::string form = std::string(f16 ? "f16" : "f32") + (layout == ScratchLayout::NHWC ? " nhwc" : " nchw") +
+                             " cudnn filter";
+    const cpu::ConvDesc d = n.conv;
+    return upload(n.name, form, weight, [&] {
+      const Tensor w = weight.to(DType::F32);
+      std::vector<float> f = cudnn_filter_layout(d, w.data<float>(), layout);
+      return f16 ? f16_bytes(f) : f32_bytes(f.data(), f.size());
+    });
+  }
+  ScratchLayout preferred_layout() const {
+    return state_->precision == GpuPrecision::FP16 ? ScratchLayout::NHWC : ScratchLayout::NCHW;
+  }
+
+  // Every weight goes to the device (and the model's kernel cache) before the large allocations:
+  // when the arena then does not fit, a retry with a smaller batch finds all weights cached even
+  // if the model has dropped its host copies meanwhile.
+  void upload_weights(const Graph& g) {
+    for (const Node& n : g.nodes()) {
+      if (n.epi.bias.defined() && n.epi.bias.numel()) upload_f32(n.epi.bias, n.name, "bias");
+      switch (n.op) {
+        case OpType::Conv2d: upload_filter(n, n.weight, preferred_layout()); break;
+        case OpType::Broadcast:
+        case OpType::Linear:
+        case OpType::Upfirdn2d:
+        case OpType::DemodFactors: upload_f32(n.weight, n.name, "f32"); break;
+        default: break;
+      }
+    }
+  }
+  DevEpilogue epilogue(const EpilogueSpec& e, const std::string& node) {
+    DevEpilogue d;
+    if (e.bias.defined() && e.bias.numel()) d.bias = upload_f32(e.bias, node, "bias");
+    d.slope = e.slope;
+    d.gain = e.gain;
+    return d;
+  }
+  static void launched(cudaError_t st, const char* kernel) { check(st, kernel); }
+
+  // --- one step per node ---
+  // `n` carries the weights; `kept` is the same node in graph_ (weights released), which steps
+  // may refer to after compile.
+  Step make_step(const Node& n, const Node& kept) {
+    Step s;
+    s.prof.name = n.name;
+    s.prof.op = op_name(n.op);
+    s.prof.kernel = std::string("cuda_") + op_name(n.op);
+    const int in0 = n.inputs.empty() ? -1 : n.inputs[0], out = n.output;
+    switch (n.op) {
+      case OpType::Broadcast: {
+        const float* p = upload_f32(n.weight, n.name, "f32");
+        const DevView y = view(out);
+        if (n.weight.numel() != int64_t(y.c) * y.plane()) fail("cuda backend: broadcast '", n.name, "' size mismatch");
+        s.run = [p, y](cudaStream_t st) { launched(launch_broadcast(p, y, st), "broadcast"); };
+        break;
+      }
+      case OpType::Linear: s.run = linear_step(n, s.prof); break;
+      case OpType::PixelNorm: {
+        const DevView x = view(in0), y = view(out);
+        const float eps = n.eps;
+        s.run = [x, y, eps](cudaStream_t st) {
+          launched(launch_pixel_norm(x.data, y.data, x.n, x.c, x.plane(), eps, st), "pixel_norm");
+        };
+        break;
+      }
+      case OpType::Conv2d: s.run = conv_step(n, kept, s.prof); break;
+      case OpType::Upfirdn2d: {
+        const float* k = upload_f32(n.weight, n.name, "f32");
+        const int kh = int(n.weight.dim(0)), kw = int(n.weight.dim(1)), up = n.up, down = n.down, pad0 = n.pad0;
+        const DevView x = view(in0), y = view(out);
+        const DevEpilogue ep = epilogue(n.epi, n.name);
+        s.run = [=](cudaStream_t st) { launched(launch_upfirdn2d(x, y, k, kh, kw, up, down, pad0, ep, st), "upfirdn2d"); };
+        break;
+      }
+      case OpType::ScaleBiasAct: {
+        const DevView x = view(in0), y = view(out);
+        const float scale = n.scalar;
+        const DevEpilogue ep = epilogue(n.epi, n.name);
+        s.run = [=](cudaStream_t st) { launched(launch_scale_bias_act(x, y, scale, ep, st), "scale_bias_act"); };
+        break;
+      }
+      case OpType::Add: {
+        const DevView a = view(in0), b = view(n.inputs[1]), y = view(out);
+        s.run = [=](cudaStream_t st) { launched(launch_add(a, b, y, st), "add"); };
+        break;
+      }
+      case OpType::DemodFactors: {
+        const float* wsq = upload_f32(n.weight, n.name, "f32");
+        const DevView style = view(in0), d = view(out);
+        const int C = int(n.weight.dim(1)), K = int(n.weight.dim(0));
+        const float eps = n.eps;
+        s.run = [=](cudaStream_t st) {
+          launched(launch_demod_factors(style.data, wsq, d.data, style.n, C, K, eps, st), "demod_factors");
+        };
+        break;
+      }
+      case OpType::UpsampleNearest: {
+        const DevView x = view(in0), y = view(out);
+        s.run = [=](cudaStream_t st) { launched(launch_upsample_nearest(x, y, st), "upsample_nearest"); };
+        break;
+      }
+      case OpType::MaxPool2d: {
+        const DevView x = view(in0), y = view(out);
+        const int k = n.conv.kh, stride = n.conv.stride, pad = n.conv.pad;
+        s.run = [=](cudaStream_t st) { launched(launch_max_pool2d(x, y, k, stride, pad, st), "max_pool2d"); };
+        break;
+      }
+      case OpType::ReflectPad2d: {
+        const DevView x = view(in0), y = view(out);
+        const int pad = n.pad0;
+        s.run = [=](cudaStream_t st) { launched(launch_reflect_pad2d(x, y, pad, st), "reflect_pad2d"); };
+        break;
+      }
+      case OpType::PixelUnshuffle: {
+        const DevView x = view(in0), y = view(out);
+        const int r = n.down;
+        s.run = [=](cudaStream_t st) { launched(launch_pixel_unshuffle(x, y, r, st), "pixel_unshuffle"); };
+        break;
+      }
+      case OpType::Count: fail("cuda backend: node '", n.name, "' has no op");
+    }
+    return s;
+  }
+
+  // y[n][o] = ep(sum_i x[n][i] w[o][i]): a cuBLAS SGEMM (row-major y = x w^T is column-major
+  // y^T = w x^T, i.e. op(w) = T), then the epilogue in place.
+  std::function<void(cudaStream_t)> linear_step(const Node& n, NodeProfile& prof) {
+    const DevView x = view(n.inputs[0]), y = view(n.output);
+    const int rows = x.n, in = int(n.weight.dim(1)), outd = int(n.weight.dim(0));
+    if (x.batch_stride != in || y.batch_stride != outd)
+      fail("cuda backend: linear '", n.name, "' needs contiguous rows");
+    const float* w = upload_f32(n.weight, n.name, "f32");
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    const bool has_epilogue = ep.bias || ep.slope != 1.f || ep.gain != 1.f;
+    prof.kernel = "cublas_sgemm";
+    prof.flops = 2 * int64_t(rows) * n.weight.numel();
+    cublasHandle_t h = cublas_->get();
+    return [=](cudaStream_t st) {
+      const float one = 1.f, zero = 0.f;
+      check(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, outd, rows, in, &one, w, in, x.data, in, &zero, y.data, outd),
+            "cublasSgemm (linear)");
+      if (has_epilogue) launched(launch_scale_bias_act(y, y, 1.f, ep, st), "linear epilogue");
+    };
+  }
+
+  std::function<void(cudaStream_t)> conv_step(const Node& n, const Node& kept, NodeProfile& prof) {
+    auto cs = std::make_unique<ConvStep>();
+    const DevView x = view(n.inputs[0]);
+    cs->node = &kept;
+    cs->n = x.n;
+    cs->h = x.h;
+    cs->w = x.w;
+    try {
+      describe_conv(*cs, n.weight, preferred_layout());
+    } catch (const OutOfDeviceMemory&) {
+      throw;
+    } catch (const Error& e) {
+      if (preferred_layout() != ScratchLayout::NHWC) throw;
+      std::fprintf(stderr, "gpen: note: %s: cuDNN refuses NHWC f16 (%s); using NCHW\n", n.name.c_str(), e.what());
+      describe_conv(*cs, n.weight, ScratchLayout::NCHW);
+    }
+    prof.flops = n.conv.flops(x.n, x.h, x.w);
+    ConvStep* c = cs.get();
+    convs_.push_back(std::move(cs));
+    const DevView y = view(n.output);
+    const float* in_scale = n.inputs.size() > 1 ? ptr(n.inputs[1]) : nullptr;
+    const float* out_scale = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    return [this, c, x, y, in_scale, out_scale, ep](cudaStream_t st) {
+      const CudnnConv& conv = *c->conv;
+      const void* operand = x.data;
+      if (conv.needs_prepared_input()) {
+        launched(launch_prepare_conv_input(x, in_scale, scratch_in_.get(), conv.type(), conv.layout(), st),
+                 "prepare_conv_input");
+        operand = scratch_in_.get();
+      }
+      conv.run(cudnn_->get(), operand, c->weight->get(), scratch_out_.get(), workspace_.get());
+      launched(launch_conv_epilogue(scratch_out_.get(), conv.type(), conv.layout(), out_scale, ep, y, st),
+               "conv_epilogue");
+    };
+  }
+
+  // (Re)describes a convolution in `layout` and uploads its filter in the matching form.
+  void describe_conv(ConvStep& c, const Tensor& weight, ScratchLayout layout) {
+    const Node& n = *c.node;
+    const bool has_in_scale = n.inputs.size() > 1;
+    c.conv = std::make_unique<CudnnConv>(n.conv, c.n, c.h, c.w, view(n.inputs[0]).batch_stride, has_in_scale,
+                                         state_->precision, layout);
+    c.weight = upload_filter(n, weight, layout);
+  }
+
+  // Scratch operands sized for the largest convolution, then an algorithm per convolution
+  // (cached per shape in the backend), then the workspace the chosen algorithms need.
+  void choose_conv_algorithms(const Graph& g) {
+    if (convs_.empty()) return;
+    allocate_scratch();
+    const size_t cap = workspace_cap();
+    DeviceBuffer probe;  // only while searching: cudnnFind needs a workspace to try algorithms in
+    size_t need = 0;
+    for (auto& c : convs_) {
+      ConvAlgo a;
+      if (!state_->algos.find(c->conv->key(), &a)) {
+        if (!probe.get() && cap) probe = DeviceBuffer(device_, cap);
+        try {
+          a = find_algo(*c, probe);
+        } catch (const OutOfDeviceMemory&) {
+          throw;
+        } catch (const Error& e) {
+          if (c->conv->layout() != ScratchLayout::NHWC) throw;
+          std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", c->node->name.c_str(),
+                       e.what());
+          describe_conv(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, ScratchLayout::NCHW);
+          allocate_scratch();
+          if (!state_->algos.find(c->conv->key(), &a)) a = find_algo(*c, probe);
+        }
+      }
+      c->conv->use(a);
+      need = std::max(need, a.workspace);
+    }
+    probe.reset();
+    workspace_ = DeviceBuffer(device_, need);
+    for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
+      if (graph_.nodes()[i].op == OpType::Conv2d) steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name();
+  }
+
+  ConvAlgo find_algo(const ConvStep& c, const DeviceBuffer& probe) {
+    const CudnnConv& conv = *c.conv;
+    const void* x = conv.needs_prepared_input() ? scratch_in_.get() : static_cast<const void*>(ptr(c.node->inputs[0]));
+    const ConvAlgo a = conv.find(cudnn_->get(), x, c.weight->get(), scratch_out_.get(), probe.get(), probe.bytes());
+    check(cudaStreamSynchronize(stream_->get()), "cudnnFind");
+    state_->algos.put(conv.key(), a);
+    return a;
+  }
+
+  void allocate_scratch() {
+    size_t in = 0, out = 0;
+    for (auto& c : convs_) {
+      in = std::max(in, c->conv->input_scratch_bytes());
+      out = std::max(out, c->conv->output_scratch_bytes());
+    }
+    if (in > scratch_in_.bytes()) scratch_in_ = zeroed(in);
+    if (out > scratch_out_.bytes()) scratch_out_ = zeroed(out);
+  }
+  DeviceBuffer zeroed(size_t bytes) {
+    DeviceBuffer b(device_, bytes);
+    check(cudaMemsetAsync(b.get(), 0, bytes, stream_->get()), "cudaMemset (scratch)");
+    return b;
+  }
+
+  // --- staging through pinned host memory ---
+  void stage_inputs_outputs() {
+    size_t in = 0, out = 0;
+    for (int v : graph_.inputs()) {
+      const size_t bytes = size_t(shape_numel(graph_.value(v).shape)) * sizeof(float);
+      inputs_.push_back({v, in, bytes});
+      in += bytes;
+    }
+    for (int v : graph_.outputs()) {
+      const size_t bytes = size_t(shape_numel(graph_.value(v).shape)) * sizeof(float);
+      outputs_.push_back({v, out, bytes});
+      out += bytes;
+    }
+    pinned_in_ = std::make_unique<PinnedBuffer>(in);
+    pinned_out_ = std::make_unique<PinnedBuffer>(out);
+  }
+
+  void copy_inputs_to_pinned(const std::vector<Tensor>& inputs) {
+    if (inputs.size() != inputs_.size()) fail("executable: expected ", inputs_.size(), " inputs, got ", inputs.size());
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      const Value& v = graph_.value(inputs_[i].value);
+      if (inputs[i].shape() != v.shape || inputs[i].dtype() != DType::F32)
+        fail("executable: input '", v.name, "' must be f32 ", shape_str(v.shape), ", got ",
+             dtype_name(inputs[i].dtype()), " ", shape_str(inputs[i].shape()));
+      std::memcpy(static_cast<char*>(pinned_in_->get()) + inputs_[i].pinned_offset, inputs[i].data<float>(),
+                  inputs_[i].bytes);
+    }
+  }
+
+  void copy_outputs_from_pinned(std::vector<Tensor>& outputs) {
+    outputs.resize(outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      const Value& v = graph_.value(outputs_[i].value);
+      if (!outputs[i].defined() || outputs[i].shape() != v.shape || outputs[i].dtype() != DType::F32)
+        outputs[i] = Tensor::empty(DType::F32, v.shape);
+      std::memcpy(outputs[i].data<float>(), static_cast<char*>(pinned_out_->get()) + outputs_[i].pinned_offset,
+                  outputs_[i].bytes);
+    }
+  }
+
+  void copy_in(cudaStream_t st) {
+    for (const Staged& s : inputs_)
+      check(cudaMemcpyAsync(const_cast<float*>(ptr(s.value)), static_cast<char*>(pinned_in_->get()) + s.pinned_offset,
+                            s.bytes, cudaMemcpyHostToDevice, st),
+            "copy input to device");
+  }
+  void copy_out(cudaStream_t st) {
+    for (const Staged& s : outputs_)
+      check(cudaMemcpyAsync(static_cast<char*>(pinned_out_->get()) + s.pinned_offset, ptr(s.value), s.bytes,
+                            cudaMemcpyDeviceToHost, st),
+            "copy output to host");
+  }
+
+  // --- running ---
+  void enqueue_all(cudaStream_t st) {
+    copy_in(st);
+    for (Step& s : steps_) s.run(st);
+    copy_out(st);
+  }
+
+  void run_graph() {
+    if (!graph_exec_) capture_graph();
+    if (graph_exec_)
+      check(cudaGraphLaunch(graph_exec_, stream_->get()), "cudaGraphLaunch");
+    else
+      enqueue_all(stream_->get());
+  }
+
+  // Records the whole forward once. Any failure leaves the stream usable and this executable
+  // running node by node (with one warning): slower, never wrong.
+  void capture_graph() {
+    cudaStream_t st = stream_->get();
+    check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    std::string why;
+    try {
+      enqueue_all(st);
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(st, &graph);
+    if (why.empty() && end != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
+    if (why.empty()) {
+      const cudaError_t inst = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      if (inst == cudaErrorMemoryAllocation) {
+        cudaGraphDestroy(graph);
+        check(inst, "cudaGraphInstantiate");
+      }
+      if (inst != cudaSuccess) {
+        why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(inst);
+        graph_exec_ = nullptr;
+      }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (!why.empty()) {
+      cudaGetLastError();  // capture errors are not sticky; clear them
+      graph_failed_ = true;
+      std::fprintf(stderr, "gpen: warning: CUDA graph capture failed (%s); running node by node\n", why.c_str());
+    }
+  }
+
+  void run_profiled() {
+    cudaStream_t st = stream_->get();
+    std::vector<Event> marks(steps_.size() + 1);
+    copy_in(st);
+    check(cudaEventRecord(marks[0].get(), st), "cudaEventRecord");
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      steps_[i].run(st);
+      check(cudaEventRecord(marks[i + 1].get(), st), "cudaEventRecord");
+    }
+    copy_out(st);
+    check(cudaStreamSynchronize(st), "forward (profiled)");
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, marks[i].get(), marks[i + 1].get()), "cudaEventElapsedTime");
+      steps_[i].prof.ms += ms;
+    }
+  }
+
+  // Declaration order is destruction order reversed: handles and buffers go before the stream.
+  Graph graph_;
+  MemoryPlan plan_;
+  std::shared_ptr<BackendState> state_;
+  int device_;
+  std::shared_ptr<CudaKernelCache> cache_;
+  std::unique_ptr<Stream> stream_;
+  DeviceBuffer arena_, cublas_ws_, scratch_in_, scratch_out_, workspace_;
+  std::unique_ptr<CudnnHandle> cudnn_;
+  std::unique_ptr<CublasHandle> cublas_;
+  std::map<std::string, std::shared_ptr<DeviceBuffer>> weights_;  // by upload key
+  std::vector<std::unique_ptr<ConvStep>> convs_;
+  std::vector<Step> steps_;
+  std::vector<Staged> inputs_, outputs_;
+  std::unique_ptr<PinnedBuffer> pinned_in_, pinned_out_;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  bool graph_failed_ = false, profiling_ = false;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, GpuPrecision precision) : state_(std::make_shared<BackendState>(device, precision)) {}
+  std::string name() const override {
+    return "cuda:" + std::to_string(state_->device) + " " + gpu_precision_name(state_->precision);
+  }
+  std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
+    return std::make_unique<CudaExecutable>(g, opt, state_);
+  }
+  std::shared_ptr<KernelCache> make_kernel_cache() const override { return std::make_shared<CudaKernelCache>(); }
+
+ private:
+  std::shared_ptr<BackendState> state_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device, GpuPrecision precision) {
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device < 0 || device >= count) fail("device cuda:", device, " does not exist (", count, " device(s))");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  if (prop.major * 10 + prop.minor < kMinComputeCapability)
+    fail("cuda:", device, " (", prop.name, ") is sm_", prop.major, prop.minor, "; this build needs sm_",
+         kMinComputeCapability, " or newer");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaFree(nullptr), "creating the CUDA context");
+  return std::make_unique<CudaBackend>(device, precision);
+}
+
+}  // namespace gpen::cuda

@@ -1,0 +1,286 @@
+// Every op of the CUDA backend against the CPU backend's generic kernels (the oracle), one op per
+// graph on odd sizes, and whole GPEN models [large]. These need the CUDA module and a device:
+// without them each test prints "SKIPPED: no CUDA device (...)" as a warning and checks nothing
+// (Catch2 v2 has no skip; docs/ARCHITECTURE.md says so, so their "passed" means nothing here).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <cstdlib>
+#include <random>
+
+#include "core/device.h"
+#include "core/models/gpen.h"
+#include "tests/test_util.h"
+#include "tools/bench_cuda.h"
+
+using namespace gpen;
+
+namespace {
+
+bool cuda_or_skip() {
+  const CudaModule& m = CudaModule::instance();
+  if (m.usable()) return true;
+  WARN("SKIPPED: no CUDA device (" << m.why_unusable() << ")");
+  return false;
+}
+
+std::unique_ptr<Executable> compile_on(Backend& b, const Graph& g, bool generic_isa) {
+  CompileOptions opt;
+  opt.threads = 2;
+  if (generic_isa) opt.max_isa = cpu::Isa::Generic;
+  return b.compile(g, opt);
+}
+
+struct Tolerance {
+  double max_abs = 1e-4;  // relative to the largest reference magnitude (at least 1)
+  double rel_l2 = 0;      // 0: not checked
+};
+
+// Runs `g` on the CPU (generic kernels) and on CUDA in `p`; every output must agree.
+void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, Tolerance tol) {
+  auto cpu = make_cpu_backend();
+  auto gpu = CudaModule::instance().make_backend(0, p);
+  std::vector<Tensor> want, got, again;
+  compile_on(*cpu, g, true)->run(inputs, want);
+  auto exe = compile_on(*gpu, g, false);
+  exe->run(inputs, got);    // records the CUDA graph
+  exe->run(inputs, again);  // replays it: the same result, bit for bit
+  REQUIRE(got.size() == want.size());
+  REQUIRE(again.size() == got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    REQUIRE(got[i].shape() == want[i].shape());
+    const size_t n = size_t(want[i].numel());
+    const double scale = std::max(1.0, test::max_abs(want[i].data<float>(), n));
+    const double err = test::max_abs_diff(got[i].data<float>(), want[i].data<float>(), n);
+    INFO("output " << i << " " << shape_str(want[i].shape()) << " " << gpu_precision_name(p) << ": max abs err "
+                   << err << " (reference max " << scale << ")");
+    CHECK(err <= tol.max_abs * scale);
+    if (tol.rel_l2 > 0) CHECK(test::rel_l2(got[i].data<float>(), want[i].data<float>(), n) <= tol.rel_l2);
+    CHECK(test::max_abs_diff(again[i].data<float>(), got[i].data<float>(), n) == 0);
+  }
+}
+
+Tensor rnd(Shape s, uint32_t seed, float lo = -1.f, float hi = 1.f) { return test::random_tensor(std::move(s), seed, lo, hi); }
+
+cpu::ConvDesc conv_desc(int C, int K, int k, int stride, int pad, int groups = 1, bool transposed = false) {
+  cpu::ConvDesc d;
+  d.C = C;
+  d.K = K;
+  d.kh = d.kw = k;
+  d.stride = stride;
+  d.pad = pad;
+  d.groups = groups;
+  d.transposed = transposed;
+  return d;
+}
+
+struct ConvCase {
+  const char* name;
+  cpu::ConvDesc d;
+  int n, h, w;
+  bool modulated;  // in_scale (style) and out_scale (demodulation) inputs
+};
+
+// One convolution, optionally modulated, writing into a channel slice of a wider buffer (concat
+// in place), with StyleGAN's bias + leaky-ReLU epilogue.
+void check_conv(const ConvCase& c, GpuPrecision p, Tolerance tol) {
+  Graph g;
+  const cpu::ConvDesc& d = c.d;
+  const int x = g.input("x", {c.n, d.C, c.h, c.w});
+  std::vector<Tensor> inputs = {rnd({c.n, d.C, c.h, c.w}, 1)};
+  int style = -1, demod = -1;
+  if (c.modulated) {
+    style = g.input("style", {c.n, d.C});
+    demod = g.input("demod", {c.n, d.K});
+    inputs.push_back(rnd({c.n, d.C}, 2, 0.5f, 1.5f));
+    inputs.push_back(rnd({c.n, d.K}, 3, 0.1f, 0.3f));
+  }
+  const Tensor w = rnd({d.K, d.C / d.groups, d.kh, d.kw}, 4, -0.3f, 0.3f);
+  const int oh = d.out_h(c.h), ow = d.out_w(c.w);
+  const int cat = g.buffer("cat", {c.n, d.K + 3, oh, ow});
+  const int slice = g.channel_slice(cat, 0, d.K);
+  g.conv2d("conv", x, d, w, EpilogueSpec::fused_lrelu(rnd({d.K}, 5)), style, demod, slice);
+  g.scale_bias_act("fill", g.input("rest", {c.n, 3, oh, ow}), 1.f, EpilogueSpec{}, g.channel_slice(cat, d.K, d.K + 3));
+  inputs.push_back(rnd({c.n, 3, oh, ow}, 6));
+  g.mark_output(cat);
+  INFO(c.name);
+  compare(g, inputs, p, tol);
+}
+
+const ConvCase kConvCases[] = {
+    {"3x3 s1 p1", conv_desc(13, 11, 3, 1, 1), 3, 17, 19, false},
+    {"3x3 s1 p1 modulated", conv_desc(13, 11, 3, 1, 1), 3, 17, 19, true},
+    {"1x1", conv_desc(3, 7, 1, 1, 0), 2, 9, 11, false},
+    {"1x1 modulated (ToRGB-like)", conv_desc(16, 3, 1, 1, 0), 2, 9, 11, true},
+    {"3x3 s2 p0", conv_desc(12, 16, 3, 2, 0), 2, 17, 15, false},
+    {"3x3 s2 p1", conv_desc(8, 8, 3, 2, 1), 1, 16, 16, false},
+    {"depthwise 3x3", conv_desc(12, 12, 3, 1, 1, 12), 2, 13, 9, false},
+    {"grouped 3x3 g3", conv_desc(12, 9, 3, 1, 1, 3), 2, 11, 7, false},
+    {"transposed 3x3 s2 modulated", conv_desc(10, 6, 3, 2, 0, 1, true), 2, 7, 9, true},
+    {"transposed 4x4 s2 p1", conv_desc(6, 5, 4, 2, 1, 1, true), 1, 5, 6, false},
+    {"transposed grouped g2", conv_desc(8, 6, 3, 2, 0, 2, true), 2, 5, 5, false},
+};
+
+}  // namespace
+
+TEST_CASE("cuda conv2d matches the generic kernel (fp32, tf32, fp16)", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  for (const ConvCase& c : kConvCases) {
+    check_conv(c, GpuPrecision::FP32, {1e-4, 0});
+    check_conv(c, GpuPrecision::TF32, {5e-3, 5e-3});
+    check_conv(c, GpuPrecision::FP16, {1e-2, 5e-3});
+  }
+}
+
+TEST_CASE("cuda conv2d reads a channel-slice input view", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  for (GpuPrecision p : {GpuPrecision::FP32, GpuPrecision::FP16}) {
+    Graph g;
+    const int x = g.input("x", {2, 9, 10, 11});
+    const cpu::ConvDesc d = conv_desc(5, 4, 3, 1, 1);
+    g.mark_output(g.conv2d("conv", g.channel_slice(x, 2, 7), d, rnd({4, 5, 3, 3}, 7), EpilogueSpec::with_bias(rnd({4}, 8))));
+    compare(g, {rnd({2, 9, 10, 11}, 9)}, p, {p == GpuPrecision::FP32 ? 1e-4 : 1e-2, 0});
+  }
+}
+
+TEST_CASE("cuda linear, pixel norm and demodulation factors match the generic kernels", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  {
+    Graph g;
+    const int x = g.input("x", {3, 37});
+    g.mark_output(g.linear("fc", x, rnd({29, 37}, 1), EpilogueSpec::fused_lrelu(rnd({29}, 2))));
+    g.mark_output(g.linear("fc_plain", x, rnd({5, 37}, 3), EpilogueSpec{}));
+    compare(g, {rnd({3, 37}, 4)}, GpuPrecision::FP32, {1e-5, 0});
+  }
+  {
+    Graph g;
+    g.mark_output(g.pixel_norm("pn_vec", g.input("v", {3, 37}), 1e-8f));
+    g.mark_output(g.pixel_norm("pn_map", g.input("m", {2, 13, 5, 7}), 1e-8f));
+    compare(g, {rnd({3, 37}, 5), rnd({2, 13, 5, 7}, 6)}, GpuPrecision::FP32, {1e-5, 0});
+  }
+  {
+    Graph g;
+    g.mark_output(g.demod_factors("demod", g.input("s", {3, 37}), rnd({29, 37}, 7, 0.f, 2.f), 1e-8f));
+    compare(g, {rnd({3, 37}, 8)}, GpuPrecision::FP32, {1e-5, 0});
+  }
+}
+
+TEST_CASE("cuda upfirdn2d matches the generic kernel (blur, upsample, downsample)", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+  const Tensor k3 = rnd({3, 3}, 1);  // asymmetric: catches a missing kernel flip
+  struct Case {
+    Tensor k;
+    int up, down, pad0, pad1;
+  };
+  for (const Case& c : {Case{k4, 1, 1, 2, 1}, Case{k4, 2, 1, 2, 1}, Case{k4, 1, 2, 1, 1}, Case{k3, 2, 1, 1, 1},
+                        Case{k3, 1, 1, -1, 2}}) {
+    Graph g;
+    const int x = g.input("x", {2, 5, 9, 7});
+    g.mark_output(g.upfirdn2d("fir", x, c.k, c.up, c.down, c.pad0, c.pad1, EpilogueSpec::fused_lrelu(rnd({5}, 2))));
+    INFO("up " << c.up << " down " << c.down << " pad " << c.pad0 << "," << c.pad1);
+    compare(g, {rnd({2, 5, 9, 7}, 3)}, GpuPrecision::FP32, {1e-5, 0});
+  }
+}
+
+TEST_CASE("cuda elementwise ops match the generic kernels, on views", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  Graph g;
+  const int a = g.input("a", {3, 5, 7, 9}), b = g.input("b", {3, 5, 7, 9});
+  g.mark_output(g.add("sum", a, b));
+  const int cat = g.buffer("cat", {3, 10, 7, 9});
+  g.scale_bias_act("sba_lo", a, 0.7f, EpilogueSpec::fused_lrelu(rnd({5}, 1)), g.channel_slice(cat, 0, 5));
+  g.scale_bias_act("sba_hi", g.channel_slice(cat, 0, 5), -1.3f, EpilogueSpec::with_bias(rnd({5}, 2)),
+                   g.channel_slice(cat, 5, 10));
+  g.mark_output(cat);
+  g.mark_output(g.broadcast("const", rnd({1, 4, 3, 5}, 3), 3));
+  compare(g, {rnd({3, 5, 7, 9}, 4), rnd({3, 5, 7, 9}, 5)}, GpuPrecision::FP32, {1e-6, 0});
+}
+
+TEST_CASE("cuda resampling ops match the generic kernels", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  Graph g;
+  const int x = g.input("x", {2, 6, 17, 19});
+  g.mark_output(g.upsample_nearest("up", x, 35, 40));
+  g.mark_output(g.upsample_nearest("down", x, 8, 9));
+  g.mark_output(g.max_pool2d("pool", x, 3, 2, 1));
+  g.mark_output(g.max_pool2d("pool_nopad", x, 2, 2, 0));
+  g.mark_output(g.reflect_pad2d("reflect", x, 3));
+  g.mark_output(g.pixel_unshuffle("unshuffle", g.input("y", {2, 3, 12, 8}), 4));
+  compare(g, {rnd({2, 6, 17, 19}, 1), rnd({2, 3, 12, 8}, 2)}, GpuPrecision::FP32, {0, 0});
+}
+
+// --- whole models ---
+
+namespace {
+
+std::vector<uint8_t> to_uint8(const float* v, size_t n) {
+  std::vector<uint8_t> u(n);
+  for (size_t i = 0; i < n; ++i) u[i] = uint8_t(std::lround(std::clamp((v[i] + 1.f) * 127.5f, 0.f, 255.f)));
+  return u;
+}
+
+void check_gpen(int size, int batch) {
+  auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(size), 11)));
+  const Tensor x = rnd({batch, 3, size, size}, 12);
+  CompileOptions opt;
+  GpenRunner cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
+  const Tensor want = cpu.forward(x);
+  const size_t n = size_t(want.numel());
+  {
+    GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP32)), opt);
+    const Tensor got = gpu.forward(x);
+    const double err = test::max_abs_diff(got.data<float>(), want.data<float>(), n);
+    INFO("GPEN-" << size << " fp32 max abs err " << err);
+    CHECK(err <= 1e-3);
+  }
+  {
+    GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), opt);
+    const Tensor got = gpu.forward(x);
+    const double rel = test::rel_l2(got.data<float>(), want.data<float>(), n);
+    const auto a = to_uint8(got.data<float>(), n), b = to_uint8(want.data<float>(), n);
+    size_t close = 0;
+    for (size_t i = 0; i < n; ++i) close += std::abs(int(a[i]) - int(b[i])) <= 2;
+    INFO("GPEN-" << size << " fp16 rel L2 " << rel << ", uint8 within 2: " << double(close) / double(n));
+    CHECK(rel <= 1e-2);
+    CHECK(double(close) >= 0.99 * double(n));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda GPEN-256 matches the CPU (fp32 1e-3 max abs; fp16 1e-2 rel L2, uint8 +-2 on 99%)", "[cuda][large]") {
+  if (!cuda_or_skip()) return;
+  check_gpen(256, 2);
+}
+
+TEST_CASE("cuda GPEN-512 matches the CPU (fp32 1e-3 max abs; fp16 1e-2 rel L2, uint8 +-2 on 99%)", "[cuda][large]") {
+  if (!cuda_or_skip()) return;
+  check_gpen(512, 2);
+}
+
+// --- benchmark driver (hidden; timings are printed, never asserted) ---
+// For tools/bench/gpu_session.sh when `gpen bench` has no --device yet, e.g.
+//   GPEN_BENCH_MODEL=W.safetensors GPEN_BENCH_BATCHES=1,16 GPEN_BENCH_PRECISIONS=fp16 gpen_tests "[cuda-bench]"
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+}  // namespace
+
+TEST_CASE("cuda GPEN benchmark (JSON lines on stdout)", "[.][cuda-bench]") {
+  if (!cuda_or_skip()) return;
+  cli::DeviceBenchOptions o;
+  o.model = env_or("GPEN_BENCH_MODEL", "");
+  o.size = std::stoi(env_or("GPEN_BENCH_SIZE", "512"));
+  o.batches = cli::parse_int_list(env_or("GPEN_BENCH_BATCHES", "1,4,8,16"), "GPEN_BENCH_BATCHES");
+  o.precisions = cli::split_list(env_or("GPEN_BENCH_PRECISIONS", "fp32,fp16"));
+  o.runs = std::stoi(env_or("GPEN_BENCH_RUNS", "20"));
+  o.json = true;
+  CHECK(cli::run_device_bench(o) == 0);
+}

@@ -1,0 +1,136 @@
+#include "tools/bench_cuda.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "core/models/gpen.h"
+
+namespace gpen::cli {
+namespace {
+
+struct Timing {
+  double median_ms, min_ms, p90_ms;
+};
+
+Timing time_runs(Executable& exe, const Tensor& x, int warmup, int runs) {
+  std::vector<Tensor> outs;
+  for (int i = 0; i < warmup; ++i) exe.run({x}, outs);  // the first run also records the CUDA graph
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    exe.run({x}, outs);  // synchronous: copies in, forward, copies out
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], ms.front(), ms[std::min(ms.size() - 1, ms.size() * 9 / 10)]};
+}
+
+Tensor random_faces(int batch, int size) {
+  Tensor x = Tensor::empty(DType::F32, {batch, 3, size, size});
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = u(rng);
+  return x;
+}
+
+// The backend for one precision on the requested device.
+SelectedDevice device_for(const DeviceBenchOptions& o, const std::string& precision, CompileOptions* copt) {
+  const DeviceRequest req = parse_device(o.device);
+  GpuPrecision gp = GpuPrecision::FP32;
+  const bool gpu_precision = parse_gpu_precision(precision, &gp);
+  SelectedDevice d = select_device(req, gp);
+  copt->threads = o.threads;
+  if (d.is_cuda) {
+    if (!gpu_precision) fail("--precision ", precision, " is not a CUDA precision (fp32, tf32, fp16)");
+  } else if (!cpu::parse_precision(precision, &copt->precision)) {
+    fail("--precision ", precision, " is not a CPU precision (fp32, bf16)");
+  }
+  return d;
+}
+
+}  // namespace
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> r;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    if (comma > start) r.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return r;
+}
+
+std::vector<int> parse_int_list(const std::string& s, const char* what) {
+  std::vector<int> r;
+  for (const std::string& item : split_list(s)) {
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (*end || v < 1 || v > 4096) fail("bad ", what, " '", s, "': expected positive integers like 1,4,8,16");
+    r.push_back(int(v));
+  }
+  if (r.empty()) fail("bad ", what, " '", s, "': expected positive integers like 1,4,8,16");
+  return r;
+}
+
+int run_device_bench(const DeviceBenchOptions& o) {
+  if (o.batches.empty() || o.precisions.empty() || o.runs < 1) fail("bench: need batch sizes, precisions and runs >= 1");
+  // Fail on the device before loading anything: one line, no half-printed table.
+  const CudaModule& cuda = CudaModule::instance();
+  if (parse_device(o.device).kind == DeviceRequest::Kind::Cuda && !cuda.usable())
+    fail(cuda_unavailable_message(cuda.why_unusable()));
+  const std::string spec = o.model.empty() ? "random:" + std::to_string(o.size) : o.model;
+  auto model = std::make_shared<const GpenModel>(GpenModel::load(spec));
+  const int S = model->config().size;
+  if (!o.json) {
+    std::printf("%s on --device %s; CUDA module: %s\n", model->config().describe().c_str(), o.device.c_str(),
+                cuda.usable() ? cuda.path().c_str() : ("unusable: " + cuda.why_unusable()).c_str());
+    std::printf("%-9s %5s %10s %10s %10s %10s %11s %11s %9s\n", "precision", "batch", "faces/s", "median ms",
+                "min ms", "p90 ms", "gpu MiB", "device MiB", "compile s");
+  }
+  for (const std::string& precision : o.precisions) {
+    CompileOptions copt;
+    const SelectedDevice dev = device_for(o, precision, &copt);
+    if (!dev.note.empty() && !o.json) std::printf("note: %s\n", dev.note.c_str());
+    GpenRunner runner(model, dev.backend, copt);
+    for (int batch : o.batches) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Executable& exe = runner.executable(batch);
+      const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const Timing t = time_runs(exe, random_faces(batch, S), o.warmup, o.runs);
+      // All device memory is allocated at compile: what the module holds now is this runner's
+      // footprint (weights once, plus the arena and scratch of every batch size so far).
+      double gpu_mb = 0, device_mb = 0;
+      if (dev.is_cuda) {
+        const CudaMemoryStats m = cuda.memory_stats(dev.index);
+        gpu_mb = double(m.allocated_bytes) / 1048576;
+        device_mb = double(m.device_used_bytes) / 1048576;
+      }
+      const double fps = batch / (t.median_ms / 1000);
+      if (o.json) {
+        nlohmann::json j = {{"model", model->config().describe()}, {"device", dev.description},
+                            {"precision", precision}, {"batch", batch}, {"faces_per_s", fps},
+                            {"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"p90_ms", t.p90_ms},
+                            {"gpu_allocated_mb", gpu_mb}, {"device_used_mb", device_mb},
+                            {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"compile_s", compile_s},
+                            {"runs", o.runs}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%-9s %5d %10.1f %10.3f %10.3f %10.3f %11.0f %11.0f %9.2f\n", precision.c_str(), batch, fps,
+                    t.median_ms, t.min_ms, t.p90_ms, gpu_mb, device_mb, compile_s);
+      }
+      std::fflush(stdout);
+    }
+    if (!o.json) std::printf("  (%s)\n", dev.description.c_str());
+  }
+  return 0;
+}
+
+}  // namespace gpen::cli
