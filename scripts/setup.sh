@@ -8,9 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   build-essential cmake pkg-config clang
   libeigen3-dev libstb-dev catch2 libzip-dev zlib1g-dev nlohmann-json3-dev libcli11-dev
-  libpng-dev libjpeg62-turbo-dev libwebp-dev libcurl4-openssl-dev libcpp-httplib-dev
+  libpng-dev libjpeg62-turbo-dev libwebp-dev libcurl4-openssl-dev libssl-dev ca-certificates libcpp-httplib-dev
   libbenchmark-dev
-  python3 python3-numpy python3-torch python3-pil
+  python3 python3-numpy python3-torch python3-pil python3-onnx
+  chromium nodejs
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -19,4 +20,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# npm: bundled with some nodejs builds (NodeSource); Debian's nodejs needs its own package.
+if ! command -v npm >/dev/null; then
+  $SUDO apt-get install -y -qq --no-install-recommends npm
 fi

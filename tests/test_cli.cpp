@@ -76,9 +76,9 @@ TEST_CASE("enhance changes only pixels under some face's mask", "[cli][pipeline]
   auto gpen = std::make_shared<GpenRunner>(model, std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{});
   FaceRestorer restorer(det, gpen);
   const Image photo = load_image(kGroup);
-  for (double strength : {0.3, 1.0}) {
+  for (double strength : {30.0, 100.0}) {
     RestoreOptions opt;
-    opt.strength = strength;
+    opt.controls.strength = strength;
     RestoreResult r = restorer.restore(photo, opt);
     REQUIRE(r.faces.size() == 24);
     // Union of where each face's crop lands in the photo.
@@ -186,4 +186,98 @@ TEST_CASE("several photos: faces batched together, a bad file reported, exit 3",
   CHECK(load_image(dir + "/group_solvay_1927.png").width == 1328);
   CHECK(load_image(dir + "/aligned_ffhq_00002.png").width == 1024);
   CHECK(!fs::exists(dir + "/broken.png"));
+}
+
+TEST_CASE("enhance: folders, --list, --suffix, --format, --report, --quiet; a rerun skips", "[cli]") {
+  const std::string dir = scratch_dir() + "/batch_flags";
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/in/sub");
+  const Image group = load_image(kGroup);
+  Image part(300, group.height, group.channels);
+  for (int y = 0; y < group.height; ++y) std::copy(group.row(y), group.row(y) + part.row_bytes(), part.row(y));
+  save_image(dir + "/in/a.png", part);
+  save_image(dir + "/in/sub/b.jpg", part);
+  std::ofstream(dir + "/list.txt") << "# one photo\n" << dir << "/in/a.png\n";
+  const std::string common = " --model " + kTiny + " --detector " + kDetector + " --threads 2";
+
+  Run r = gpen_cli("enhance " + dir + "/in --recursive -o " + dir + "/out --suffix _r --format webp --quiet --report " +
+                   dir + "/report.json" + common);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.empty());  // --quiet
+  CHECK(load_image(dir + "/out/a_r.webp").width == 300);
+  CHECK(load_image(dir + "/out/sub/b_r.webp").width == 300);
+  auto report = nlohmann::json::parse(slurp(dir + "/report.json"));
+  CHECK(report["summary"]["done"] == 2);
+  REQUIRE(report["items"].size() == 2);
+  CHECK(report["items"][0]["status"] == "done");
+  CHECK(report["items"][0]["faces"].get<int>() > 0);
+  CHECK(report["items"][0]["time_ms"].get<double>() > 0);
+
+  Run again = gpen_cli("enhance --list " + dir + "/list.txt -o " + dir + "/out --suffix _r --format webp" + common);
+  CHECK(again.code == 0);
+  CHECK(again.err.find("exists, skipped") != std::string::npos);
+  CHECK(again.err.find("1 skipped") != std::string::npos);
+
+  Run bad_mode = gpen_cli("enhance " + dir + "/in -o " + dir + "/out2 --mode vivid" + common);
+  CHECK(bad_mode.code != 0);
+  Run bad_strength = gpen_cli("enhance " + dir + "/in -o " + dir + "/out2 --strength 101" + common);
+  CHECK(bad_strength.code != 0);
+  CHECK(!fs::exists(dir + "/out2"));
+}
+
+TEST_CASE("enhance --aligned: strength 0 is the input, 100 with the options off is GPEN's output", "[cli]") {
+  const std::string dir = scratch_dir();
+  const std::string in = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.resized_in.png");  // 32 x 32
+  REQUIRE(gpen_cli("enhance --aligned " + in + " -o " + dir + "/al0.png --model " + kTiny + " --strength 0").code == 0);
+  CHECK(load_image(dir + "/al0.png").pixels == to_rgb(load_image(in)).pixels);
+  REQUIRE(gpen_cli("enhance --aligned " + in + " -o " + dir + "/al100.png --model " + kTiny +
+                   " --strength 100 --no-skin-protect").code == 0);
+  CHECK(load_image(dir + "/al100.png").pixels == load_image(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.aligned_out.png")).pixels);
+}
+
+TEST_CASE("enhance --upscale 2 --mask parse: the photo comes back at twice the size", "[cli][pipeline]") {
+  const std::string sr = test::source_path("tests/fixtures/rrdbnet_tiny/rrdbnet_tiny_x2.pth");
+  const std::string parse = test::source_path("tests/fixtures/parsenet_tiny/parsenet_tiny.pth");
+  const std::string base = "enhance " + kGroup + " --model " + kTiny + " --detector " + kDetector +
+                           " --threads 2 --upscale 2 --tile 300 --sr-model " + sr;
+  // Strength 0: nothing pasted, so the output is exactly the RealESRNet upsampling.
+  const std::string s0 = scratch_dir() + "/sr_s0.png";
+  Run r0 = gpen_cli(base + " --strength 0 -o " + s0);
+  INFO(r0.err);
+  REQUIRE(r0.code == 0);
+  RrdbRunner runner(load_sr_model(sr), CompileOptions{});
+  // (The photo is RGBA: its colour is upsampled by RealESRNet, its alpha resized bilinearly.)
+  const Image expected = upscale_photo(split_alpha(load_image(kGroup)).rgb, runner, UpscaleOptions{300, 24});
+  const RgbAndAlpha got = split_alpha(load_image(s0));
+  CHECK((got.rgb.pixels == expected.pixels));
+  CHECK(got.alpha.width == 2 * 1328);
+  // Restored with the ParseNet mask: same size, faces changed.
+  const std::string s100 = scratch_dir() + "/sr_parse.png";
+  Run r1 = gpen_cli(base + " --strength 100 --mask parse --parsenet " + parse + " -o " + s100);
+  INFO(r1.err);
+  REQUIRE(r1.code == 0);
+  const Image out = split_alpha(load_image(s100)).rgb;
+  REQUIRE(out.width == 2 * 1328);
+  REQUIRE(out.height == 2 * 568);
+  CHECK((out.pixels != expected.pixels));
+  // A scale that does not match the model is refused by name.
+  Run bad = gpen_cli("enhance " + kGroup + " --model " + kTiny + " --detector " + kDetector + " --upscale 4 --sr-model " +
+                     sr + " -o " + scratch_dir() + "/bad.png");
+  CHECK(bad.code == 1);
+  CHECK_THAT(bad.err, Catch::Contains("x2 model but --upscale is 4"));
+}
+
+TEST_CASE("enhance --task colorize / inpaint run on one aligned face; wrong use is refused", "[cli]") {
+  const std::string face = test::shared_path("images/aligned_ffhq_00002.png");
+  const std::string out = scratch_dir() + "/color.png";
+  Run r = gpen_cli("enhance " + face + " -o " + out + " --model " + kTiny + " --task colorize");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const Image in = load_image(face), res = load_image(out);
+  CHECK(res.width == in.width);
+  CHECK(res.height == in.height);
+  Run no_mask = gpen_cli("enhance " + face + " -o " + out + " --model " + kTiny + " --task inpaint");
+  CHECK(no_mask.code == 1);
+  CHECK_THAT(no_mask.err, Catch::Contains("--task inpaint needs --mask-image"));
 }

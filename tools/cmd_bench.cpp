@@ -14,7 +14,9 @@
 #include "core/error.h"
 #include "core/models/gpen.h"
 #include "core/thread_pool.h"
+#include "tools/bench_cuda.h"
 #include "tools/commands.h"
+#include "weights/model_cache.h"
 
 namespace gpen::cli {
 namespace {
@@ -38,8 +40,9 @@ double current_rss_mb() {
 struct BenchOpts {
   std::string model;
   int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15;
-  std::string precision = "fp32", isa;
+  std::string precision = "fp32", isa, device = "cpu", batch_list = "1";
   bool json = false, profile = false, low_memory = false;
+  ModelFetchOptions fetch;
 };
 
 std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
@@ -71,19 +74,39 @@ void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
 Runner register_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Time the GPEN generator (random weights unless --model)");
   auto o = std::make_shared<BenchOpts>();
-  cmd->add_option("--model", o->model, "checkpoint; default: random weights of the official layout");
+  cmd->add_option("--model", o->model, "checkpoint or registered name; default: random weights of the official layout");
   cmd->add_option("--size", o->size, "model size for random weights (256, 512, 1024, 2048)");
   cmd->add_option("--threads", o->threads, "CPU threads (0: all)");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", o->device, "cpu (default), cuda, cuda:N or auto");
+  cmd->add_option("--precision", o->precision, "fp32 or bf16 (CPU); with --device, a list of fp32, tf32, fp16");
   cmd->add_option("--isa", o->isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");
   cmd->add_option("--runs", o->runs, "timed runs")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "untimed runs first");
-  cmd->add_option("--batch-size,--batch", o->batch, "faces per forward")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size,--batch", o->batch_list, "faces per forward; with --device, a list like 1,4,8,16");
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
   cmd->add_flag("--low-memory", o->low_memory, "direct instead of Winograd where its weights would dominate memory");
   cmd->add_option("--top", o->top, "layers shown by --profile");
+  add_model_fetch_options(cmd, o->fetch);
   return [o]() {
+    if (!o->model.empty()) o->model = resolve_model(o->model, o->fetch);
+    if (o->device != "cpu") {
+      DeviceBenchOptions d;
+      d.model = o->model;
+      d.size = o->size;
+      d.device = o->device;
+      d.batches = parse_int_list(o->batch_list, "--batch-size");
+      d.precisions = split_list(o->precision);
+      d.runs = o->runs;
+      d.warmup = o->warmup;
+      d.threads = o->threads;
+      d.json = o->json;
+      return run_device_bench(d);
+    }
+    const std::vector<int> batches = parse_int_list(o->batch_list, "--batch-size");
+    if (batches.size() != 1) fail("--batch-size on the CPU is one number (a list needs --device)");
+    o->batch = batches[0];
+    if (o->precision != "fp32" && o->precision != "bf16") fail("--precision on the CPU is fp32 or bf16");
     CompileOptions copt;
     copt.threads = o->threads;
     copt.lean_memory = o->low_memory;

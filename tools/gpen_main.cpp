@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   add(gpen::cli::register_info);
   add(gpen::cli::register_convert);
   add(gpen::cli::register_bench);
+  add(gpen::cli::register_serve);
+  add(gpen::cli::register_models);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -346,14 +346,19 @@ GpenRunner::GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<B
 Executable& GpenRunner::executable(int batch) {
   auto it = cache_.find(batch);
   if (it != cache_.end()) return *it->second;
-  Graph g = model_->build_graph(batch);
-  // Only the graph holds the f32 conv weights now (unless the caller kept the model): they are
-  // freed when it goes, right after packing, before the arena is first touched.
+  std::unique_ptr<Executable> exe;
+  {
+    const Graph g = model_->build_graph(batch);
+    exe = backend_->compile(g, opt_);
+  }
+  // Packed now: keep a model without the f32 conv weights, so they are freed (unless the caller
+  // kept the model) before the arena is first touched. Only after a successful compile: a failed
+  // one (e.g. out of device memory) leaves the runner able to try again or elsewhere.
   if (opt_.kernel_cache && !conv_weights_dropped_) {
     model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
     conv_weights_dropped_ = true;
   }
-  return *cache_.emplace(batch, backend_->compile(g, opt_)).first->second;
+  return *cache_.emplace(batch, std::move(exe)).first->second;
 }
 
 Tensor GpenRunner::forward(const Tensor& x) {

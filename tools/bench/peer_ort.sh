@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # gpen vs ONNX Runtime (CPU) on the SAME random GPEN weights, same thread count, in the same run.
 #
-#   tools/bench/peer_ort.sh [SIZE=512] [THREADS=2] [RUNS=5] [PRECISION=fp32]
+#   tools/bench/peer_ort.sh [SIZE=512] [THREADS=2] [RUNS=5] [PRECISION=fp32] [GPEN_FLAGS]
+#
+# GPEN_FLAGS: extra `gpen bench` flags, e.g. "--low-memory".
 #
 # Needs: build/gpen, /usr/bin/python3 with torch (tools/reference), node + npm. onnxruntime-node is
 # installed into a scratch folder OUTSIDE the repo ($GPEN_ORT_DIR, default /tmp/gpen-ort) with
@@ -10,7 +12,7 @@
 # The two engines run alternately (gpen, ORT, gpen, ORT) so machine noise hits both alike.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-SIZE="${1:-512}" THREADS="${2:-2}" RUNS="${3:-5}" PRECISION="${4:-fp32}"
+SIZE="${1:-512}" THREADS="${2:-2}" RUNS="${3:-5}" PRECISION="${4:-fp32}" GPEN_FLAGS="${5:-}"
 FIX="${GPEN_FIXTURES:-$ROOT/build/fixtures}"
 ORT_DIR="${GPEN_ORT_DIR:-/tmp/gpen-ort}"
 PTH="$FIX/gpen_random_$SIZE.pth"
@@ -26,7 +28,7 @@ fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
 gpen_json=() ort_json=()
 for round in 1 2; do
-  gpen_json+=("$("$ROOT/build/gpen" bench --model "$PTH" --threads "$THREADS" --runs "$RUNS" --precision "$PRECISION" --json)")
+  gpen_json+=("$("$ROOT/build/gpen" bench --model "$PTH" --threads "$THREADS" --runs "$RUNS" --precision "$PRECISION" $GPEN_FLAGS --json)")
   ort_json+=("$(NODE_PATH="$ORT_DIR/node_modules" node "$ROOT/tools/bench/ort_time.js" "$ONNX" "$SIZE" "$THREADS" "$RUNS")")
 done
 /usr/bin/python3 - "$SIZE" "$THREADS" "${gpen_json[@]}" "${ort_json[@]}" <<'PY'

@@ -15,6 +15,7 @@
 #   gpen_random_S.aligned_out.png        uint8 end-to-end output for the aligned image
 #   gpen_random_S.resized_in.png         the SxS uint8 model input of that run
 #   gpen_random_S.aligned.golden.safetensors  resized (U8), input, output (F32)
+# and gpen_random_256.{named,anonymous}.onnx (make_onnx_fixtures.py).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -55,3 +56,26 @@ for S in $SIZES; do
   ms=$(( (end - start) / 1000000 ))
   printf '[make_fixtures] %s: done in %d.%03d s\n' "$N" $((ms / 1000)) $((ms % 1000))
 done
+
+# ONNX exports of GPEN-256 (named, and folded + anonymised) for the ONNX importer's [large] test.
+if [ -s "$OUT/gpen_random_256.pth" ]; then
+  if [ -s "$OUT/gpen_random_256.named.onnx" ] && [ -s "$OUT/gpen_random_256.anonymous.onnx" ]; then
+    echo "[make_fixtures] gpen_random_256 ONNX: all files exist in $OUT, skipped"
+  elif ! "$PY" "$HERE/make_onnx_fixtures.py" --pth "$OUT/gpen_random_256.pth" --out "$OUT" \
+      --name gpen_random_256 2>"$OUT/onnx_export.log"; then
+    cat "$OUT/onnx_export.log" >&2; exit 1
+  fi
+fi
+
+# ParseNet and RRDBNet (Real-ESRNet x2 / x4) with random weights of the published layouts, run by
+# the PyTorch references on small inputs (a few seconds; the .pth files are 38-85 MB).
+SRP="$HERE/make_sr_parse_fixture.py"
+gen_sr_parse() {  # NAME ARGS...
+  local n=$1; shift
+  if [ -s "$OUT/$n.pth" ] && [ -s "$OUT/$n.golden.safetensors" ]; then
+    echo "[make_fixtures] $n: all files exist in $OUT, skipped"; return; fi
+  "$PY" "$SRP" "$@" --official --out "$OUT" --name "$n"
+}
+gen_sr_parse parsenet_random parsenet --size 64 --batch 1 --seed 512
+gen_sr_parse realesrnet_random_x2 rrdbnet --scale 2 --height 32 --width 48 --seed 22
+gen_sr_parse realesrnet_random_x4 rrdbnet --scale 4 --height 16 --width 20 --seed 44
