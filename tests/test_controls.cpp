@@ -256,7 +256,7 @@ TEST_CASE("modes: strong keeps less of the original below 100, detail adds resto
   CHECK(e_detail > 1.3 * e_natural);
 }
 
-TEST_CASE("--detail brings the original's fine texture back into the restored face", "[controls]") {
+TEST_CASE("the detail option brings the original's fine texture back into the restored face", "[controls]") {
   const int S = tiny_gpen()->model().config().size;
   const Image original = downscale_area(colour_face(), S, S);
   const Image restored = tensor_to_face(tiny_gpen()->forward(faces_to_tensor({&original})), 0);

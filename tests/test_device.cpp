@@ -76,7 +76,7 @@ TEST_CASE("a library that is not a gpen CUDA module is refused by name", "[devic
   CHECK_THAT(m.why_unusable(), Catch::Contains("gpen_cuda_module_v1"));
 }
 
-TEST_CASE("--device cpu always gives the CPU backend, quietly", "[device]") {
+TEST_CASE("device cpu always gives the CPU backend, quietly", "[device]") {
   const SelectedDevice d = select_device(parse_device("cpu"), GpuPrecision::FP16, missing_module());
   CHECK_FALSE(d.is_cuda);
   CHECK(d.backend->name() == "cpu");
