@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/face_detector.h"
+#include "core/device.h"
 #include "core/face_align.h"
 #include "core/image.h"
 #include "core/models/gpen.h"
@@ -280,4 +281,24 @@ TEST_CASE("enhance --task colorize / inpaint run on one aligned face; wrong use 
   Run no_mask = gpen_cli("enhance " + face + " -o " + out + " --model " + kTiny + " --task inpaint");
   CHECK(no_mask.code == 1);
   CHECK_THAT(no_mask.err, Catch::Contains("--task inpaint needs --mask-image"));
+}
+
+TEST_CASE("bench --report prints the seed's tables for each device, measured", "[cli]") {
+  const std::string dir = scratch_dir() + "/report_images";
+  fs::create_directories(dir);
+  fs::copy_file(kGroup, dir + "/group.png", fs::copy_options::overwrite_existing);
+  Run r = gpen_cli("bench --report --images " + dir + " --model " + kTiny + " --detector " + kDetector +
+                   " --devices cpu,cuda --threads 2");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("## Time per photo"));
+  CHECK_THAT(r.out, Catch::Contains("| group |"));
+  CHECK_THAT(r.out, Catch::Contains("photos/min"));
+  CHECK_THAT(r.out, Catch::Contains("batch 8"));
+  CHECK_THAT(r.out, Catch::Contains("Peak RAM"));
+  // Without a usable GPU the CUDA column says why instead of inventing numbers.
+  if (!CudaModule::instance().usable()) CHECK_THAT(r.out, Catch::Contains("cuda: not available"));
+  Run bad = gpen_cli("bench --report --images " + dir + " --model " + kTiny);
+  CHECK(bad.code == 1);
+  CHECK_THAT(bad.err, Catch::Contains("--report needs --detector"));
 }

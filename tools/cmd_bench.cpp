@@ -15,6 +15,7 @@
 #include "core/models/gpen.h"
 #include "core/thread_pool.h"
 #include "tools/bench_cuda.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
 #include "weights/model_cache.h"
 
@@ -43,6 +44,9 @@ struct BenchOpts {
   std::string precision = "fp32", isa, device = "cpu", batch_list = "1";
   bool json = false, profile = false, low_memory = false;
   ModelFetchOptions fetch;
+  // --report
+  bool report = false;
+  std::string images = "../shared/images", devices = "cpu", detector;
 };
 
 std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
@@ -87,9 +91,22 @@ Runner register_bench(CLI::App& app) {
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
   cmd->add_flag("--low-memory", o->low_memory, "direct instead of Winograd where its weights would dominate memory");
   cmd->add_option("--top", o->top, "layers shown by --profile");
+  cmd->add_flag("--report", o->report, "the seed-style Markdown report: whole photos on each of --devices");
+  cmd->add_option("--images", o->images, "--report: folder of photos, each made 1920x1080 (default ../shared/images)");
+  cmd->add_option("--devices", o->devices, "--report: comma-separated devices, e.g. cpu,cuda");
+  cmd->add_option("--detector", o->detector, "--report: RetinaFace checkpoint or registered name");
   add_model_fetch_options(cmd, o->fetch);
   return [o]() {
     if (!o->model.empty()) o->model = resolve_model(o->model, o->fetch);
+    if (o->report) {
+      SeedReportOptions r;
+      r.images_dir = o->images;
+      r.model = o->model.empty() ? "random:" + std::to_string(o->size) : o->model;
+      r.detector = o->detector.empty() ? "" : resolve_model(o->detector, o->fetch);
+      r.devices = split_list(o->devices);
+      r.threads = o->threads;
+      return run_seed_report(r);
+    }
     if (o->device != "cpu") {
       DeviceBenchOptions d;
       d.model = o->model;
