@@ -40,6 +40,20 @@ class KernelCache {
   virtual ~KernelCache() = default;
 };
 
+// Activation memory that several executables share because their owner runs them one at a time
+// (GpenRunner: one executable per batch size): sized to the largest of them instead of one arena
+// each. Growing discards the contents, which never outlive a run.
+class SharedArena {
+ public:
+  float* reserve(int64_t elems) {
+    if (buf_.numel() < elems) buf_ = Tensor::empty(DType::F32, {elems});
+    return buf_.data<float>();
+  }
+
+ private:
+  Tensor buf_;
+};
+
 struct CompileOptions {
   int threads = 0;                                  // 0: all hardware threads
   cpu::Isa max_isa = cpu::Isa::AVX512_BF16;         // capped further by what the CPU has
@@ -50,6 +64,9 @@ struct CompileOptions {
   // Optional: made by Backend::make_kernel_cache(); shared by the executables compiled with it.
   // A node found here needs no weights in the graph (its weight tensor may be a shape-only one).
   std::shared_ptr<KernelCache> kernel_cache;
+  // Optional: host backends then run in this arena instead of one of their own; the executables
+  // sharing it must never run concurrently.
+  std::shared_ptr<SharedArena> shared_arena;
 };
 
 class Backend {

@@ -66,11 +66,12 @@ class CpuExecutable final : public Executable {
     std::vector<int64_t> scratch(g.nodes().size(), 0);  // per node, elements (the kernels say)
     for (size_t t = 0; t < g.nodes().size(); ++t) steps_.push_back(make_step(g.nodes()[t], int(t), kopt, &scratch[t]));
     plan_ = g.plan_memory(scratch);
-    arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});  // after packing: weights peak first
+    shared_arena_ = opt.shared_arena;
+    if (!shared_arena_) arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});  // after packing: weights peak first
   }
 
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
-    float* arena = arena_.data<float>();
+    float* arena = shared_arena_ ? shared_arena_->reserve(plan_.arena_elems) : arena_.data<float>();
     const auto ins = graph_.inputs();
     if (inputs.size() != ins.size()) fail("executable: expected ", ins.size(), " inputs, got ", inputs.size());
     for (size_t i = 0; i < ins.size(); ++i) {
@@ -255,6 +256,7 @@ class CpuExecutable final : public Executable {
   MemoryPlan plan_;
   ThreadPool pool_;
   std::shared_ptr<CpuKernelCache> cache_;
+  std::shared_ptr<SharedArena> shared_arena_;  // when set, used instead of arena_
   Tensor arena_;
   std::vector<Step> steps_;
   size_t weight_bytes_ = 0;

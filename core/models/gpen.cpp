@@ -341,6 +341,7 @@ Graph GpenModel::build_graph(int batch) const {
 GpenRunner::GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt)
     : model_(std::move(model)), backend_(std::move(backend)), opt_(opt) {
   if (!opt_.kernel_cache) opt_.kernel_cache = backend_->make_kernel_cache();
+  if (!opt_.shared_arena) opt_.shared_arena = std::make_shared<SharedArena>();  // forwards never overlap
 }
 
 Executable& GpenRunner::executable(int batch) {
