@@ -113,6 +113,10 @@ const ConvCase kConvCases[] = {
     {"3x3 s1 p1 modulated", conv_desc(13, 11, 3, 1, 1), 3, 17, 19, true},
     {"1x1", conv_desc(3, 7, 1, 1, 0), 2, 9, 11, false},
     {"1x1 modulated (ToRGB-like)", conv_desc(16, 3, 1, 1, 0), 2, 9, 11, true},
+    {"1x1 modulated 64->3 (ToRGB)", conv_desc(64, 3, 1, 1, 0), 2, 33, 35, true},
+    {"1x1 3->64 (first encoder layer)", conv_desc(3, 64, 1, 1, 0), 3, 31, 29, false},
+    {"1x1 5->9 modulated", conv_desc(5, 9, 1, 1, 0), 2, 7, 8, true},
+    {"1x1 24->16 (cuDNN)", conv_desc(24, 16, 1, 1, 0), 2, 9, 7, true},
     {"3x3 s2 p0", conv_desc(12, 16, 3, 2, 0), 2, 17, 15, false},
     {"3x3 s2 p1", conv_desc(8, 8, 3, 2, 1), 1, 16, 16, false},
     {"depthwise 3x3", conv_desc(12, 12, 3, 1, 1, 12), 2, 13, 9, false},
@@ -136,11 +140,14 @@ TEST_CASE("cuda conv2d matches the generic kernel (fp32, tf32, fp16)", "[cuda]")
 TEST_CASE("cuda conv2d reads a channel-slice input view", "[cuda]") {
   if (!cuda_or_skip()) return;
   for (GpuPrecision p : {GpuPrecision::FP32, GpuPrecision::FP16}) {
-    Graph g;
-    const int x = g.input("x", {2, 9, 10, 11});
-    const cpu::ConvDesc d = conv_desc(5, 4, 3, 1, 1);
-    g.mark_output(g.conv2d("conv", g.channel_slice(x, 2, 7), d, rnd({4, 5, 3, 3}, 7), EpilogueSpec::with_bias(rnd({4}, 8))));
-    compare(g, {rnd({2, 9, 10, 11}, 9)}, p, {p == GpuPrecision::FP32 ? 1e-4 : 1e-2, 0});
+    for (int k : {3, 1}) {  // cuDNN, and the direct 1x1 kernel
+      Graph g;
+      const int x = g.input("x", {2, 9, 10, 11});
+      const cpu::ConvDesc d = conv_desc(5, 4, k, 1, k / 2);
+      g.mark_output(g.conv2d("conv", g.channel_slice(x, 2, 7), d, rnd({4, 5, k, k}, 7), EpilogueSpec::with_bias(rnd({4}, 8))));
+      INFO("kernel " << k);
+      compare(g, {rnd({2, 9, 10, 11}, 9)}, p, {p == GpuPrecision::FP32 ? 1e-4 : 1e-2, 0});
+    }
   }
 }
 
@@ -174,13 +181,17 @@ TEST_CASE("cuda upfirdn2d matches the generic kernel (blur, upsample, downsample
     Tensor k;
     int up, down, pad0, pad1;
   };
-  for (const Case& c : {Case{k4, 1, 1, 2, 1}, Case{k4, 2, 1, 2, 1}, Case{k4, 1, 2, 1, 1}, Case{k3, 2, 1, 1, 1},
-                        Case{k3, 1, 1, -1, 2}}) {
-    Graph g;
-    const int x = g.input("x", {2, 5, 9, 7});
-    g.mark_output(g.upfirdn2d("fir", x, c.k, c.up, c.down, c.pad0, c.pad1, EpilogueSpec::fused_lrelu(rnd({5}, 2))));
-    INFO("up " << c.up << " down " << c.down << " pad " << c.pad0 << "," << c.pad1);
-    compare(g, {rnd({2, 5, 9, 7}, 3)}, GpuPrecision::FP32, {1e-5, 0});
+  const Tensor k9 = rnd({9, 9}, 4);  // more taps than the tiled kernel takes: the general kernel
+  // Small planes (one partial tile) and planes of several tiles with ragged edges.
+  for (const Shape& xs : {Shape{2, 5, 9, 7}, Shape{2, 3, 67, 45}}) {
+    for (const Case& c : {Case{k4, 1, 1, 2, 1}, Case{k4, 2, 1, 2, 1}, Case{k4, 1, 2, 1, 1}, Case{k3, 2, 1, 1, 1},
+                          Case{k3, 1, 1, -1, 2}, Case{k4, 3, 1, 2, 2}, Case{k9, 1, 1, 4, 4}, Case{k3, 1, 3, 1, 1}}) {
+      Graph g;
+      const int x = g.input("x", xs);
+      g.mark_output(g.upfirdn2d("fir", x, c.k, c.up, c.down, c.pad0, c.pad1, EpilogueSpec::fused_lrelu(rnd({xs[1]}, 2))));
+      INFO(shape_str(xs) << " up " << c.up << " down " << c.down << " pad " << c.pad0 << "," << c.pad1);
+      compare(g, {rnd(xs, 3)}, GpuPrecision::FP32, {1e-5, 0});
+    }
   }
 }
 

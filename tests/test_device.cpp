@@ -220,6 +220,37 @@ TEST_CASE("the OOM policy around a GpenRunner gives the same faces as the CPU", 
   CHECK(fake->compiled == std::vector<int64_t>{5, 2, 1});
 }
 
+TEST_CASE("GpenRunner::enable_oom_fallback: halves the batch, then moves to the CPU, same faces", "[device]") {
+  auto model = std::make_shared<GpenModel>(GpenModel::load(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth")));
+  CompileOptions opt;
+  opt.threads = 2;
+  GpenRunner on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
+  const int S = model->config().size;
+  const Tensor x = test::random_tensor({5, 3, S, S}, 5);
+  const Tensor expected = on_cpu.forward(x);
+  for (int64_t fits : {2, 0}) {  // batch 2 fits on the "device"; nothing fits
+    auto fake = std::make_shared<OomAboveBatchBackend>(fits);
+    GpenRunner runner(model, fake, opt);
+    std::vector<std::string> warnings;
+    runner.enable_oom_fallback([&](const std::string& w) { warnings.push_back(w); });
+    const Tensor y = runner.forward(x);
+    INFO("device fits batch " << fits);
+    REQUIRE(y.shape() == expected.shape());
+    CHECK(test::max_abs_diff(y.data<float>(), expected.data<float>(), size_t(y.numel())) < 1e-5);
+    if (fits == 2) {
+      CHECK(fake->compiled == std::vector<int64_t>{5, 2, 1});
+      CHECK(warnings.size() == 1);
+    } else {
+      CHECK(fake->compiled == std::vector<int64_t>{5, 2, 1});
+      REQUIRE(warnings.size() == 3);
+      CHECK_THAT(warnings.back(), Catch::Contains("running on the CPU"));
+      fake->compiled.clear();
+      runner.forward(x);  // once on the CPU, it stays there
+      CHECK(fake->compiled.empty());
+    }
+  }
+}
+
 #include "tools/bench_cuda.h"
 
 TEST_CASE("bench lists: --batch-size 1,4,8,16 and --precision fp32,fp16", "[device]") {

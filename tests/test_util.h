@@ -1,5 +1,6 @@
 // Helpers shared by the tests: paths, random tensors, comparisons.
 #pragma once
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -16,7 +17,12 @@ namespace gpen::test {
 
 inline std::string source_path(const std::string& rel) { return std::string(GPEN_SOURCE_DIR) + "/" + rel; }
 inline std::string shared_path(const std::string& rel) { return std::string(GPEN_SOURCE_DIR) + "/../shared/" + rel; }
-inline std::string binary_path(const std::string& rel) { return std::string(GPEN_BINARY_DIR) + "/" + rel; }
+// GPEN_BINARY_DIR (env) overrides the build folder baked in at compile time: the GPU session runs
+// binaries built here from another folder (tools/bench/gpu_session.sh).
+inline std::string binary_path(const std::string& rel) {
+  const char* dir = std::getenv("GPEN_BINARY_DIR");
+  return std::string(dir && *dir ? dir : GPEN_BINARY_DIR) + "/" + rel;
+}
 
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
   std::mt19937 rng(seed);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -80,6 +81,26 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
   return r;
 }
 
+void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
+  std::vector<NodeProfile> p = prof;
+  double total = 0;
+  for (const auto& n : p) total += n.ms;
+  std::sort(p.begin(), p.end(), [](const NodeProfile& a, const NodeProfile& b) { return a.ms > b.ms; });
+  std::printf("\n%-34s %-16s %-40s %9s %6s %9s\n", "layer", "op", "kernel", "ms", "%", "GFLOP/s");
+  for (int i = 0; i < std::min<int>(top, int(p.size())); ++i) {
+    const double ms = p[size_t(i)].ms / runs;
+    const double gf = ms > 0 ? double(p[size_t(i)].flops) / (ms * 1e6) : 0;
+    std::printf("%-34s %-16s %-40s %9.2f %6.1f %9.1f\n", p[size_t(i)].name.c_str(), p[size_t(i)].op.c_str(),
+                p[size_t(i)].kernel.c_str(), ms, 100 * p[size_t(i)].ms / total, gf);
+  }
+  // Totals per op type show where the time goes beyond the top layers.
+  std::map<std::string, double> by_op;
+  for (const auto& n : p) by_op[n.op] += n.ms / runs;
+  std::printf("\nper op:");
+  for (const auto& [op, ms] : by_op) std::printf("  %s %.1f ms", op.c_str(), ms);
+  std::printf("\n");
+}
+
 int run_device_bench(const DeviceBenchOptions& o) {
   if (o.batches.empty() || o.precisions.empty() || o.runs < 1) fail("bench: need batch sizes, precisions and runs >= 1");
   // Fail on the device before loading anything: one line, no half-printed table.
@@ -125,6 +146,14 @@ int run_device_bench(const DeviceBenchOptions& o) {
       } else {
         std::printf("%-9s %5d %10.1f %10.3f %10.3f %10.3f %11.0f %11.0f %9.2f\n", precision.c_str(), batch, fps,
                     t.median_ms, t.min_ms, t.p90_ms, gpu_mb, device_mb, compile_s);
+      }
+      if (o.profile && !o.json) {
+        exe.enable_profiling(true);
+        std::vector<Tensor> outs;
+        const Tensor x = random_faces(batch, S);
+        for (int i = 0; i < o.runs; ++i) exe.run({x}, outs);
+        print_profile(exe.profile(), o.runs, o.top);  // before enable_profiling(false) clears it
+        exe.enable_profiling(false);
       }
       std::fflush(stdout);
     }

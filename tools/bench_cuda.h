@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.h"
+
 namespace gpen::cli {
 
 struct DeviceBenchOptions {
@@ -15,12 +17,17 @@ struct DeviceBenchOptions {
   std::vector<std::string> precisions = {"fp32"};  // --precision fp32,fp16 (CUDA: fp32 tf32 fp16; CPU: fp32 bf16)
   int runs = 20, warmup = 3, threads = 0;
   bool json = false;                           // one JSON object per line, per configuration
+  bool profile = false;                        // per-layer times after each configuration (text mode)
+  int top = 15;                                // layers shown by profile
 };
 
 // "1,4,8,16" -> {1, 4, 8, 16}; an Error naming `what` on anything but positive integers.
 std::vector<int> parse_int_list(const std::string& s, const char* what);
 // "fp32,fp16" -> {"fp32", "fp16"} (empty items dropped).
 std::vector<std::string> split_list(const std::string& s);
+
+// The per-layer table of `gpen bench --profile` (times summed over `runs` profiled runs).
+void print_profile(const std::vector<NodeProfile>& prof, int runs, int top);
 
 // Prints one line (or JSON object) per (precision, batch): faces/s, median/min/p90 latency,
 // device memory. Returns the exit code.

@@ -53,26 +53,6 @@ std::shared_ptr<GpenModel> load_or_make(const BenchOpts& o) {
   return std::make_shared<GpenModel>(GpenModel::load(o.model.empty() ? "random:" + std::to_string(o.size) : o.model));
 }
 
-void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
-  std::vector<NodeProfile> p = prof;
-  double total = 0;
-  for (const auto& n : p) total += n.ms;
-  std::sort(p.begin(), p.end(), [](const NodeProfile& a, const NodeProfile& b) { return a.ms > b.ms; });
-  std::printf("\n%-34s %-16s %-40s %9s %6s %9s\n", "layer", "op", "kernel", "ms", "%", "GFLOP/s");
-  for (int i = 0; i < std::min<int>(top, int(p.size())); ++i) {
-    const double ms = p[size_t(i)].ms / runs;
-    const double gf = ms > 0 ? double(p[size_t(i)].flops) / (ms * 1e6) : 0;
-    std::printf("%-34s %-16s %-40s %9.2f %6.1f %9.1f\n", p[size_t(i)].name.c_str(), p[size_t(i)].op.c_str(),
-                p[size_t(i)].kernel.c_str(), ms, 100 * p[size_t(i)].ms / total, gf);
-  }
-  // Totals per op type show where the time goes beyond the top layers.
-  std::map<std::string, double> by_op;
-  for (const auto& n : p) by_op[n.op] += n.ms / runs;
-  std::printf("\nper op:");
-  for (const auto& [op, ms] : by_op) std::printf("  %s %.1f ms", op.c_str(), ms);
-  std::printf("\n");
-}
-
 }  // namespace
 
 Runner register_bench(CLI::App& app) {
@@ -118,6 +98,8 @@ Runner register_bench(CLI::App& app) {
       d.warmup = o->warmup;
       d.threads = o->threads;
       d.json = o->json;
+      d.profile = o->profile;
+      d.top = o->top;
       return run_device_bench(d);
     }
     const std::vector<int> batches = parse_int_list(o->batch_list, "--batch-size");

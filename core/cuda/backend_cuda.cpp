@@ -30,12 +30,14 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "core/cuda/cudnn_conv.h"
 #include "core/cuda/resources.h"
 #include "core/dtype.h"
 #include "core/graph.h"
 #include "kernels/cuda/bias_act.cuh"
+#include "kernels/cuda/conv1x1_direct.cuh"
 #include "kernels/cuda/modulation.cuh"
 #include "kernels/cuda/pixel_norm.cuh"
 #include "kernels/cuda/resample.cuh"
@@ -102,6 +104,26 @@ class CudaKernelCache final : public KernelCache {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<DeviceBuffer>> buffers_;
 };
+
+// Host copies into and out of the pinned staging buffers: a batch of 16 GPEN-512 faces is 50 MB
+// each way, about 10 ms for one thread, as long as the whole forward at a good batch size. Large
+// copies are split over a few threads (memory bandwidth, not one core, is then the limit).
+void staging_copy(void* dst, const void* src, size_t bytes) {
+  constexpr size_t kChunk = 8u << 20;
+  const size_t parts = std::min<size_t>({bytes / kChunk, 8, std::max(1u, std::thread::hardware_concurrency())});
+  if (parts < 2) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  const size_t step = (bytes + parts - 1) / parts;
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < parts; ++i) {
+    const size_t off = i * step, n = std::min(step, bytes - off);
+    helpers.emplace_back([=] { std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off, n); });
+  }
+  std::memcpy(dst, src, step);
+  for (std::thread& t : helpers) t.join();
+}
 
 std::vector<uint8_t> f32_bytes(const float* p, size_t n) {
   std::vector<uint8_t> b(n * sizeof(float));
@@ -250,7 +272,12 @@ class CudaExecutable final : public Executable {
     for (const Node& n : g.nodes()) {
       if (n.epi.bias.defined() && n.epi.bias.numel()) upload_f32(n.epi.bias, n.name, "bias");
       switch (n.op) {
-        case OpType::Conv2d: upload_filter(n, n.weight, preferred_layout()); break;
+        case OpType::Conv2d:
+          if (direct_1x1(n.conv))
+            upload_f32(n.weight, n.name, "f32");
+          else
+            upload_filter(n, n.weight, preferred_layout());
+          break;
         case OpType::Broadcast:
         case OpType::Linear:
         case OpType::Upfirdn2d:
@@ -374,7 +401,26 @@ class CudaExecutable final : public Executable {
     };
   }
 
+  // 1x1 convolutions with a small side run in our own kernel (kernels/cuda/conv1x1_direct.cuh).
+  static bool direct_1x1(const cpu::ConvDesc& d) {
+    return d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0 && d.groups == 1 && !d.transposed &&
+           conv1x1_direct_fits(d.C, d.K);
+  }
+  std::function<void(cudaStream_t)> conv1x1_step(const Node& n, NodeProfile& prof) {
+    const DevView x = view(n.inputs[0]), y = view(n.output);
+    const float* w = upload_f32(n.weight, n.name, "f32");
+    const float* in_scale = n.inputs.size() > 1 ? ptr(n.inputs[1]) : nullptr;
+    const float* out_scale = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    prof.kernel = "f32_conv1x1_direct";
+    prof.flops = n.conv.flops(x.n, x.h, x.w);
+    return [=](cudaStream_t st) {
+      launched(launch_f32_conv1x1_direct(x, in_scale, w, out_scale, ep, y, st), "conv1x1_direct");
+    };
+  }
+
   std::function<void(cudaStream_t)> conv_step(const Node& n, const Node& kept, NodeProfile& prof) {
+    if (direct_1x1(n.conv)) return conv1x1_step(n, prof);
     auto cs = std::make_unique<ConvStep>();
     const DevView x = view(n.inputs[0]);
     cs->node = &kept;
@@ -451,7 +497,8 @@ class CudaExecutable final : public Executable {
     probe.reset();
     workspace_ = DeviceBuffer(device_, need);
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
-      if (graph_.nodes()[i].op == OpType::Conv2d) steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name();
+      if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv))
+        steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name();
   }
 
   ConvAlgo find_algo(const ConvStep& c, const DeviceBuffer& probe) {
@@ -502,8 +549,8 @@ class CudaExecutable final : public Executable {
       if (inputs[i].shape() != v.shape || inputs[i].dtype() != DType::F32)
         fail("executable: input '", v.name, "' must be f32 ", shape_str(v.shape), ", got ",
              dtype_name(inputs[i].dtype()), " ", shape_str(inputs[i].shape()));
-      std::memcpy(static_cast<char*>(pinned_in_->get()) + inputs_[i].pinned_offset, inputs[i].data<float>(),
-                  inputs_[i].bytes);
+      staging_copy(static_cast<char*>(pinned_in_->get()) + inputs_[i].pinned_offset, inputs[i].data<float>(),
+                   inputs_[i].bytes);
     }
   }
 
@@ -513,8 +560,8 @@ class CudaExecutable final : public Executable {
       const Value& v = graph_.value(outputs_[i].value);
       if (!outputs[i].defined() || outputs[i].shape() != v.shape || outputs[i].dtype() != DType::F32)
         outputs[i] = Tensor::empty(DType::F32, v.shape);
-      std::memcpy(outputs[i].data<float>(), static_cast<char*>(pinned_out_->get()) + outputs_[i].pinned_offset,
-                  outputs_[i].bytes);
+      staging_copy(outputs[i].data<float>(), static_cast<char*>(pinned_out_->get()) + outputs_[i].pinned_offset,
+                   outputs_[i].bytes);
     }
   }
 

@@ -33,7 +33,10 @@ ConvAlgo pick(const Perf* perf, int count, size_t cap, GpuPrecision p, const std
   for (int i = 0; i < count; ++i) {  // cuDNN returns them fastest first
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
     seen << " algo" << int(perf[i].algo) << ":" << perf[i].memory << "B";
-    if (perf[i].memory > cap || !math_allowed(p, perf[i].mathType)) continue;
+    // Deterministic algorithms only: the same photo must give the same bytes on every run (some
+    // backward-data algorithms accumulate with atomics in a varying order).
+    if (perf[i].memory > cap || !math_allowed(p, perf[i].mathType) || perf[i].determinism != CUDNN_DETERMINISTIC)
+      continue;
     ConvAlgo a;
     a.algo = int(perf[i].algo);
     a.workspace = perf[i].memory;

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace gpen {
@@ -355,7 +356,7 @@ Executable& GpenRunner::executable(int batch) {
   // Packed now: keep a model without the f32 conv weights, so they are freed (unless the caller
   // kept the model) before the arena is first touched. Only after a successful compile: a failed
   // one (e.g. out of device memory) leaves the runner able to try again or elsewhere.
-  if (opt_.kernel_cache && !conv_weights_dropped_) {
+  if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_) {
     model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
     conv_weights_dropped_ = true;
   }
@@ -366,9 +367,31 @@ Tensor GpenRunner::forward(const Tensor& x) {
   const int S = model_->config().size;
   if (x.ndim() != 4 || x.dim(1) != 3 || x.dim(2) != S || x.dim(3) != S)
     fail("GPEN-", S, " expects input N x 3 x ", S, " x ", S, ", got ", shape_str(x.shape()));
+  return oom_fallback_ ? oom_fallback_(x.to(DType::F32)) : forward_here(x);
+}
+
+Tensor GpenRunner::forward_here(const Tensor& x) {
   std::vector<Tensor> outs;
   executable(int(x.dim(0))).run({x.to(DType::F32)}, outs);
   return outs.at(0);
+}
+
+Tensor GpenRunner::forward_on_cpu(const Tensor& x) {
+  if (!cpu_runner_) {
+    CompileOptions cpu_opt;
+    cpu_opt.threads = opt_.threads;
+    cpu_runner_ = std::make_unique<GpenRunner>(model_, std::shared_ptr<Backend>(make_cpu_backend()), cpu_opt);
+  }
+  return cpu_runner_->forward(x);
+}
+
+void GpenRunner::enable_oom_fallback(std::function<void(const std::string&)> warn) {
+  if (conv_weights_dropped_) fail("GpenRunner: enable_oom_fallback after the first forward (the host weights are gone)");
+  // The first try is the whole input; OomFallbackForward keeps the batch that fitted.
+  auto policy = std::make_shared<OomFallbackForward>([this](const Tensor& x) { return forward_here(x); },
+                                                     [this](const Tensor& x) { return forward_on_cpu(x); },
+                                                     1 << 20, std::move(warn));
+  oom_fallback_ = [policy](const Tensor& x) { return (*policy)(x); };
 }
 
 }  // namespace gpen

@@ -16,6 +16,7 @@
 // Modulated convs use the input-scaling form: x * style -> conv with the shared weight ->
 // * demodulation factor, so the weights stay shared across a batch.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -75,12 +76,23 @@ class GpenRunner {
   Executable& executable(int batch);
   const GpenModel& model() const { return *model_; }
 
+  // For a GPU backend: out of device memory (compiling or running) retries with half the batch,
+  // down to 1, then runs this and every later forward on the CPU, each step reported through
+  // `warn` (core/device.h, OomFallbackForward). The runner then keeps the host weights the CPU
+  // needs. Call before the first forward.
+  void enable_oom_fallback(std::function<void(const std::string&)> warn);
+
  private:
+  Tensor forward_here(const Tensor& x);
+  Tensor forward_on_cpu(const Tensor& x);
+
   std::shared_ptr<const GpenModel> model_;
   std::shared_ptr<Backend> backend_;
   CompileOptions opt_;
   bool conv_weights_dropped_ = false;
   std::map<int, std::unique_ptr<Executable>> cache_;
+  std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
+  std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
 };
 
 }  // namespace gpen

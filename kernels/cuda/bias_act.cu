@@ -18,20 +18,17 @@ __device__ __forceinline__ float apply(const DevEpilogue& ep, float v, int c) {
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
-// Address of element i (in packed n, c, p order) of a view: samples are batch_stride apart.
-__device__ __forceinline__ int64_t view_offset(const DevView& v, int64_t i, int64_t per_sample) {
-  return (i / per_sample) * v.batch_stride + i % per_sample;
-}
 
 
 template <class T>
 __global__ void epilogue_nchw(const T* __restrict__ acc, const float* __restrict__ os, DevEpilogue ep, DevView y) {
-  const int64_t P = y.plane(), per_sample = int64_t(y.c) * P;
-  GPEN_GRID_STRIDE(i, int64_t(y.n) * per_sample) {
-    const int64_t n = i / per_sample;
-    const int k = int(i % per_sample / P);
-    const float s = os ? os[n * y.c + k] : 1.f;
-    y.data[view_offset(y, i, per_sample)] = apply(ep, to_float(acc[i]) * s, k);
+  const int P = int(y.plane());
+  GPEN_PLANE_LOOP(plane, y.n * y.c) {
+    const int n = plane / y.c, k = plane % y.c;
+    const float s = os ? os[plane] : 1.f;
+    const T* a = acc + int64_t(plane) * P;
+    float* yp = y.data + n * y.batch_stride + int64_t(k) * P;
+    GPEN_PIXEL_LOOP(p, P) yp[p] = apply(ep, to_float(a[p]) * s, k);
   }
 }
 
@@ -60,32 +57,46 @@ __global__ void epilogue_nhwc(const T* __restrict__ acc, const float* __restrict
   }
 }
 
+__device__ __forceinline__ float* plane_ptr(const DevView& v, int n, int c) {
+  return v.data + n * v.batch_stride + int64_t(c) * v.plane();
+}
+
 __global__ void scale_bias_act_kernel(DevView x, DevView y, float scale, DevEpilogue ep) {
-  const int64_t P = x.plane(), per_sample = int64_t(x.c) * P;
-  GPEN_GRID_STRIDE(i, int64_t(x.n) * per_sample) {
-    const int c = int(i % per_sample / P);
-    y.data[view_offset(y, i, per_sample)] = apply(ep, x.data[view_offset(x, i, per_sample)] * scale, c);
+  const int P = int(x.plane());
+  GPEN_PLANE_LOOP(plane, x.n * x.c) {
+    const int n = plane / x.c, c = plane % x.c;
+    const float* xp = plane_ptr(x, n, c);
+    float* yp = plane_ptr(y, n, c);
+    GPEN_PIXEL_LOOP(p, P) yp[p] = apply(ep, xp[p] * scale, c);
   }
 }
 
 __global__ void add_kernel(DevView a, DevView b, DevView y) {
-  const int64_t per_sample = int64_t(a.c) * a.plane();
-  GPEN_GRID_STRIDE(i, int64_t(a.n) * per_sample) {
-    y.data[view_offset(y, i, per_sample)] =
-        a.data[view_offset(a, i, per_sample)] + b.data[view_offset(b, i, per_sample)];
+  const int P = int(a.plane());
+  GPEN_PLANE_LOOP(plane, a.n * a.c) {
+    const int n = plane / a.c, c = plane % a.c;
+    const float *ap = plane_ptr(a, n, c), *bp = plane_ptr(b, n, c);
+    float* yp = plane_ptr(y, n, c);
+    GPEN_PIXEL_LOOP(p, P) yp[p] = ap[p] + bp[p];
   }
 }
 
 __global__ void broadcast_kernel(const float* __restrict__ param, DevView y) {
-  const int64_t per_sample = int64_t(y.c) * y.plane();
-  GPEN_GRID_STRIDE(i, int64_t(y.n) * per_sample) { y.data[view_offset(y, i, per_sample)] = param[i % per_sample]; }
+  const int P = int(y.plane());
+  GPEN_PLANE_LOOP(plane, y.n * y.c) {
+    const int n = plane / y.c, c = plane % y.c;
+    const float* src = param + int64_t(c) * P;
+    float* yp = plane_ptr(y, n, c);
+    GPEN_PIXEL_LOOP(p, P) yp[p] = src[p];
+  }
 }
 
 template <class T>
 cudaError_t epilogue(const T* acc, ScratchLayout layout, const float* os, const DevEpilogue& ep, const DevView& y,
                      cudaStream_t stream) {
   if (layout == ScratchLayout::NCHW) {
-    epilogue_nchw<T><<<grid_blocks(y.numel()), kThreads, 0, stream>>>(acc, os, ep, y);
+    const PlaneGrid g = plane_grid(int64_t(y.n) * y.c, y.plane());
+    epilogue_nchw<T><<<g.grid, g.block, 0, stream>>>(acc, os, ep, y);
   } else {
     const dim3 grid(unsigned((y.plane() + kTile - 1) / kTile), unsigned((y.c + kTile - 1) / kTile), unsigned(y.n));
     epilogue_nhwc<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(acc, os, ep, y);
@@ -105,19 +116,22 @@ cudaError_t launch_conv_epilogue(const void* acc, ScratchType type, ScratchLayou
 cudaError_t launch_scale_bias_act(const DevView& x, const DevView& y, float scale, const DevEpilogue& ep,
                                   cudaStream_t stream) {
   if (x.numel() == 0) return cudaSuccess;
-  scale_bias_act_kernel<<<grid_blocks(x.numel()), kThreads, 0, stream>>>(x, y, scale, ep);
+  const PlaneGrid g = plane_grid(int64_t(x.n) * x.c, x.plane());
+  scale_bias_act_kernel<<<g.grid, g.block, 0, stream>>>(x, y, scale, ep);
   return cudaGetLastError();
 }
 
 cudaError_t launch_add(const DevView& a, const DevView& b, const DevView& y, cudaStream_t stream) {
   if (a.numel() == 0) return cudaSuccess;
-  add_kernel<<<grid_blocks(a.numel()), kThreads, 0, stream>>>(a, b, y);
+  const PlaneGrid g = plane_grid(int64_t(a.n) * a.c, a.plane());
+  add_kernel<<<g.grid, g.block, 0, stream>>>(a, b, y);
   return cudaGetLastError();
 }
 
 cudaError_t launch_broadcast(const float* param, const DevView& y, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  broadcast_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(param, y);
+  const PlaneGrid g = plane_grid(int64_t(y.n) * y.c, y.plane());
+  broadcast_kernel<<<g.grid, g.block, 0, stream>>>(param, y);
   return cudaGetLastError();
 }
 

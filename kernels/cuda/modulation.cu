@@ -13,16 +13,16 @@ template <class T> __device__ T from_float(float v);
 template <> __device__ float from_float<float>(float v) { return v; }
 template <> __device__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 
-// NCHW -> NCHW: one thread per element.
+// NCHW -> NCHW: one plane per grid row.
 template <class T>
 __global__ void prepare_nchw(DevView x, const float* __restrict__ scale, T* __restrict__ out) {
-  const int64_t per_sample = int64_t(x.c) * x.plane();
-  const int64_t total = int64_t(x.n) * per_sample;
-  GPEN_GRID_STRIDE(i, total) {
-    const int64_t n = i / per_sample, r = i % per_sample;
-    const int c = int(r / x.plane());
-    const float s = scale ? scale[n * x.c + c] : 1.f;
-    out[i] = from_float<T>(x.data[n * x.batch_stride + r] * s);
+  const int P = int(x.plane());
+  GPEN_PLANE_LOOP(plane, x.n * x.c) {
+    const int n = plane / x.c, c = plane % x.c;
+    const float s = scale ? scale[plane] : 1.f;
+    const float* xp = x.data + n * x.batch_stride + int64_t(c) * P;
+    T* o = out + int64_t(plane) * P;
+    GPEN_PIXEL_LOOP(p, P) o[p] = from_float<T>(xp[p] * s);
   }
 }
 
@@ -69,7 +69,8 @@ __global__ void demod_factors_kernel(const float* __restrict__ style, const floa
 template <class T>
 cudaError_t prepare(const DevView& x, const float* scale, T* out, ScratchLayout layout, cudaStream_t stream) {
   if (layout == ScratchLayout::NCHW) {
-    prepare_nchw<T><<<grid_blocks(x.numel()), kThreads, 0, stream>>>(x, scale, out);
+    const PlaneGrid g = plane_grid(int64_t(x.n) * x.c, x.plane());
+    prepare_nchw<T><<<g.grid, g.block, 0, stream>>>(x, scale, out);
   } else {
     const dim3 grid(unsigned((x.plane() + kTile - 1) / kTile), unsigned((x.c + kTile - 1) / kTile), unsigned(x.n));
     prepare_nhwc<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(x, scale, out);

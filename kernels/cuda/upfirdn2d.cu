@@ -4,6 +4,86 @@
 namespace gpen::cuda {
 namespace {
 
+// --- tiled kernel: every FIR of GPEN (4x4 taps, up 1 or 2, down 1 or 2) ---
+//
+// One block computes a kTileW x kTileH tile of one (sample, channel) plane. It first stages the
+// input samples the tile needs (zeros outside the image) and the flipped taps in shared memory,
+// then each thread computes kRowsPerThread outputs of one column from shared memory. Global
+// memory is read about once and written once: the op runs near memory bandwidth, where the
+// one-thread-per-output kernel below re-read every input up to kh*kw times through the cache
+// and spent most of its time in 64-bit index division.
+constexpr int kTileW = 32, kTileH = 32, kBlockRows = 8, kRowsPerThread = kTileH / kBlockRows;
+constexpr int kMaxTaps = 8;  // per dimension
+
+__host__ __device__ constexpr int staged_extent(int tile, int up, int down) {
+  return ((tile - 1) * down + kMaxTaps - 1) / up + 2;
+}
+
+// floor(a / b) for b > 0 and any a.
+__device__ __forceinline__ int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+template <int UP, int DOWN>
+__global__ void __launch_bounds__(kTileW* kBlockRows)
+    upfirdn2d_tiled(DevView x, DevView y, const float* __restrict__ kernel, int kh, int kw, int pad0, DevEpilogue ep) {
+  constexpr int SW = staged_extent(kTileW, UP, DOWN), SH = staged_extent(kTileH, UP, DOWN);
+  __shared__ float src[SH][SW + 1];
+  __shared__ float taps[kMaxTaps * kMaxTaps];
+  const int tid = threadIdx.y * kTileW + threadIdx.x;
+  for (int i = tid; i < kh * kw; i += kTileW * kBlockRows)  // flipped: a true convolution
+    taps[i] = kernel[(kh - 1 - i / kw) * kw + (kw - 1 - i % kw)];
+
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH;
+  // First input sample the tile reads, per axis (output o, tap k read upsampled index o*DOWN+k-pad0).
+  const int sx0 = floor_div(ox0 * DOWN - pad0, UP), sy0 = floor_div(oy0 * DOWN - pad0, UP);
+  const int planes = y.n * y.c;
+  for (int plane = blockIdx.z; plane < planes; plane += gridDim.z) {
+    const int n = plane / y.c, c = plane % y.c;
+    const float* xp = x.data + n * x.batch_stride + int64_t(c) * x.plane();
+    __syncthreads();  // the previous plane's reads of src are done
+    for (int r = threadIdx.y; r < SH; r += kBlockRows) {
+      const int sy = sy0 + r;
+      for (int q = threadIdx.x; q < SW; q += kTileW) {
+        const int sx = sx0 + q;
+        src[r][q] = (sy >= 0 && sy < x.h && sx >= 0 && sx < x.w) ? xp[int64_t(sy) * x.w + sx] : 0.f;
+      }
+    }
+    __syncthreads();
+    const float bias = ep.bias ? ep.bias[c] : 0.f;
+    float* yp = y.data + n * y.batch_stride + int64_t(c) * y.plane();
+    const int ox = ox0 + threadIdx.x;
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerThread; ++rr) {
+      const int oy = oy0 + threadIdx.y + rr * kBlockRows;
+      if (ox >= y.w || oy >= y.h) continue;
+      float acc = 0.f;
+      for (int ky = 0; ky < kh; ++ky) {
+        const int ty = oy * DOWN + ky - pad0;
+        if (UP > 1 && ty % UP) continue;  // a zero inserted by the upsampling
+        const int r = ty / UP - sy0;
+        for (int kx = 0; kx < kw; ++kx) {
+          const int tx = ox * DOWN + kx - pad0;
+          if (UP > 1 && tx % UP) continue;
+          acc += src[r][tx / UP - sx0] * taps[ky * kw + kx];
+        }
+      }
+      acc += bias;
+      if (acc < 0.f) acc *= ep.slope;
+      yp[int64_t(oy) * y.w + ox] = acc * ep.gain;
+    }
+  }
+}
+
+template <int UP, int DOWN>
+void launch_tiled(const DevView& x, const DevView& y, const float* kernel, int kh, int kw, int pad0,
+                  const DevEpilogue& ep, cudaStream_t stream) {
+  const int planes = y.n * y.c;
+  const dim3 grid(unsigned((y.w + kTileW - 1) / kTileW), unsigned((y.h + kTileH - 1) / kTileH),
+                  unsigned(planes < 65535 ? planes : 65535));
+  upfirdn2d_tiled<UP, DOWN><<<grid, dim3(kTileW, kBlockRows), 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
+}
+
+// --- general kernel: any up, down and tap count (the fallback) ---
+
 // The input index that sample j of the upsampled, padded signal comes from, or -1 for a zero.
 __device__ __forceinline__ int source_index(int j, int up, int pad, int in) {
   const int t = j - pad;
@@ -11,10 +91,10 @@ __device__ __forceinline__ int source_index(int j, int up, int pad, int in) {
   return t / up < in ? t / up : -1;
 }
 
-// One thread per output element; the kernel taps (at most a few dozen) come from global memory
-// through the read-only cache.
-__global__ void upfirdn2d_kernel(DevView x, DevView y, const float* __restrict__ kernel, int kh, int kw, int up,
-                                 int down, int pad0, DevEpilogue ep) {
+// One thread per output element; the kernel taps come from global memory through the read-only
+// cache.
+__global__ void upfirdn2d_general(DevView x, DevView y, const float* __restrict__ kernel, int kh, int kw, int up,
+                                  int down, int pad0, DevEpilogue ep) {
   const int64_t P = y.plane(), per_sample = int64_t(y.c) * P;
   GPEN_GRID_STRIDE(i, int64_t(y.n) * per_sample) {
     const int64_t n = i / per_sample;
@@ -42,7 +122,16 @@ __global__ void upfirdn2d_kernel(DevView x, DevView y, const float* __restrict__
 cudaError_t launch_upfirdn2d(const DevView& x, const DevView& y, const float* kernel, int kh, int kw, int up, int down,
                              int pad0, const DevEpilogue& ep, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  upfirdn2d_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, ep);
+  const bool tiled = kh <= kMaxTaps && kw <= kMaxTaps;
+  if (tiled && up == 1 && down == 1) {
+    launch_tiled<1, 1>(x, y, kernel, kh, kw, pad0, ep, stream);
+  } else if (tiled && up == 2 && down == 1) {
+    launch_tiled<2, 1>(x, y, kernel, kh, kw, pad0, ep, stream);
+  } else if (tiled && up == 1 && down == 2) {
+    launch_tiled<1, 2>(x, y, kernel, kh, kw, pad0, ep, stream);
+  } else {
+    upfirdn2d_general<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, ep);
+  }
   return cudaGetLastError();
 }
 

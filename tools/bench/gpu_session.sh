@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# Everything a GPU session needs, in ONE call, from the repository root of the GPU machine:
+# Everything a GPU session needs, in ONE call of the device tool, from the repository root:
 #
-#   bash tools/bench/gpu_session.sh [BUILD_DIR=build-gpu]
+#   here:  tools/bench/pack_gpu_carry.sh build            (binaries + libs + detector + photos)
+#   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=...)
 #
-# 1. machine facts (nvidia-smi, nvcc); 2. configure + build with CUDA (skipped when BUILD_DIR
-# already has gpen, gpen_tests and libgpen_cuda.so); 3. the [device] tests, the per-op [cuda]
-# tests, the whole-model [cuda][large] parity tests; 4. gpen vs PyTorch eager on the same weights
-# (tools/bench/peer_torch_gpu.sh). Each stage has its own time limit so that one hang cannot eat
-# the session; full logs go to $OUT (the device tool's output folder) or /tmp/gpen-gpu.
-# Knobs: GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (fp32,fp16), GPEN_GPU_RUNS (20),
-# GPEN_GPU_SKIP_BENCH=1, GPEN_GPU_SKIP_LARGE=1.
+# Uses the binaries carried in .gpucarry/bin (built here with the CUDA module; the GPU machine's
+# image has no libzip/libwebp/httplib to build with) and the machine's own CUDA libraries
+# (cudart, cuBLAS, cuDNN: the toolkit's or PyTorch's wheels). Stages, each with its own limit so
+# that one hang cannot eat the lease; full logs go to $OUT (the device tool's output folder):
+#  1. machine facts;  2. [device] tests;  3. per-op parity [cuda]~[large];
+#  4. whole-model parity [cuda][large] (GPEN-256/512, fp32 and fp16 vs the CPU);
+#  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
+#  6. per-layer profile (fp16, batch 1 and 16);  7. whole photos: a 1920x1080 one-face photo x N
+#     through `gpen enhance --device cuda --batch-size 16`;  8. the seed-style report, cpu,cuda.
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer profile photos report"),
+# GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (fp32,fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-B="${1:-build-gpu}"
+C="$ROOT/.gpucarry"
+B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer profile photos report}"
 T0=$(date +%s)
-stage() { echo; echo "=== $1 (t=$(( $(date +%s) - T0 ))s)"; }
-# Runs "$@" with a time limit, full output to $LOGS/$name.log, the last lines to the console.
+stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+# Runs "$@" with a time limit, full output to $LOGS/$name.log, the last `lines` lines to the console.
 run_logged() {
   local name="$1" limit="$2" lines="$3"
   shift 3
-  timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
   tail -n "$lines" "$LOGS/$name.log"
   [ $rc -eq 124 ] && echo "!!! $name: timed out after ${limit}s"
@@ -31,40 +39,74 @@ run_logged() {
 }
 
 stage "machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -4
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -2
 command -v nvcc >/dev/null && nvcc --version | tail -1
-echo "cores: $(nproc); cmake: $(cmake --version 2>/dev/null | head -1)"
+echo "cores: $(nproc)"
 
-stage "build ($B)"
-# A build carried from another machine is used when its binaries start here; else build afresh.
-if [ -f "$B/libgpen_cuda.so" ] && "$B/gpen" --version >/dev/null 2>&1 && "$B/gpen_tests" --help >/dev/null 2>&1 \
-   && ! ldd "$B/libgpen_cuda.so" | grep -q "not found"; then
-  echo "using the existing build in $B"
-else
-  [ -d "$B" ] && B="$B-fresh"  # a carried build dir belongs to another source path
-  run_logged configure 180 3 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DGPEN_BENCHMARKS=OFF -DGPEN_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 || { echo "configure failed; see $LOGS/configure.log"; tail -30 "$LOGS/configure.log"; exit 1; }
-  run_logged build 420 5 cmake --build "$B" -j"$(nproc)" --target gpen gpen_tests gpen_cuda \
-    || { grep -m20 -E "error|Error" "$LOGS/build.log"; exit 1; }
+# The CUDA libraries: the toolkit's, else the ones PyTorch's wheels bring.
+libdirs=""
+for f in $(timeout 30 find /usr/local /opt /usr/lib -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' \
+  -o -name 'libcublasLt.so.13' -o -name 'libcudart.so.13' \) 2>/dev/null); do
+  d=$(dirname "$f")
+  [[ ":$libdirs:" == *":$d:"* ]] || libdirs="$libdirs:$d"
+done
+export GPEN_BINARY_DIR="$B"  # tests that run the CLI find the carried binary
+export LD_LIBRARY_PATH="$C/lib${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+missing=$(ldd "$B/gpen" "$B/gpen_tests" "$B/libgpen_cuda.so" | grep "not found" | sort -u)
+[ -n "$missing" ] && echo "!!! missing libraries: $missing"
+"$B/gpen" --version
+
+if want device; then
+  stage "device selection [device]"
+  run_logged device 60 3 "$B/gpen_tests" "[device]" --reporter compact
 fi
-
-stage "device selection [device]"
-run_logged device 60 3 "$B/gpen_tests" "[device]" --reporter compact
-
-stage "per-op parity [cuda]~[large]"
-run_logged cuda_ops 180 40 "$B/gpen_tests" "[cuda]~[large]" --reporter compact -d yes
-grep -c "SKIPPED" "$LOGS/cuda_ops.log" >/dev/null && grep -m3 "SKIPPED" "$LOGS/cuda_ops.log"
-
-if [ "${GPEN_GPU_SKIP_LARGE:-0}" != 1 ]; then
+if want ops; then
+  stage "per-op parity [cuda]~[large]"
+  if ! run_logged cuda_ops 120 40 "$B/gpen_tests" "[cuda]~[large]" --reporter compact -d yes \
+    && command -v compute-sanitizer >/dev/null; then
+    stage "per-op tests under compute-sanitizer (memcheck), since they failed"
+    run_logged cuda_ops_memcheck 150 40 compute-sanitizer --tool memcheck "$B/gpen_tests" "[cuda]~[large]" --reporter compact
+  fi
+fi
+if want large; then
   stage "whole-model parity [cuda][large] (GPEN-256, GPEN-512; fp32 and fp16 vs CPU)"
-  run_logged cuda_large 240 25 "$B/gpen_tests" "[cuda][large]" --reporter compact -d yes
+  run_logged cuda_large 150 25 "$B/gpen_tests" "[cuda][large]" --reporter compact -d yes -s
 fi
 
-if [ "${GPEN_GPU_SKIP_BENCH:-0}" != 1 ]; then
-  stage "bench: gpen CUDA vs PyTorch eager, same weights, same run"
-  run_logged bench 420 30 bash tools/bench/peer_torch_gpu.sh "$B" 512 "${GPEN_GPU_BATCHES:-1,4,8,16}" \
+W=/tmp/gpen_random_512.safetensors
+[ -f "$W" ] || "$B/gpen" convert random:512 "$W" >/dev/null
+if want peer; then
+  stage "gpen CUDA vs PyTorch eager, same weights, same run"
+  run_logged peer 200 30 bash tools/bench/peer_torch_gpu.sh "$B" 512 "${GPEN_GPU_BATCHES:-1,4,8,16}" \
     "${GPEN_GPU_PRECISIONS:-fp32,fp16}" "${GPEN_GPU_RUNS:-20}"
 fi
-
+if want profile; then
+  stage "per-layer profile, fp16 batch 1 and 16"
+  run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,16 --runs 5 \
+    --profile --top 32
+fi
+if want photos; then
+  stage "whole photos: 1920x1080 one face, --device cuda --batch-size 16"
+  N="${GPEN_GPU_PHOTOS:-128}"
+  rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
+  for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
+  for run in 1 2; do
+    rm -rf /tmp/photos_out
+    t0=$(date +%s.%N)
+    run_logged "photos$run" 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
+      --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --batch-size 16 --quiet \
+      --report "$LOGS/photos$run.json"
+    t1=$(date +%s.%N)
+    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" \
+      'BEGIN { printf "run %d: %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+  done
+fi
+if want report; then
+  stage "seed-style report, cpu and cuda"
+  run_logged report 150 80 "$B/gpen" bench --report --devices cpu,cuda --images "$C/images" \
+    --detector "$C/data/retinaface_mobilenet0.25.pth" --model "$W"
+fi
 stage "done"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 echo "logs: $LOGS"

@@ -35,6 +35,16 @@ def load_model(path):
     return model.eval(), cfg["size"]
 
 
+def channels_last(model):
+    """Module.to(memory_format=...) refuses models with 5-D parameters (the modulated conv weights):
+    convert the 4-D ones, which are what cuDNN's NHWC kernels read."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def time_config(model, size, batch, dtype, runs, warmup):
     x_host = (torch.rand(batch, 3, size, size) * 2 - 1).pin_memory()
     torch.cuda.reset_peak_memory_stats()
@@ -76,7 +86,7 @@ def main():
     model, size = load_model(args.weights)
     for precision in args.precisions.split(","):
         dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
-        m = copy.deepcopy(model).to("cuda").to(dtype).to(memory_format=torch.channels_last)
+        m = channels_last(copy.deepcopy(model).to("cuda").to(dtype))
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             r = time_config(m, size, batch, dtype, args.runs, args.warmup)
             r.update({"engine": "torch-eager", "torch": torch.__version__, "device": torch.cuda.get_device_name(0),
