@@ -6,11 +6,11 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/models/batch_norm.h"
 
 namespace gpen {
 namespace {
 
-constexpr double kBnEps = 1e-5;
 constexpr float kLeakySlope = 0.2f;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -152,20 +152,10 @@ ParseNetModel ParseNetModel::from_state_dict(const StateDict& sd) {
       m.convs_[p] = Conv{w, sd.f32(p + ".conv2d.bias")};
       continue;
     }
-    // Fold the BatchNorm (running statistics) into the conv, in double:
-    // w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(var + eps).
     const std::string bn = p + ".norm.norm";
-    const Tensor g = sd.f32(bn + ".weight"), beta = sd.f32(bn + ".bias");
-    const Tensor mean = sd.f32(bn + ".running_mean"), var = sd.f32(bn + ".running_var");
-    const int64_t K = w.dim(0), per = w.numel() / K;
-    Conv c{Tensor::empty(DType::F32, w.shape()), Tensor::empty(DType::F32, {K})};
-    for (int64_t o = 0; o < K; ++o) {
-      const double v = var.data<float>()[o];
-      if (!(v >= 0) || !std::isfinite(v)) fail("key '", bn, ".running_var' has a negative or non-finite value ", v);
-      const double s = double(g.data<float>()[o]) / std::sqrt(v + kBnEps);
-      for (int64_t i = 0; i < per; ++i) c.w.data<float>()[o * per + i] = float(w.data<float>()[o * per + i] * s);
-      c.b.data<float>()[o] = float(double(beta.data<float>()[o]) - double(mean.data<float>()[o]) * s);
-    }
+    const FoldedConv f = fold_batch_norm(w, sd.f32(bn + ".weight"), sd.f32(bn + ".bias"), sd.f32(bn + ".running_mean"),
+                                         sd.f32(bn + ".running_var"), bn);
+    const Conv c{f.w, f.b};
     m.convs_[p] = c;
   }
   return m;

@@ -7,11 +7,11 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/models/batch_norm.h"
 
 namespace gpen {
 namespace {
 
-constexpr double kBnEps = 1e-5;
 
 std::string cat(const std::string& a, int i) { return a + std::to_string(i); }
 
@@ -201,21 +201,11 @@ RetinaFaceModel RetinaFaceModel::from_state_dict(const StateDict& sd_in) {
     consumed.insert(k);
     return sd.f32(k);
   };
-  // Fold each BatchNorm into the conv before it, in double.
+  // Fold each BatchNorm into the conv before it.
   auto fold = [&](const std::string& name, const std::string& wkey, const std::string& bn) {
-    const Tensor w = take(wkey);
-    const Tensor g = take(bn + ".weight"), beta = take(bn + ".bias");
-    const Tensor mean = take(bn + ".running_mean"), var = take(bn + ".running_var");
-    const int64_t K = w.dim(0), per = w.numel() / K;
-    Conv c{Tensor::empty(DType::F32, w.shape()), Tensor::empty(DType::F32, {K})};
-    for (int64_t k = 0; k < K; ++k) {
-      const double v = var.data<float>()[k];
-      if (!(v >= 0) || !std::isfinite(v)) fail("key '", bn, ".running_var' has a negative or non-finite value ", v);
-      const double s = double(g.data<float>()[k]) / std::sqrt(v + kBnEps);
-      for (int64_t i = 0; i < per; ++i) c.w.data<float>()[k * per + i] = float(w.data<float>()[k * per + i] * s);
-      c.b.data<float>()[k] = float(double(beta.data<float>()[k]) - double(mean.data<float>()[k]) * s);
-    }
-    m.convs_[name] = c;
+    const FoldedConv f = fold_batch_norm(take(wkey), take(bn + ".weight"), take(bn + ".bias"),
+                                         take(bn + ".running_mean"), take(bn + ".running_var"), bn);
+    m.convs_[name] = Conv{f.w, f.b};
   };
   // Every "<p>.0.weight" followed by "<p>.1.*" BN (the Sequential form), and the ResNet names.
   for (const auto& [k, shape] : layout) {
