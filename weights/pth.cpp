@@ -1,15 +1,18 @@
 #include "weights/pth.h"
 
-#include <zip.h>
+#include <minizip/unzip.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
-#include <sys/stat.h>
+#include <optional>
 
 #include "core/error.h"
 #include "weights/mapped_file.h"
+#include "weights/minizip_io.h"
 #include "weights/pickle.h"
 
 namespace gpen {
@@ -195,72 +198,137 @@ StateDict build_state_dict(const Value* root, const StorageLoader& load) {
 
 // ---- zip ------------------------------------------------------------------------------------
 
+// Every zip ends with the end-of-central-directory record: 22 bytes, then a comment of the length
+// it states. minizip skips that record when a zip64 locator comes before it (torch writes one), so
+// a file cut inside it would still open; checking for it reports a truncated download as such.
+constexpr size_t kEndRecordSize = 22;
+constexpr size_t kMaxComment = 0xffff;
+
+bool ends_with_end_record(const uint8_t* data, size_t size) {
+  if (size < kEndRecordSize) return false;
+  for (size_t pos = size - kEndRecordSize;; --pos) {
+    const uint8_t* p = data + pos;
+    const size_t comment = size_t(p[20]) | size_t(p[21]) << 8;
+    if (std::memcmp(p, "PK\x05\x06", 4) == 0 && pos + kEndRecordSize + comment == size) return true;
+    if (pos == 0 || size - pos - kEndRecordSize == kMaxComment) return false;
+  }
+}
+
+// The last `n` bytes of a file (all of it if shorter), and the file's size.
+std::string read_file_tail(const std::string& path, size_t n, uint64_t* file_size) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) fail("cannot open: ", std::strerror(errno));
+  const std::streamoff end = f.tellg();
+  if (end < 0) fail("cannot read: ", std::strerror(errno));
+  *file_size = uint64_t(end);
+  std::string tail(size_t(std::min<uint64_t>(*file_size, n)), '\0');
+  f.seekg(end - std::streamoff(tail.size()));
+  if (!f.read(tail.data(), std::streamsize(tail.size()))) fail("cannot read: ", std::strerror(errno));
+  return tail;
+}
+
+void check_end_record(const uint8_t* tail, size_t size) {
+  if (!ends_with_end_record(tail, size)) fail("not a readable zip archive (its end-of-central-directory record is missing or cut short)");
+}
+
+// A torch zip archive read with minizip, from memory or from a file. In memory every byte minizip
+// reads goes through the bounds-checked MinizipMemoryFile; a file is read through stdio, not
+// mapped, so that loading holds only the tensors' copies. Damage gives an error, never a stray read.
 class ZipArchive {
  public:
-  ZipArchive(zip_t* za, uint64_t archive_size) : za_(za), archive_size_(archive_size) {}
-  ~ZipArchive() { zip_discard(za_); }  // read-only: nothing to write back
+  // Bytes in memory, not copied: they must outlive the archive.
+  ZipArchive(const uint8_t* data, size_t size) : archive_size_(size) {
+    check_end_record(data, size);
+    memory_.emplace(data, size);
+    zlib_filefunc64_def io = memory_->functions();
+    open(unzOpen2_64("<memory>", &io));
+  }
+  explicit ZipArchive(const std::string& path) {
+    const std::string tail = read_file_tail(path, kEndRecordSize + kMaxComment, &archive_size_);
+    check_end_record(reinterpret_cast<const uint8_t*>(tail.data()), tail.size());
+    open(unzOpen64(path.c_str()));
+  }
+  ~ZipArchive() { unzClose(uf_); }
   ZipArchive(const ZipArchive&) = delete;
   ZipArchive& operator=(const ZipArchive&) = delete;
 
   // The "<archive>/" folder holding data.pkl.
   std::string find_prefix() const {
-    const zip_int64_t n = zip_get_num_entries(za_, 0);
-    for (zip_int64_t i = 0; i < n; ++i) {
-      const char* name = zip_get_name(za_, zip_uint64_t(i), 0);
-      if (!name) continue;
-      std::string s = name;
+    int r = unzGoToFirstFile(uf_);
+    for (size_t entry = 0; r == UNZ_OK; ++entry, r = unzGoToNextFile(uf_)) {
+      const std::string s = current_name(entry);
       size_t slash = s.find('/');
       if (slash != std::string::npos && s.compare(slash + 1, std::string::npos, "data.pkl") == 0) return s.substr(0, slash + 1);
     }
+    if (r != UNZ_END_OF_LIST_OF_FILE) fail("zip central directory is damaged (minizip error ", r, ")");
     fail("zip archive has no <archive>/data.pkl entry; not a torch checkpoint");
   }
 
-  bool has(const std::string& name) const { return zip_name_locate(za_, name.c_str(), 0) >= 0; }
+  bool has(const std::string& name) const { return unzLocateFile(uf_, name.c_str(), kCaseSensitive) == UNZ_OK; }
 
   Bytes read(const std::string& name, uint64_t max_size) const {
-    zip_int64_t idx = zip_name_locate(za_, name.c_str(), 0);
-    if (idx < 0) fail("zip entry '", pickle::printable(name), "' is missing");
-    zip_stat_t st;
-    zip_stat_init(&st);
-    if (zip_stat_index(za_, zip_uint64_t(idx), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) fail("cannot stat zip entry '", name, "'");
-    check_plausible_size(name, st, max_size);
-    zip_file_t* zf = zip_fopen_index(za_, zip_uint64_t(idx), 0);
-    if (!zf) fail("cannot open zip entry '", name, "': ", zip_strerror(za_));
-    Bytes b = aligned_bytes(size_t(st.size));
+    if (!has(name)) fail("zip entry '", pickle::printable(name), "' is missing");
+    unz_file_info64 info;
+    if (unzGetCurrentFileInfo64(uf_, &info, nullptr, 0, nullptr, 0, nullptr, 0) != UNZ_OK) fail("cannot stat zip entry '", name, "'");
+    check_plausible_size(name, info, max_size);
+    if (unzOpenCurrentFile(uf_) != UNZ_OK) {
+      fail("cannot open zip entry '", name, "' (damaged local header, or compression method ", info.compression_method,
+           " that is neither stored nor deflated)");
+    }
+    const uint64_t size = info.uncompressed_size;
+    Bytes b = aligned_bytes(size_t(size));
     uint8_t* dst = const_cast<uint8_t*>(b.data);
     uint64_t got = 0;
-    while (got < st.size) {
-      zip_int64_t r = zip_fread(zf, dst + got, st.size - got);
+    while (got < size) {
+      const unsigned chunk = unsigned(std::min<uint64_t>(size - got, kMaxReadChunk));
+      const int r = unzReadCurrentFile(uf_, dst + got, chunk);
       if (r <= 0) break;
       got += uint64_t(r);
     }
-    // libzip checks the CRC only when a read reaches the end of the entry: read once more.
+    // minizip checks the CRC on close, and only once a read has reached the end of the entry.
     uint8_t extra;
-    const bool at_end = got == st.size && zip_fread(zf, &extra, 1) == 0;
-    std::string err = zip_file_strerror(zf);
-    const bool closed = zip_fclose(zf) == 0;
-    if (!at_end || !closed) fail("zip entry '", name, "' is truncated or corrupt (read ", got, " of ", st.size, " bytes: ", err, ")");
+    const bool at_end = got == size && unzReadCurrentFile(uf_, &extra, 1) == 0;
+    const int closed = unzCloseCurrentFile(uf_);
+    if (!at_end || closed != UNZ_OK) {
+      fail("zip entry '", name, "' is truncated or corrupt (read ", got, " of ", size, " bytes",
+           closed == UNZ_CRCERROR ? "; CRC mismatch" : "", ")");
+    }
     return b;
   }
 
  private:
-  zip_t* za_;
-  uint64_t archive_size_;
+  static constexpr int kCaseSensitive = 1;
+  static constexpr uint64_t kMaxReadChunk = uint64_t(1) << 30;  // unzReadCurrentFile takes an unsigned
+  std::optional<MinizipMemoryFile> memory_;  // in place: minizip holds a pointer to it
+  unzFile uf_ = nullptr;
+  uint64_t archive_size_ = 0;
+
+  void open(unzFile uf) {
+    // minizip says no more than this: the central directory it points to is missing or damaged.
+    if (!uf) fail("not a readable zip archive (no valid central directory)");
+    uf_ = uf;
+  }
+
+  // Name of the entry at the cursor (names may hold any byte; a zip caps them at 65535).
+  std::string current_name(size_t entry) const {
+    unz_file_info64 info;
+    if (unzGetCurrentFileInfo64(uf_, &info, nullptr, 0, nullptr, 0, nullptr, 0) != UNZ_OK) fail("cannot read zip entry ", entry);
+    std::string name(info.size_filename, '\0');
+    if (unzGetCurrentFileInfo64(uf_, nullptr, name.data(), uLong(name.size()), nullptr, 0, nullptr, 0) != UNZ_OK) {
+      fail("cannot read the name of zip entry ", entry);
+    }
+    return name;
+  }
 
   // The central directory states sizes; do not allocate what the archive cannot hold.
-  void check_plausible_size(const std::string& name, const zip_stat_t& st, uint64_t max_size) const {
-    if (st.size > max_size) fail("zip entry '", name, "' is ", st.size, " bytes, more than the ", max_size, " expected");
-    const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+  void check_plausible_size(const std::string& name, const unz_file_info64& info, uint64_t max_size) const {
+    const uint64_t size = info.uncompressed_size;
+    if (size > max_size) fail("zip entry '", name, "' is ", size, " bytes, more than the ", max_size, " expected");
+    const bool stored = info.compression_method == 0;
     const uint64_t possible = stored ? archive_size_ : archive_size_ * 1100;  // deflate tops out near 1032:1
-    if (st.size > possible) fail("zip entry '", name, "' claims ", st.size, " bytes, more than a ", archive_size_, "-byte archive can hold");
+    if (size > possible) fail("zip entry '", name, "' claims ", size, " bytes, more than a ", archive_size_, "-byte archive can hold");
   }
 };
-
-[[noreturn]] void fail_zip_open(const char* what, zip_error_t* err) {
-  std::string msg = zip_error_strerror(err);
-  zip_error_fini(err);
-  fail("not a readable zip archive (", what, ": ", msg, ")");
-}
 
 StateDict read_zip(const ZipArchive& zip) {
   const std::string prefix = zip.find_prefix();
@@ -372,33 +440,14 @@ bool starts_with_zip_magic(const uint8_t* data, size_t size) { return size >= 4 
 
 StateDict load_pth_zip(const std::string& path) {
   return with_file_context(path, [&] {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) fail("cannot open: ", std::strerror(errno));
-    int code = 0;
-    zip_t* za = zip_open(path.c_str(), ZIP_RDONLY, &code);
-    if (!za) {
-      zip_error_t err;
-      zip_error_init_with_code(&err, code);
-      fail_zip_open("open", &err);
-    }
-    ZipArchive zip(za, uint64_t(st.st_size));
+    ZipArchive zip(path);
     return read_zip(zip);
   });
 }
 
 StateDict load_pth_zip_buffer(const uint8_t* data, size_t size, const std::string& name) {
   return with_file_context(name, [&] {
-    zip_error_t err;
-    zip_error_init(&err);
-    zip_source_t* src = zip_source_buffer_create(data, size, 0, &err);
-    if (!src) fail_zip_open("buffer", &err);
-    zip_t* za = zip_open_from_source(src, ZIP_RDONLY, &err);
-    if (!za) {
-      zip_source_free(src);
-      fail_zip_open("open", &err);
-    }
-    zip_error_fini(&err);
-    ZipArchive zip(za, size);
+    ZipArchive zip(data, size);
     return read_zip(zip);
   });
 }

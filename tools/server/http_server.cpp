@@ -179,13 +179,16 @@ HttpServer::HttpServer(ServerConfig cfg, JobQueue& queue, const Engine& engine)
 
 HttpServer::~HttpServer() { stop(); }
 
+// A host name must resolve (/etc/hosts, DNS), and a bare container may not even have "localhost".
+constexpr const char* kHostHint = "is the host an address of this machine? 127.0.0.1 and ::1 need no name lookup";
+
 int HttpServer::bind() {
   if (cfg_.port == 0) {
     const int port = http_->bind_to_any_port(cfg_.host);
-    if (port <= 0) fail("cannot listen on ", cfg_.host);
+    if (port <= 0) fail("cannot listen on ", cfg_.host, " (", kHostHint, ")");
     return port;
   }
-  if (!http_->bind_to_port(cfg_.host, cfg_.port)) fail("cannot listen on ", cfg_.host, ":", cfg_.port, " (in use?)");
+  if (!http_->bind_to_port(cfg_.host, cfg_.port)) fail("cannot listen on ", cfg_.host, ":", cfg_.port, " (port in use? ", kHostHint, ")");
   return cfg_.port;
 }
 

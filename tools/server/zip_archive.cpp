@@ -1,58 +1,84 @@
 #include "tools/server/zip_archive.h"
 
-#include <zip.h>
+#include <minizip/zip.h>
 
-#include <memory>
+#include <algorithm>
+#include <ctime>
 
 #include "core/error.h"
+#include "weights/minizip_io.h"
 
 namespace gpen::server {
 namespace {
 
-struct SourceFree {
-  void operator()(zip_source_t* s) const { zip_source_free(s); }
-};
-using SourcePtr = std::unique_ptr<zip_source_t, SourceFree>;
+constexpr int kStored = 0;                         // zip compression method 0
+constexpr uLong kUtf8Names = 1u << 11;             // general purpose flag bit 11: names are UTF-8
+constexpr uLong kMadeByMinizipDefault = 0;         // "version made by", as zipOpenNewFileInZip64
+constexpr uint64_t kMaxWriteChunk = uint64_t(1) << 30;  // zipWriteInFileInZip takes an unsigned
 
-std::vector<uint8_t> read_all(zip_source_t* src) {
-  zip_stat_t st;
-  zip_stat_init(&st);
-  if (zip_source_stat(src, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) fail("zip: cannot size the archive");
-  std::vector<uint8_t> out(size_t(st.size));
-  if (zip_source_open(src) != 0) fail("zip: cannot read the archive back");
-  const zip_int64_t n = zip_source_read(src, out.data(), out.size());
-  zip_source_close(src);
-  if (n != zip_int64_t(out.size())) fail("zip: short read of the archive");
-  return out;
+// Entries carry the time they were zipped, in local time as zip's DOS dates expect.
+zip_fileinfo entry_info_now() {
+  zip_fileinfo info{};
+  const std::time_t now = std::time(nullptr);
+  std::tm t{};
+  localtime_r(&now, &t);
+  info.tmz_date.tm_sec = uInt(t.tm_sec);
+  info.tmz_date.tm_min = uInt(t.tm_min);
+  info.tmz_date.tm_hour = uInt(t.tm_hour);
+  info.tmz_date.tm_mday = uInt(t.tm_mday);
+  info.tmz_date.tm_mon = uInt(t.tm_mon);
+  info.tmz_date.tm_year = uInt(t.tm_year + 1900);
+  return info;
 }
+
+// zipClose on every path: it also frees the handle. On success it writes the central directory.
+class ZipWriter {
+ public:
+  ZipWriter() {
+    zlib_filefunc64_def io = out_.functions();
+    zf_ = zipOpen2_64("result.zip", APPEND_STATUS_CREATE, nullptr, &io);
+    if (!zf_) fail("zip: cannot start the archive");
+  }
+  ~ZipWriter() {
+    if (zf_) zipClose(zf_, nullptr);
+  }
+  ZipWriter(const ZipWriter&) = delete;
+  ZipWriter& operator=(const ZipWriter&) = delete;
+
+  void add_stored(const NamedBytes& f) {
+    const zip_fileinfo info = entry_info_now();
+    const int zip64 = f.bytes.size() >= 0xffffffffu;  // only entries that need it get zip64 fields
+    if (zipOpenNewFileInZip4_64(zf_, f.name.c_str(), &info, nullptr, 0, nullptr, 0, nullptr, kStored, 0, /*raw=*/0,
+                                -MAX_WBITS, /*memLevel=*/8, Z_DEFAULT_STRATEGY, /*password=*/nullptr, 0,
+                                kMadeByMinizipDefault, kUtf8Names, zip64) != ZIP_OK) {
+      fail("zip: cannot add '", f.name, "'");
+    }
+    for (size_t done = 0; done < f.bytes.size();) {
+      const unsigned chunk = unsigned(std::min<uint64_t>(f.bytes.size() - done, kMaxWriteChunk));
+      if (zipWriteInFileInZip(zf_, f.bytes.data() + done, chunk) != ZIP_OK) fail("zip: cannot write '", f.name, "'");
+      done += chunk;
+    }
+    if (zipCloseFileInZip(zf_) != ZIP_OK) fail("zip: cannot finish '", f.name, "'");
+  }
+
+  std::vector<uint8_t> finish() {
+    const int closed = zipClose(zf_, nullptr);
+    zf_ = nullptr;
+    if (closed != ZIP_OK) fail("zip: cannot write the central directory");
+    return std::move(out_.written());
+  }
+
+ private:
+  MinizipMemoryFile out_;
+  zipFile zf_ = nullptr;
+};
 
 }  // namespace
 
 std::vector<uint8_t> make_zip(const std::vector<NamedBytes>& files) {
-  zip_error_t error;
-  zip_error_init(&error);
-  SourcePtr buffer(zip_source_buffer_create(nullptr, 0, 0, &error));
-  if (!buffer) fail("zip: ", zip_error_strerror(&error));
-  zip_t* archive = zip_open_from_source(buffer.get(), ZIP_TRUNCATE, &error);
-  if (!archive) fail("zip: ", zip_error_strerror(&error));
-  zip_source_keep(buffer.get());  // the archive's close must leave the buffer to us
-  for (const NamedBytes& f : files) {
-    zip_source_t* data = zip_source_buffer(archive, f.bytes.data(), f.bytes.size(), 0);
-    const zip_int64_t index = data ? zip_file_add(archive, f.name.c_str(), data, ZIP_FL_ENC_UTF_8) : -1;
-    if (index < 0) {
-      if (data) zip_source_free(data);
-      std::string msg = zip_strerror(archive);
-      zip_discard(archive);
-      fail("zip: cannot add '", f.name, "': ", msg);
-    }
-    zip_set_file_compression(archive, zip_uint64_t(index), ZIP_CM_STORE, 0);
-  }
-  if (zip_close(archive) != 0) {
-    std::string msg = zip_strerror(archive);
-    zip_discard(archive);
-    fail("zip: ", msg);
-  }
-  return read_all(buffer.get());
+  ZipWriter zip;
+  for (const NamedBytes& f : files) zip.add_stored(f);
+  return zip.finish();
 }
 
 }  // namespace gpen::server

@@ -1,4 +1,4 @@
-// An in-memory zip of named files (libzip), for a batch job's result.zip.
+// An in-memory zip of named files (minizip), for a batch job's result.zip.
 #pragma once
 #include <cstdint>
 #include <string>
