@@ -238,6 +238,16 @@ TEST_CASE("gpen models: list, pull, path, verify, rm through the CLI", "[models]
   CHECK(r.code == 0);
   CHECK_FALSE(fs::exists(dir + "/GPEN-BFR-1024.pth"));
 
+  // import NAME FILE: a hand-fetched file goes in (its hash was recorded at the pull above).
+  const std::string fetched = dir + "/fetched.pth";
+  std::ofstream(fetched) << body;
+  r = gpen_cli(env, "models import GPEN-BFR-1024 " + fetched, dir);
+  INFO(r.err);
+  CHECK(r.code == 0);
+  CHECK(r.out == dir + "/GPEN-BFR-1024.pth\n");
+  CHECK(slurp(dir + "/GPEN-BFR-1024.pth") == body);
+  REQUIRE(gpen_cli(env, "models rm GPEN-BFR-1024", dir).code == 0);
+
   r = gpen_cli(env, "models --offline pull GPEN-BFR-1024", dir);
   CHECK(r.code == 1);
   CHECK_THAT(r.err, Catch::Contains("--offline"));

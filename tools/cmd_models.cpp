@@ -27,7 +27,7 @@ namespace {
 struct ModelsOpts {
   ModelFetchOptions fetch;
   std::vector<std::string> names;
-  std::string file;
+  std::string import_name, file;  // import NAME FILE
   bool json = false, safetensors = false;
 };
 
@@ -127,7 +127,7 @@ int remove_models(const ModelsOpts& o) {
 }
 
 int import_file(const ModelsOpts& o) {
-  std::printf("%s\n", import_model(entry_or_fail(o.names.at(0)), o.file, o.fetch).c_str());
+  std::printf("%s\n", import_model(entry_or_fail(o.import_name), o.file, o.fetch).c_str());
   return 0;
 }
 
@@ -150,7 +150,8 @@ Runner register_models(CLI::App& app) {
   auto* rm = cmd->add_subcommand("rm", "Remove models from the cache");
   rm->add_option("names", o->names, "model names")->required();
   auto* import = cmd->add_subcommand("import", "Put a file fetched by hand into the cache, checked");
-  import->add_option("name", o->names, "model name")->required()->expected(1);
+  // Its own string: bound to the vector `names`, CLI11 would take both positionals as names.
+  import->add_option("name", o->import_name, "model name")->required();
   import->add_option("file", o->file, "the downloaded file")->required();
   for (CLI::App* sub : {list, pull, verify, path, rm, import}) sub->fallthrough();  // --models-dir after the verb too
   return [=]() {

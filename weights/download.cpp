@@ -52,9 +52,11 @@ int64_t file_size_or_zero(const std::string& path) {
 }
 
 // Checks the finished partial file against the expectations and moves it into place. A file that
-// fails is removed: a wrong file must never be resumed or used.
-DownloadResult finish_download(const std::string& url, const std::string& part, const std::string& dest,
-                               const DownloadOptions& opt, int64_t resumed_from) {
+// fails is removed: a wrong file must never be resumed or used. (Unused in the static build,
+// which has no libcurl.)
+[[maybe_unused]] DownloadResult finish_download(const std::string& url, const std::string& part,
+                                                const std::string& dest, const DownloadOptions& opt,
+                                                int64_t resumed_from) {
   DownloadResult r;
   r.size = file_size_or_zero(part);
   r.resumed_from = resumed_from;

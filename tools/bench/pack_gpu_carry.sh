@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a GPU session needs into .gpucarry/ (ignored by git; the device tool's `carry`):
 # the binaries of BUILD_DIR (built here, with the CUDA module), the shared libraries they need
-# beyond glibc/libstdc++ (the GPU machine's image lacks libzip, libwebp, cpp-httplib, ...), the
+# beyond glibc/libstdc++ (the GPU machine's image lacks libwebp, cpp-httplib, libcurl's dependencies, ...), the
 # real RetinaFace detector and a 1920x1080 photo with exactly one face (made from ../shared).
 #
 #   tools/bench/pack_gpu_carry.sh [BUILD_DIR=build]
