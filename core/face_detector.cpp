@@ -135,6 +135,17 @@ FaceDetector::FaceDetector(std::shared_ptr<const RetinaFaceModel> model, std::sh
   if (!model_ || !backend_) fail("FaceDetector: null model or backend");
 }
 
+FaceDetector FaceDetector::clone(int threads) const {
+  CompileOptions opt = opt_;
+  opt.threads = threads;
+  // Neither may be used by two threads at once; the clone exists to run beside this detector.
+  opt.kernel_cache = nullptr;
+  opt.shared_arena = nullptr;
+  FaceDetector copy(model_, backend_, opt);
+  copy.capacity_ = capacity_;
+  return copy;
+}
+
 Executable& FaceDetector::executable(int height, int width) {
   const std::pair<int, int> key{height, width};
   for (auto it = cache_.begin(); it != cache_.end(); ++it)

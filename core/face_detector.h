@@ -31,7 +31,8 @@
 // first image of a new size pays the compile (weight prepacking, arena). Photos of one size, e.g.
 // a camera's, reuse them.
 //
-// Thread safety: detect() mutates the cache; use one FaceDetector per thread.
+// Thread safety: detect() mutates the cache; use one FaceDetector per thread (clone() shares the
+// weights).
 //
 // Known limits of the shared mobilenet0.25 weights (not of this code; the reference pipeline gives
 // the same): boxes and landmarks come out spread about twice too far from their anchor centres
@@ -95,6 +96,12 @@ class FaceDetector {
   // One pass on the image exactly as given (no resize, no filtering beyond score and NMS) -- the
   // reference pipeline. Raw candidates before NMS when nms_iou >= 1.
   std::vector<Detection> detect_single(const Image& rgb, float score_threshold, float nms_iou);
+
+  // A detector sharing these weights with its own graph cache, using `threads` CPU threads (0: all
+  // hardware threads): one per thread that detects concurrently (the batch's stage-1 workers).
+  // Cheap: graphs are compiled on first use of each size.
+  FaceDetector clone(int threads) const;
+  int threads() const { return pool_->size(); }
 
   const RetinaFaceModel& model() const { return *model_; }
   // Compiled graphs kept, one per input size, least recently used dropped beyond this.

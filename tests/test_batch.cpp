@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -79,10 +80,21 @@ std::vector<BatchItem> plan_into(const std::vector<std::string>& inputs, const s
   return plan_batch(BatchInputs{inputs, "", false}, naming);
 }
 
+// One worker per CPU stage, whatever the machine (the default follows the core count), so that
+// the counts below ("at most this many in flight") hold everywhere; the multi-worker cases say so.
 BatchOptions quick_options() {
   BatchOptions o;
   o.restore.controls.strength = 100;
   o.restore.batch_size = 3;
+  o.prepare_workers = 1;
+  o.finish_workers = 1;
+  return o;
+}
+
+BatchOptions parallel_options(int workers) {
+  BatchOptions o = quick_options();
+  o.prepare_workers = workers;
+  o.finish_workers = workers;
   return o;
 }
 
@@ -216,6 +228,80 @@ TEST_CASE("batch: the overlapped pipeline gives each photo's own restore() resul
   CHECK(s.progress.faces == faces);
 }
 
+TEST_CASE("batch: several workers per stage give the outputs and report of one", "[batch]") {
+  const std::string in = fresh_dir("workers_in"), one = fresh_dir("workers_one"), many = fresh_dir("workers_many");
+  std::vector<std::string> inputs = write_photos(in, 6);
+  std::ofstream(in + "/broken.png", std::ios::binary) << slurp(inputs[0]).substr(0, 300);
+  inputs.insert(inputs.begin() + 3, in + "/broken.png");
+  std::ofstream(many + "/photo5.png") << "an earlier result";  // skipped in the parallel run only
+  std::ofstream(one + "/photo5.png") << "an earlier result";
+
+  const BatchSummary serial = run_batch(restorer(), plan_into(inputs, one), quick_options());
+  BatchOptions o = parallel_options(3);
+  size_t callbacks = 0;
+  o.on_item = [&](const ItemResult& r, const BatchProgress& p) {
+    ++callbacks;
+    CHECK(p.finished == callbacks);  // one call at a time, counting every status
+    CHECK(r.status != ItemStatus::Pending);
+  };
+  const BatchSummary parallel = run_batch(restorer(), plan_into(inputs, many), o);
+  CHECK(callbacks == inputs.size());
+  REQUIRE(parallel.items.size() == serial.items.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ItemResult &a = serial.items[i], &b = parallel.items[i];
+    INFO(inputs[i]);
+    CHECK(b.input == inputs[i]);  // recorded at its input's index, whatever order it finished in
+    CHECK(b.status == a.status);
+    CHECK(b.faces == a.faces);
+    CHECK(b.error == a.error);
+    if (a.status == ItemStatus::Done) CHECK(slurp(b.output) == slurp(a.output));  // byte for byte
+  }
+  CHECK(parallel.items[3].status == ItemStatus::Failed);
+  CHECK(parallel.items[6].status == ItemStatus::Skipped);
+  CHECK(parallel.progress.done == 5);
+  CHECK(parallel.progress.faces == serial.progress.faces);
+  CHECK(parallel.progress.faces > 5);  // GPEN batches of 3 spanned photos
+  CHECK(batch_exit_code(parallel) == 3);
+  CHECK(count_hidden_files(many) == 0);
+}
+
+TEST_CASE("batch: with several workers a write failure and a cancel still lose nothing", "[batch]") {
+  const std::string in = fresh_dir("workers_stop_in"), out = fresh_dir("workers_stop_out");
+  const std::vector<std::string> inputs = write_photos(in, 10);
+  BatchOptions o = parallel_options(3);
+  std::atomic<int> writes{0};
+  o.write_file = [&](const std::string& path, const std::vector<uint8_t>& bytes) {
+    if (++writes == 3) throw OutputError("cannot write " + path + ": No space left on device");
+    write_file_atomic(path, bytes);
+  };
+  const BatchSummary full = run_batch(restorer(), plan_into(inputs, out), o);
+  CHECK(batch_exit_code(full) == 1);
+  CHECK(full.fatal_error.find("No space left on device") != std::string::npos);
+  CHECK(full.progress.done >= 2);  // the writes before the failing one
+  CHECK(full.progress.failed == 1);
+  for (const ItemResult& r : full.items) {
+    if (r.status == ItemStatus::Done) CHECK(load_image(r.output).width == 260);
+    else CHECK(!fs::exists(r.output));
+  }
+  CHECK(count_hidden_files(out) == 0);
+
+  std::atomic<bool> cancel{false};
+  BatchOptions c = parallel_options(3);
+  c.cancel = &cancel;
+  c.on_item = [&](const ItemResult& r, const BatchProgress&) {
+    if (r.status == ItemStatus::Done) cancel = true;
+  };
+  const BatchSummary cancelled = run_batch(restorer(), plan_into(inputs, out), c);
+  CHECK(batch_exit_code(cancelled) == 130);
+  for (const ItemResult& r : cancelled.items)
+    CHECK((r.status == ItemStatus::Done || r.status == ItemStatus::Skipped || r.status == ItemStatus::NotProcessed));
+  const BatchSummary rest = run_batch(restorer(), plan_into(inputs, out), parallel_options(3));
+  CHECK(batch_exit_code(rest) == 0);
+  CHECK(rest.progress.skipped + rest.progress.done == 10);
+  for (const std::string& p : inputs) CHECK(load_image(out + "/" + fs::path(p).filename().string()).width == 260);
+  CHECK(count_hidden_files(out) == 0);
+}
+
 TEST_CASE("batch: existing outputs are skipped unless overwrite", "[batch]") {
   const std::string in = fresh_dir("skip_in"), out = fresh_dir("skip_out");
   const std::vector<std::string> inputs = write_photos(in, 2);
@@ -343,6 +429,29 @@ TEST_CASE("gpen enhance: a real SIGINT finishes the current photos, exit 130; th
   const auto j = nlohmann::json::parse(slurp(report));
   CHECK(j["summary"]["skipped"] == done);
   CHECK(j["summary"]["done"] == 24 - done);
+}
+
+TEST_CASE("gpen enhance --workers: several photos at once; the report says where each one's time went", "[batch][cli]") {
+  const std::string in = fresh_dir("cli_workers_in"), out = fresh_dir("cli_workers_out");
+  write_photos(in, 3);
+  const std::string report = fresh_dir("cli_workers_report") + "/r.json";
+  Run r = gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --workers 2 --report " + report);
+  INFO(r.err);
+  CHECK(r.code == 0);
+  const auto j = nlohmann::json::parse(slurp(report));
+  CHECK(j["summary"]["done"] == 3);
+  for (const auto& item : j["items"]) {
+    const auto& st = item["stages_ms"];
+    for (const char* stage : {"decode", "detect", "align", "gpen", "paste", "encode", "write"}) {
+      INFO(stage);
+      REQUIRE(st.contains(stage));
+      CHECK(st[stage].get<double>() >= 0);
+    }
+    CHECK(st["detect"].get<double>() > 0);
+    if (item["faces"].get<int>() > 0) CHECK(st["gpen"].get<double>() > 0);
+    CHECK(load_image(item["output"].get<std::string>()).width == 260);
+  }
+  CHECK(gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --workers -1").code != 0);
 }
 
 TEST_CASE("gpen enhance: an unwritable output folder stops before any work, nothing written", "[batch][cli]") {

@@ -62,15 +62,19 @@ float skin_weight(const uint8_t* p) {
 
 // Mean |Cb - 128| + |Cr - 128| under 2 levels over `area` of an RGB image: black and white.
 bool is_monochrome(const Image& rgb, const Rect& area) {
+  const double limit = 2.0 * std::max(1.0, double(area.width) * area.height);
   double sum = 0;
-  for (int y = area.y; y < area.bottom(); ++y)
+  for (int y = area.y; y < area.bottom(); ++y) {
     for (int x = area.x; x < area.right(); ++x) {
       const uint8_t* p = rgb.row(y) + size_t(x) * 3;
       float cb, cr;
       rgb_to_cbcr(p[0], p[1], p[2], &cb, &cr);
       sum += std::fabs(cb - 128.f) + std::fabs(cr - 128.f);
     }
-  return sum < 2.0 * std::max(1.0, double(area.width) * area.height);
+    // The sum only grows: a colour photo is known after a few rows (the same answer, sooner).
+    if (sum >= limit) return false;
+  }
+  return sum < limit;
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/image_ops.h"
+#include "core/thread_pool.h"
 
 namespace fs = std::filesystem;
 
@@ -154,6 +155,7 @@ struct Job {
   size_t index = 0;
   PhotoInProgress photo;
   double ms = 0;  // time spent on it so far
+  double decode_ms = 0;
   size_t unrestored() const {
     return size_t(std::count_if(photo.faces.begin(), photo.faces.end(), [](const FaceInProgress& f) { return f.restored.empty(); }));
   }
@@ -193,14 +195,21 @@ class BatchRun {
   BatchSummary run() {
     validate(opt_.restore.controls);
     start_ = Clock::now();
-    std::thread decoder([this] { guarded([this] { decode_stage(); }, [this] { to_gpen_.close(); }); });
-    std::thread finisher([this] { guarded([this] { finish_stage(); }, [this] { drain(to_finish_); }); });
+    const std::vector<FaceRestorer*> preparers = make_preparers();
+    preparers_left_ = preparers.size();
+    std::vector<std::thread> workers;
+    for (FaceRestorer* r : preparers)
+      workers.emplace_back([this, r] {
+        guarded([&] { prepare_stage(*r); }, [] {});
+        if (--preparers_left_ == 0) to_gpen_.close();  // the last one out tells GPEN no more come
+      });
+    for (int k = 0; k < stage_workers(opt_.finish_workers); ++k)
+      workers.emplace_back([this] { guarded([this] { finish_stage(); }, [this] { drain(to_finish_); }); });
     guarded([this] { gpen_stage(); }, [this] {
       to_finish_.close();
       drain(to_gpen_);
     });
-    decoder.join();
-    finisher.join();
+    for (std::thread& w : workers) w.join();
     for (ItemResult& r : summary_.items)
       if (r.status == ItemStatus::Pending) r.status = ItemStatus::NotProcessed;
     summary_.cancelled = cancel_requested();
@@ -209,6 +218,22 @@ class BatchRun {
   }
 
  private:
+  static int stage_workers(int requested) { return requested > 0 ? requested : default_stage_workers(); }
+
+  // One restorer per stage-1 worker: the caller's for a single worker, else copies with their own
+  // detector (FaceDetector caches graphs, so one per thread) splitting its threads between them.
+  std::vector<FaceRestorer*> make_preparers() {
+    const int n = opt_.restore.upscaler ? 1 : stage_workers(opt_.prepare_workers);
+    if (n == 1) return {&restorer_};
+    const int threads_each = std::max(1, restorer_.detector_threads() / n);
+    std::vector<FaceRestorer*> out;
+    for (int k = 0; k < n; ++k) {
+      own_preparers_.push_back(std::make_unique<FaceRestorer>(restorer_.with_own_detector(threads_each)));
+      out.push_back(own_preparers_.back().get());
+    }
+    return out;
+  }
+
   bool cancel_requested() const { return opt_.cancel && opt_.cancel->load(); }
   bool stopping() const { return fatal_.load() || cancel_requested(); }
 
@@ -256,29 +281,32 @@ class BatchRun {
     return r;
   }
 
-  // Stage 1, own thread: decode, cap the size, denoise, detect, align.
-  void decode_stage() {
-    for (size_t i = 0; i < items_.size() && !stopping(); ++i) {
+  // Stage 1, on each of its workers: decode, cap the size, denoise, detect, align. The workers
+  // take the inputs in order from a shared counter.
+  void prepare_stage(FaceRestorer& restorer) {
+    while (!stopping()) {
+      const size_t i = next_input_++;
+      if (i >= items_.size()) break;
       const BatchItem& item = items_[i];
       std::error_code ec;
       if (!item.error.empty()) {
         record(i, result_for(i, ItemStatus::Failed, item.error));
       } else if (!opt_.overwrite && fs::exists(item.output, ec)) {
         record(i, result_for(i, ItemStatus::Skipped));
-      } else if (JobPtr job = prepare(i)) {
+      } else if (JobPtr job = prepare(restorer, i)) {
         to_gpen_.push(std::move(job));
       }
     }
-    to_gpen_.close();
   }
 
-  JobPtr prepare(size_t i) {
+  JobPtr prepare(FaceRestorer& restorer, size_t i) {
     try {
       const auto t0 = Clock::now();
       Image photo = cap_long_side(load_image(items_[i].input), opt_.max_size);
       auto job = std::make_unique<Job>();
       job->index = i;
-      job->photo = restorer_.detect_faces(std::move(photo), opt_.restore);
+      job->decode_ms = ms_since(t0);
+      job->photo = restorer.detect_faces(std::move(photo), opt_.restore);
       job->ms = ms_since(t0);
       return job;
     } catch (const std::bad_alloc&) {
@@ -289,8 +317,8 @@ class BatchRun {
     return nullptr;
   }
 
-  // Stage 2, the calling thread: GPEN batches filled with faces of consecutive photos. A partial
-  // batch waits for the next photo's faces, and runs when no more photos are coming.
+  // Stage 2, the calling thread: GPEN batches filled with faces of the photos in arrival order. A
+  // partial batch waits for the next photo's faces, and runs when no more photos are coming.
   void gpen_stage() {
     const size_t batch = size_t(std::max(1, opt_.restore.batch_size));
     std::deque<JobPtr> pending;
@@ -311,7 +339,7 @@ class BatchRun {
       }
     }
     to_finish_.close();
-    drain(to_gpen_);  // after a stop: unblocks the decoder, which then sees it and ends
+    drain(to_gpen_);  // after a stop: unblocks the stage-1 workers, which then see it and end
   }
 
   void forward_complete(std::deque<JobPtr>& pending) {
@@ -348,7 +376,7 @@ class BatchRun {
     }
   }
 
-  // Stage 3, own thread: face controls, paste-back, finishing filters, encode, write.
+  // Stage 3, on each of its workers: face controls, paste-back, finishing filters, encode, write.
   void finish_stage() {
     while (std::optional<JobPtr> next = to_finish_.pop()) {
       if (fatal_) continue;  // left as "not processed"
@@ -356,8 +384,8 @@ class BatchRun {
       try {
         record(job.index, finish(job));
       } catch (const OutputError& e) {
+        stop_with(e.what());  // first, so that the other workers start no further photo
         record(job.index, result_for(job.index, ItemStatus::Failed, e.what()));
-        stop_with(e.what());
       } catch (const std::bad_alloc&) {
         record(job.index, result_for(job.index, ItemStatus::Failed, "out of memory"));
       } catch (const std::exception& e) {
@@ -374,12 +402,18 @@ class BatchRun {
     enc.format = format_from_extension(item.output);
     if (enc.format == ImageFormat::Unknown) enc.format = ImageFormat::Png;
     enc.quality = opt_.quality;
+    const auto t_encode = Clock::now();
     const std::vector<uint8_t> bytes = encode_image(r.image, enc);  // an Error here is this photo's alone
+    const double encode_ms = ms_since(t_encode);
+    const auto t_write = Clock::now();
     write_(item.output, bytes);
     if (!opt_.save_faces_dir.empty()) save_face_crops(opt_.save_faces_dir, item.input, r);
     ItemResult out = result_for(job.index, ItemStatus::Done);
     out.faces = int(r.faces.size());
     out.times = r.times;
+    out.decode_ms = job.decode_ms;
+    out.encode_ms = encode_ms;
+    out.write_ms = ms_since(t_write);
     out.width = r.image.width;
     out.height = r.image.height;
     out.ms = job.ms + ms_since(t0);
@@ -391,6 +425,9 @@ class BatchRun {
   const BatchOptions& opt_;
   std::function<void(const std::string&, const std::vector<uint8_t>&)> write_;
   Channel<JobPtr> to_gpen_, to_finish_;
+  std::vector<std::unique_ptr<FaceRestorer>> own_preparers_;  // stage-1 workers' detector copies
+  std::atomic<size_t> next_input_{0};                         // the next input a stage-1 worker takes
+  std::atomic<size_t> preparers_left_{0};
   std::mutex mutex_;
   std::atomic<bool> fatal_{false};
   BatchSummary summary_;
@@ -398,6 +435,8 @@ class BatchRun {
 };
 
 }  // namespace
+
+int default_stage_workers() { return std::max(1, ThreadPool::hardware_threads() / 4); }
 
 bool has_image_extension(const std::string& path) {
   const std::string ext = lower(fs::path(path).extension().string());
@@ -491,6 +530,22 @@ int batch_exit_code(const BatchSummary& s) {
   return s.progress.failed ? 3 : 0;
 }
 
+namespace {
+// Where a finished photo's time went, for finding the pipeline's bottleneck.
+nlohmann::ordered_json stage_times_json(const ItemResult& r) {
+  auto ms = [](double v) { return std::round(v * 10) / 10; };
+  nlohmann::ordered_json j = {{"decode", ms(r.decode_ms)}};
+  if (r.times.upscale_ms > 0) j["upscale"] = ms(r.times.upscale_ms);
+  j["detect"] = ms(r.times.detect_ms);
+  j["align"] = ms(r.times.align_ms);
+  j["gpen"] = ms(r.times.gpen_ms);
+  j["paste"] = ms(r.times.paste_ms);
+  j["encode"] = ms(r.encode_ms);
+  j["write"] = ms(r.write_ms);
+  return j;
+}
+}  // namespace
+
 nlohmann::ordered_json batch_report(const BatchSummary& s) {
   nlohmann::ordered_json items = nlohmann::ordered_json::array();
   size_t not_processed = 0;
@@ -499,7 +554,10 @@ nlohmann::ordered_json batch_report(const BatchSummary& s) {
     nlohmann::ordered_json j = {{"input", r.input}, {"output", r.output}, {"status", item_status_name(r.status)},
                         {"faces", r.faces}, {"time_ms", std::round(r.ms * 10) / 10}};
     j["error"] = r.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.error);
-    if (r.status == ItemStatus::Done) j["size"] = {r.width, r.height};
+    if (r.status == ItemStatus::Done) {
+      j["size"] = {r.width, r.height};
+      j["stages_ms"] = stage_times_json(r);
+    }
     items.push_back(std::move(j));
   }
   const BatchProgress& p = s.progress;

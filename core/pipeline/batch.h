@@ -6,11 +6,13 @@
 // folder gone or not writable) stops the batch at once, leaving no partial file; a cancel request
 // lets the photos already in the pipeline finish and starts no new one.
 //
-// The photos flow through three overlapping stages, each on its own thread, with small bounded
-// queues between them:
+// The photos flow through three overlapping stages with small bounded queues between them:
 //   decode + max-size + denoise + detect + align  ->  GPEN  ->  face controls + paste + finishing
 //   filters + encode + write
-// The GPEN stage fills each batch with faces from consecutive photos.
+// Stages 1 and 3 run on several worker threads each (BatchOptions::prepare_workers,
+// finish_workers), every worker on its own photo, so photos reach GPEN and finish out of order;
+// results are recorded by input index. GPEN runs on one thread (the caller's) and fills each batch
+// with faces of the photos in the order they arrive, across photos.
 //
 // Used by `gpen enhance` (tools/cmd_enhance.cpp); the CLI only parses flags and shows progress.
 #pragma once
@@ -83,6 +85,8 @@ struct ItemResult {
   int faces = 0;
   double ms = 0;          // processing time summed over its stages (decode .. write)
   StageTimes times;
+  double decode_ms = 0;  // reading and decoding the input, with the max_size cap
+  double encode_ms = 0, write_ms = 0;
   int width = 0, height = 0;  // of the output
   std::string error;
 };
@@ -101,11 +105,20 @@ struct BatchOptions {
   bool overwrite = false;
   std::string save_faces_dir;  // write each aligned crop and its restored version here
   int queue_depth = 2;       // photos waiting between two stages
+  // Worker threads of stage 1 (decode .. align) and stage 3 (paste .. write); 0: the default,
+  // default_stage_workers(). Stage 1 uses one worker when restore.upscaler is set (RealESRNet runs
+  // one photo at a time). With several stage-1 workers each gets its own detector copy with
+  // (the restorer's detector threads / workers) threads, so they share the cores instead of each
+  // fanning out over all of them; stage-3 workers share the restorer's pool (a worker that finds
+  // it busy runs its filters serially).
+  int prepare_workers = 0;
+  int finish_workers = 0;
   // Set (e.g. from a SIGINT handler) to stop: no new photo starts, those in flight finish.
   const std::atomic<bool>* cancel = nullptr;
   // Called after each input is finished (any status), one call at a time, from a worker thread.
   std::function<void(const ItemResult&, const BatchProgress&)> on_item;
-  // Where outputs go; tests inject failures here. Default: write_file_atomic.
+  // Where outputs go; tests inject failures here. Default: write_file_atomic. Called from the
+  // stage-3 workers: concurrently when there are several.
   std::function<void(const std::string& path, const std::vector<uint8_t>& bytes)> write_file;
 };
 
@@ -116,11 +129,18 @@ struct BatchSummary {
   std::string fatal_error;        // set when an output could not be written and the batch stopped
 };
 
+// Workers per CPU stage when BatchOptions leaves it at 0: max(1, hardware threads / 4), so that
+// stages 1 and 3 together keep about half the cores busy with photo-level parallelism and leave the
+// rest to the work inside a photo (detector threads, paste-back pool) and to feeding the GPU.
+int default_stage_workers();
+
 // 0: everything done or skipped; 3: finished with failures; 1: stopped on an output error;
 // 130: cancelled (the shell's code for Ctrl-C).
 int batch_exit_code(const BatchSummary& s);
 
-// {"summary": {...}, "items": [{"input", "output", "status", "faces", "time_ms", "error"}...]}
+// {"summary": {...}, "items": [{"input", "output", "status", "faces", "time_ms", "error"}...]}; a
+// done item also has "size" and "stages_ms" (decode, [upscale,] detect, align, gpen (its share of
+// its batches), paste (with the finishing filters), encode, write).
 nlohmann::ordered_json batch_report(const BatchSummary& s);
 
 BatchSummary run_batch(FaceRestorer& restorer, const std::vector<BatchItem>& items, const BatchOptions& options);

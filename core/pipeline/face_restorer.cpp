@@ -60,6 +60,10 @@ FaceRestorer::FaceRestorer(std::shared_ptr<FaceDetector> detector, std::shared_p
 
 int FaceRestorer::face_size() const { return gpen_->model().config().size; }
 
+FaceRestorer FaceRestorer::with_own_detector(int detector_threads) const {
+  return FaceRestorer(std::make_shared<FaceDetector>(detector_->clone(detector_threads)), gpen_, pool_);
+}
+
 RestoreResult FaceRestorer::restore(const Image& photo, const RestoreOptions& opt) {
   return std::move(restore_many({&photo}, opt).at(0));
 }

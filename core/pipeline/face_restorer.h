@@ -91,15 +91,22 @@ class FaceRestorer {
   // Several photos at once: their faces share GPEN batches.
   std::vector<RestoreResult> restore_many(const std::vector<const Image*>& photos, const RestoreOptions& opt);
 
-  // Stage 1: denoise (when asked), detect, align. Not thread-safe (the detector caches graphs).
+  // Stage 1: denoise (when asked), detect, align. Not thread-safe (the detector caches graphs):
+  // use one with_own_detector() copy per thread.
   PhotoInProgress detect_faces(Image photo, const RestoreOptions& opt);
   // Stage 2: GPEN on these faces, opt.batch_size per forward. Not thread-safe.
   void run_gpen(const std::vector<FaceInProgress*>& faces, const RestoreOptions& opt);
-  // Stage 3: face controls, paste-back, finishing filters. Safe to call from another thread than
-  // the other two stages.
+  // Stage 3: face controls, paste-back, finishing filters. Safe to call from several threads at
+  // once, beside the other two stages.
   RestoreResult finish(PhotoInProgress photo, const RestoreOptions& opt) const;
 
   int face_size() const;
+
+  // A restorer sharing this one's GPEN runner and thread pool, with its own copy of the detector
+  // using `detector_threads` CPU threads: several such copies can run detect_faces() at once, one
+  // per thread (the batch's stage-1 workers). Its run_gpen() is still this one's: not concurrently.
+  FaceRestorer with_own_detector(int detector_threads) const;
+  int detector_threads() const { return detector_->threads(); }
 
  private:
   std::shared_ptr<FaceDetector> detector_;
