@@ -10,6 +10,8 @@
 #include <random>
 
 #include "core/device.h"
+#include "core/face_detector.h"
+#include "core/image.h"
 #include "core/models/gpen.h"
 #include "tests/test_util.h"
 #include "tools/bench_cuda.h"
@@ -269,6 +271,29 @@ TEST_CASE("cuda GPEN-256 matches the CPU (fp32 1e-3 max abs; fp16 1e-2 rel L2, u
 TEST_CASE("cuda GPEN-512 matches the CPU (fp32 1e-3 max abs; fp16 1e-2 rel L2, uint8 +-2 on 99%)", "[cuda][large]") {
   if (!cuda_or_skip()) return;
   check_gpen(512, 2);
+}
+
+TEST_CASE("cuda RetinaFace finds the CPU's faces (MobileNet0.25, the Solvay photo, fp32)", "[cuda][large]") {
+  if (!cuda_or_skip()) return;
+  auto model = std::make_shared<const RetinaFaceModel>(
+      RetinaFaceModel::load(test::shared_path("weights/retinaface_mobilenet0.25.pth")));
+  const Image photo = load_image(test::shared_path("images/group_solvay_1927.png"));
+  FaceDetector cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{});
+  FaceDetector gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP32)),
+                   CompileOptions{});
+  const DetectOptions opt;  // multi-scale, as gpen enhance runs it
+  const std::vector<Detection> want = cpu.detect(photo, opt), got = gpu.detect(photo, opt);
+  REQUIRE(want.size() >= 20);
+  REQUIRE(got.size() == want.size());
+  float worst_px = 0, worst_score = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    for (int k = 0; k < 4; ++k) worst_px = std::max(worst_px, std::abs(got[i].box[k] - want[i].box[k]));
+    for (int k = 0; k < 10; ++k) worst_px = std::max(worst_px, std::abs(got[i].landmarks[k] - want[i].landmarks[k]));
+    worst_score = std::max(worst_score, std::abs(got[i].score - want[i].score));
+  }
+  INFO(want.size() << " faces; worst box/landmark difference " << worst_px << " px, score " << worst_score);
+  CHECK(worst_px < 0.05f);
+  CHECK(worst_score < 1e-4f);
 }
 
 // --- benchmark driver (hidden; timings are printed, never asserted) ---

@@ -5,16 +5,17 @@
 #   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=...)
 #
 # Uses the binaries carried in .gpucarry/bin (built here with the CUDA module; the GPU machine's
-# image has no libzip/libwebp/httplib to build with) and the machine's own CUDA libraries
+# image has no libwebp/httplib/minizip to build with) and the machine's own CUDA libraries
 # (cudart, cuBLAS, cuDNN: the toolkit's or PyTorch's wheels). Stages, each with its own limit so
 # that one hang cannot eat the lease; full logs go to $OUT (the device tool's output folder):
 #  1. machine facts;  2. [device] tests;  3. per-op parity [cuda]~[large];
 #  4. whole-model parity [cuda][large] (GPEN-256/512, fp32 and fp16 vs the CPU);
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
-#  6. per-layer profile (fp16, batch 1 and 16);  7. whole photos: a 1920x1080 one-face photo x N
+#     then gpen alone in fp32 and tf32;
+#  6. per-layer profile (fp16, batch 16);  7. whole photos: a 1920x1080 one-face photo x N
 #     through `gpen enhance --device cuda --batch-size 16`;  8. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer profile photos report"),
-# GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (fp32,fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile photos report"),
+# GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -22,7 +23,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer profile photos report}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile photos report}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -57,6 +58,13 @@ missing=$(ldd "$B/gpen" "$B/gpen_tests" "$B/libgpen_cuda.so" | grep "not found" 
 [ -n "$missing" ] && echo "!!! missing libraries: $missing"
 "$B/gpen" --version
 
+# The tests read ../shared (never in the repository): give them the carried copies.
+if [ ! -e "$ROOT/../shared" ]; then
+  mkdir -p "$ROOT/../shared/weights" "$ROOT/../shared/images"
+  ln -s "$C/data/retinaface_mobilenet0.25.pth" "$ROOT/../shared/weights/"
+  ln -s "$C"/images/* "$ROOT/../shared/images/"
+fi
+
 if want device; then
   stage "device selection [device]"
   run_logged device 60 3 "$B/gpen_tests" "[device]" --reporter compact
@@ -79,11 +87,15 @@ W=/tmp/gpen_random_512.safetensors
 if want peer; then
   stage "gpen CUDA vs PyTorch eager, same weights, same run"
   run_logged peer 200 30 bash tools/bench/peer_torch_gpu.sh "$B" 512 "${GPEN_GPU_BATCHES:-1,4,8,16}" \
-    "${GPEN_GPU_PRECISIONS:-fp32,fp16}" "${GPEN_GPU_RUNS:-20}"
+    "${GPEN_GPU_PRECISIONS:-fp16}" "${GPEN_GPU_RUNS:-20}"
+fi
+if want fp32; then
+  stage "gpen fp32 and tf32 (no peer: PyTorch fp32 spends minutes in cudnn.benchmark)"
+  run_logged fp32 90 12 "$B/gpen" bench --model "$W" --device cuda --precision fp32,tf32 --batch-size 1,16 --runs 10
 fi
 if want profile; then
-  stage "per-layer profile, fp16 batch 1 and 16"
-  run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,16 --runs 5 \
+  stage "per-layer profile, fp16 batch 16"
+  run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 16 --runs 5 \
     --profile --top 32
 fi
 if want photos; then
@@ -92,14 +104,15 @@ if want photos; then
   rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
   for run in 1 2; do
+    prec=$([ $run = 1 ] && echo fp32 || echo fp16)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
-    run_logged "photos$run" 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
-      --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --batch-size 16 --quiet \
-      --report "$LOGS/photos$run.json"
+    run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
+      --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision "$prec" --batch-size 16 \
+      --quiet --report "/tmp/photos$run.json"
     t1=$(date +%s.%N)
-    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" \
-      'BEGIN { printf "run %d: %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v p="$prec" \
+      'BEGIN { printf "run %d (" p "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
   done
 fi
 if want report; then
