@@ -89,10 +89,6 @@ if want peer; then
   run_logged peer 200 30 bash tools/bench/peer_torch_gpu.sh "$B" 512 "${GPEN_GPU_BATCHES:-1,4,8,16}" \
     "${GPEN_GPU_PRECISIONS:-fp16}" "${GPEN_GPU_RUNS:-20}"
 fi
-if want fp32; then
-  stage "gpen fp32 and tf32 (no peer: PyTorch fp32 spends minutes in cudnn.benchmark)"
-  run_logged fp32 90 12 "$B/gpen" bench --model "$W" --device cuda --precision fp32,tf32 --batch-size 1,16 --runs 10
-fi
 if want profile; then
   stage "per-layer profile, fp16 batch 16"
   run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 16 --runs 5 \
@@ -103,17 +99,28 @@ if want photos; then
   N="${GPEN_GPU_PHOTOS:-128}"
   rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
+  # Run 1: everything on the GPU (RetinaFace too); run 2: RetinaFace on the CPU, for comparison.
   for run in 1 2; do
-    prec=$([ $run = 1 ] && echo fp32 || echo fp16)
+    det=$([ $run = 1 ] && echo cuda || echo cpu)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
     run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
-      --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision "$prec" --batch-size 16 \
-      --quiet --report "/tmp/photos$run.json"
+      --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision fp16 --batch-size 16 \
+      --detector-device "$det" --quiet --report "/tmp/photos$run.json"
     t1=$(date +%s.%N)
-    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v p="$prec" \
-      'BEGIN { printf "run %d (" p "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" \
+      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+    python3 - "/tmp/photos$run.json" <<'PY' || true
+import json, statistics, sys
+items = [i for i in json.load(open(sys.argv[1]))["items"] if i.get("status") == "done"]
+stages = sorted({k for i in items for k in i.get("stages_ms", {})})
+print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'].get(k, 0) for i in items):.1f}" for k in stages))
+PY
   done
+fi
+if want fp32; then
+  stage "gpen fp32 and tf32 (no peer: PyTorch fp32 spends minutes in cudnn.benchmark)"
+  run_logged fp32 90 12 "$B/gpen" bench --model "$W" --device cuda --precision fp32,tf32 --batch-size 1,16 --runs 10
 fi
 if want report; then
   stage "seed-style report, cpu and cuda"
