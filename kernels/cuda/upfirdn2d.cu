@@ -6,33 +6,40 @@ namespace {
 
 // --- tiled kernel: every FIR of GPEN (4x4 taps, up 1 or 2, down 1 or 2) ---
 //
-// One block computes a kTileW x kTileH tile of one (sample, channel) plane. It first stages the
-// input samples the tile needs (zeros outside the image) and the flipped taps in shared memory,
-// then each thread computes kRowsPerThread outputs of one column from shared memory. Global
-// memory is read about once and written once: the op runs near memory bandwidth, where the
-// one-thread-per-output kernel below re-read every input up to kh*kw times through the cache
-// and spent most of its time in 64-bit index division.
-constexpr int kTileW = 32, kTileH = 32, kBlockRows = 8, kRowsPerThread = kTileH / kBlockRows;
+// One block computes a kTileW x tile_h(DOWN) tile of one (sample, channel) plane. It first
+// stages the input samples the tile needs (zeros outside the image) and the flipped taps in
+// shared memory; then each thread computes a column of consecutive output rows from shared
+// memory. Global memory is read about once and written once, where the one-thread-per-output
+// kernel below re-read every input up to kh*kw times and spent its time in 64-bit division.
+// With the tap count a template argument (K = 4, GPEN's [1,3,3,1]) the tap loops unroll, the taps
+// stay in registers, and the rows a thread reads overlap between its outputs.
+constexpr int kTileW = 32, kBlockRows = 8;
 constexpr int kMaxTaps = 8;  // per dimension
 
-__host__ __device__ constexpr int staged_extent(int tile, int up, int down) {
-  return ((tile - 1) * down + kMaxTaps - 1) / up + 2;
+__host__ __device__ constexpr int tile_h(int down) { return down == 1 ? 64 : 32; }
+__host__ __device__ constexpr int staged_extent(int tile, int up, int down, int taps) {
+  return ((tile - 1) * down + taps - 1) / up + 2;
 }
 
 // floor(a / b) for b > 0 and any a.
 __device__ __forceinline__ int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-template <int UP, int DOWN>
+// K: taps per axis, known at compile time; 0: kh x kw at run time (at most kMaxTaps each).
+template <int UP, int DOWN, int K>
 __global__ void __launch_bounds__(kTileW* kBlockRows)
     upfirdn2d_tiled(DevView x, DevView y, const float* __restrict__ kernel, int kh, int kw, int pad0, DevEpilogue ep) {
-  constexpr int SW = staged_extent(kTileW, UP, DOWN), SH = staged_extent(kTileH, UP, DOWN);
+  constexpr int TH = tile_h(DOWN), kRows = TH / kBlockRows;
+  constexpr int SW = staged_extent(kTileW, UP, DOWN, kMaxTaps), SH = staged_extent(TH, UP, DOWN, kMaxTaps);
   __shared__ float src[SH][SW + 1];
   __shared__ float taps[kMaxTaps * kMaxTaps];
+  if (K) kh = kw = K;
   const int tid = threadIdx.y * kTileW + threadIdx.x;
   for (int i = tid; i < kh * kw; i += kTileW * kBlockRows)  // flipped: a true convolution
     taps[i] = kernel[(kh - 1 - i / kw) * kw + (kw - 1 - i % kw)];
+  // Only what this tap count reads is staged.
+  const int sh = staged_extent(TH, UP, DOWN, kh), sw = staged_extent(kTileW, UP, DOWN, kw);
 
-  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH;
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * TH;
   // First input sample the tile reads, per axis (output o, tap k read upsampled index o*DOWN+k-pad0).
   const int sx0 = floor_div(ox0 * DOWN - pad0, UP), sy0 = floor_div(oy0 * DOWN - pad0, UP);
   const int planes = y.n * y.c;
@@ -40,9 +47,9 @@ __global__ void __launch_bounds__(kTileW* kBlockRows)
     const int n = plane / y.c, c = plane % y.c;
     const float* xp = x.data + n * x.batch_stride + int64_t(c) * x.plane();
     __syncthreads();  // the previous plane's reads of src are done
-    for (int r = threadIdx.y; r < SH; r += kBlockRows) {
+    for (int r = threadIdx.y; r < sh; r += kBlockRows) {
       const int sy = sy0 + r;
-      for (int q = threadIdx.x; q < SW; q += kTileW) {
+      for (int q = threadIdx.x; q < sw; q += kTileW) {
         const int sx = sx0 + q;
         src[r][q] = (sy >= 0 && sy < x.h && sx >= 0 && sx < x.w) ? xp[int64_t(sy) * x.w + sx] : 0.f;
       }
@@ -51,19 +58,24 @@ __global__ void __launch_bounds__(kTileW* kBlockRows)
     const float bias = ep.bias ? ep.bias[c] : 0.f;
     float* yp = y.data + n * y.batch_stride + int64_t(c) * y.plane();
     const int ox = ox0 + threadIdx.x;
+    if (ox >= y.w) continue;  // no barrier until the next plane's, which every thread reaches
 #pragma unroll
-    for (int rr = 0; rr < kRowsPerThread; ++rr) {
-      const int oy = oy0 + threadIdx.y + rr * kBlockRows;
-      if (ox >= y.w || oy >= y.h) continue;
+    for (int rr = 0; rr < kRows; ++rr) {
+      const int oy = oy0 + threadIdx.y * kRows + rr;
+      if (oy >= y.h) break;
       float acc = 0.f;
-      for (int ky = 0; ky < kh; ++ky) {
+#pragma unroll
+      for (int ky = 0; ky < (K ? K : kMaxTaps); ++ky) {
+        if (!K && ky >= kh) break;
         const int ty = oy * DOWN + ky - pad0;
         if (UP > 1 && ty % UP) continue;  // a zero inserted by the upsampling
-        const int r = ty / UP - sy0;
-        for (int kx = 0; kx < kw; ++kx) {
+        const float* row = src[ty / UP - sy0];
+#pragma unroll
+        for (int kx = 0; kx < (K ? K : kMaxTaps); ++kx) {
+          if (!K && kx >= kw) break;
           const int tx = ox * DOWN + kx - pad0;
           if (UP > 1 && tx % UP) continue;
-          acc += src[r][tx / UP - sx0] * taps[ky * kw + kx];
+          acc += row[tx / UP - sx0] * taps[ky * kw + kx];
         }
       }
       acc += bias;
@@ -77,9 +89,13 @@ template <int UP, int DOWN>
 void launch_tiled(const DevView& x, const DevView& y, const float* kernel, int kh, int kw, int pad0,
                   const DevEpilogue& ep, cudaStream_t stream) {
   const int planes = y.n * y.c;
-  const dim3 grid(unsigned((y.w + kTileW - 1) / kTileW), unsigned((y.h + kTileH - 1) / kTileH),
+  const dim3 grid(unsigned((y.w + kTileW - 1) / kTileW), unsigned((y.h + tile_h(DOWN) - 1) / tile_h(DOWN)),
                   unsigned(planes < 65535 ? planes : 65535));
-  upfirdn2d_tiled<UP, DOWN><<<grid, dim3(kTileW, kBlockRows), 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
+  const dim3 block(kTileW, kBlockRows);
+  if (kh == 4 && kw == 4)
+    upfirdn2d_tiled<UP, DOWN, 4><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
+  else
+    upfirdn2d_tiled<UP, DOWN, 0><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
 }
 
 // --- general kernel: any up, down and tap count (the fallback) ---
