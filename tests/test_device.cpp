@@ -279,7 +279,7 @@ struct CliRun {
 
 CliRun run_gpen(const std::string& args) {
   const std::string err_path = "/tmp/gpen_device_test_" + std::to_string(::getpid()) + ".err";
-  const int status = std::system((std::string(GPEN_CLI_PATH) + " " + args + " >/dev/null 2>" + err_path).c_str());
+  const int status = std::system((test::cli_path() + " " + args + " >/dev/null 2>" + err_path).c_str());
   std::ifstream f(err_path);
   std::stringstream ss;
   ss << f.rdbuf();

@@ -19,6 +19,10 @@ inline std::string source_path(const std::string& rel) { return std::string(GPEN
 inline std::string shared_path(const std::string& rel) { return std::string(GPEN_SOURCE_DIR) + "/../shared/" + rel; }
 // GPEN_BINARY_DIR (env) overrides the build folder baked in at compile time: the GPU session runs
 // binaries built here from another folder (tools/bench/gpu_session.sh).
+inline std::string cli_path() {  // the gpen CLI
+  const char* dir = std::getenv("GPEN_BINARY_DIR");
+  return dir && *dir ? std::string(dir) + "/gpen" : std::string(GPEN_CLI_PATH);
+}
 inline std::string binary_path(const std::string& rel) {
   const char* dir = std::getenv("GPEN_BINARY_DIR");
   return std::string(dir && *dir ? dir : GPEN_BINARY_DIR) + "/" + rel;

@@ -3,6 +3,7 @@
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #include "core/cuda/cudnn_conv.h"
 
+#include <cstdio>
 #include <sstream>
 #include <vector>
 
@@ -27,22 +28,29 @@ bool math_allowed(GpuPrecision p, cudnnMathType_t m) {
   return p != GpuPrecision::FP32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
 }
 
+// The fastest algorithm cuDNN ran that fits the workspace cap and keeps the precision. The same
+// photo must give the same bytes on every run, so deterministic algorithms come first (some
+// backward-data ones accumulate with atomics in a varying order); only where none exists for a
+// shape does a non-deterministic one run, with a note.
 template <class Perf>
 ConvAlgo pick(const Perf* perf, int count, size_t cap, GpuPrecision p, const std::string& key) {
   std::ostringstream seen;
-  for (int i = 0; i < count; ++i) {  // cuDNN returns them fastest first
-    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-    seen << " algo" << int(perf[i].algo) << ":" << perf[i].memory << "B";
-    // Deterministic algorithms only: the same photo must give the same bytes on every run (some
-    // backward-data algorithms accumulate with atomics in a varying order).
-    if (perf[i].memory > cap || !math_allowed(p, perf[i].mathType) || perf[i].determinism != CUDNN_DETERMINISTIC)
-      continue;
-    ConvAlgo a;
-    a.algo = int(perf[i].algo);
-    a.workspace = perf[i].memory;
-    a.math = p == GpuPrecision::FP32 ? CUDNN_FMA_MATH : perf[i].mathType;
-    a.ms = perf[i].time;
-    return a;
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) seen << " algo" << int(perf[i].algo) << ":" << perf[i].memory << "B";
+  for (const bool deterministic_only : {true, false}) {
+    for (int i = 0; i < count; ++i) {  // cuDNN returns them fastest first
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > cap || !math_allowed(p, perf[i].mathType)) continue;
+      if (deterministic_only && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+      if (!deterministic_only)
+        std::fprintf(stderr, "gpen: note: no deterministic cuDNN algorithm for convolution %s; its last bits may vary "
+                     "between runs\n", key.c_str());
+      ConvAlgo a;
+      a.algo = int(perf[i].algo);
+      a.workspace = perf[i].memory;
+      a.math = p == GpuPrecision::FP32 ? CUDNN_FMA_MATH : perf[i].mathType;
+      a.ms = perf[i].time;
+      return a;
+    }
   }
   fail("cuDNN has no usable algorithm for convolution ", key, " within a ", cap >> 20,
        " MiB workspace (ran:", seen.str().empty() ? " none" : seen.str(), ")");
