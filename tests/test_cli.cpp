@@ -214,6 +214,16 @@ TEST_CASE("enhance: folders, --list, --suffix, --format, --report, --quiet; a re
   CHECK(report["items"][0]["status"] == "done");
   CHECK(report["items"][0]["faces"].get<int>() > 0);
   CHECK(report["items"][0]["time_ms"].get<double>() > 0);
+  const double total_s = report["summary"]["seconds"].get<double>();
+  double first_s = 1e9;
+  for (const auto& item : report["items"]) {
+    const double t = item["finished_s"].get<double>();
+    CHECK(t > 0);
+    CHECK(t <= total_s + 0.01);
+    first_s = std::min(first_s, t);
+  }
+  CHECK(report["summary"]["first_result_s"].get<double>() == Approx(first_s));
+  CHECK(report["summary"]["photos_per_s_after_first"].get<double>() > 0);
 
   Run again = gpen_cli("enhance --list " + dir + "/list.txt -o " + dir + "/out --suffix _r --format webp" + common);
   CHECK(again.code == 0);

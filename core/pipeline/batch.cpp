@@ -264,6 +264,7 @@ class BatchRun {
     p.failed += r.status == ItemStatus::Failed;
     if (r.status == ItemStatus::Done) p.faces += size_t(r.faces);
     p.elapsed_s = ms_since(start_) / 1000.0;
+    r.finished_s = p.elapsed_s;
     summary_.items[index] = std::move(r);
     if (opt_.on_item) opt_.on_item(summary_.items[index], p);
   }
@@ -546,6 +547,24 @@ nlohmann::ordered_json stage_times_json(const ItemResult& r) {
 }
 }  // namespace
 
+namespace {
+// The rate once the first photo is out: start-up (model load, compile, a GPU's algorithm search)
+// is in the first result's time, so this is what a long batch sustains.
+void add_steady_rate(const BatchSummary& s, nlohmann::ordered_json& summary) {
+  double first = -1, last = -1;
+  size_t done = 0;
+  for (const ItemResult& r : s.items) {
+    if (r.status != ItemStatus::Done) continue;
+    ++done;
+    first = first < 0 ? r.finished_s : std::min(first, r.finished_s);
+    last = std::max(last, r.finished_s);
+  }
+  if (done == 0) return;
+  summary["first_result_s"] = std::round(first * 1000) / 1000;
+  if (done >= 2 && last > first) summary["photos_per_s_after_first"] = std::round(double(done - 1) / (last - first) * 100) / 100;
+}
+}  // namespace
+
 nlohmann::ordered_json batch_report(const BatchSummary& s) {
   nlohmann::ordered_json items = nlohmann::ordered_json::array();
   size_t not_processed = 0;
@@ -557,6 +576,7 @@ nlohmann::ordered_json batch_report(const BatchSummary& s) {
     if (r.status == ItemStatus::Done) {
       j["size"] = {r.width, r.height};
       j["stages_ms"] = stage_times_json(r);
+      j["finished_s"] = std::round(r.finished_s * 1000) / 1000;
     }
     items.push_back(std::move(j));
   }
@@ -566,6 +586,7 @@ nlohmann::ordered_json batch_report(const BatchSummary& s) {
                             {"faces", p.faces},     {"seconds", std::round(p.elapsed_s * 100) / 100},
                             {"cancelled", s.cancelled}, {"exit_code", batch_exit_code(s)}};
   summary["stopped_by"] = s.fatal_error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.fatal_error);
+  add_steady_rate(s, summary);
   return {{"summary", summary}, {"items", items}};
 }
 

@@ -87,6 +87,7 @@ struct ItemResult {
   StageTimes times;
   double decode_ms = 0;  // reading and decoding the input, with the max_size cap
   double encode_ms = 0, write_ms = 0;
+  double finished_s = 0;      // when its result came, in seconds from the batch's start
   int width = 0, height = 0;  // of the output
   std::string error;
 };

@@ -119,7 +119,10 @@ if want photos; then
       'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
     python3 - "/tmp/photos$run.json" <<'PY' || true
 import json, statistics, sys
-items = [i for i in json.load(open(sys.argv[1]))["items"] if i.get("status") == "done"]
+report = json.load(open(sys.argv[1]))
+items = [i for i in report["items"] if i.get("status") == "done"]
+s = report["summary"]
+print(f"  first result after {s.get('first_result_s')} s; then {s.get('photos_per_s_after_first')} photos/s (steady state)")
 stages = sorted({k for i in items for k in i.get("stages_ms", {})})
 print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'].get(k, 0) for i in items):.1f}" for k in stages))
 PY
