@@ -67,7 +67,7 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   std::mt19937 rng(uint32_t(c.d.C * 131 + c.d.K * 7 + c.h * 13 + c.w));
   const ConvDesc& d = c.d;
   const int OH = d.out_h(c.h), OW = d.out_w(c.w);
-  auto wv = random_vec(rng, size_t(d.K) * d.C * d.kh * d.kw, -1.f, 1.f);
+  auto wv = random_vec(rng, size_t(d.K) * (d.C / d.groups) * d.kh * d.kw, -1.f, 1.f);
   auto xv = random_vec(rng, size_t(c.n) * d.C * c.h * c.w, -1.f, 1.f);
   auto isv = random_vec(rng, size_t(c.n) * d.C, 0.5f, 1.5f);
   auto osv = random_vec(rng, size_t(c.n) * d.K, 0.5f, 1.5f);
@@ -101,7 +101,7 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   KernelOptions opt;
   opt.isa = p.isa;
   opt.precision = p.prec;
-  Tensor wt = Tensor::from_floats({d.K, d.C, d.kh, d.kw}, wv);
+  Tensor wt = Tensor::from_floats({d.K, d.C / d.groups, d.kh, d.kw}, wv);
   auto kern = make_conv_kernel(d, wt, opt);
   const std::string name = kern->name();
   INFO(describe(c, p, name));
@@ -109,7 +109,10 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   // that fallback is the bf16 direct kernel (Winograd itself stays f32, bf16 would be too lossy).
   // Plain 1x1 convs stay f32 in bf16 mode (memory bound; the f32 kernel reads the input in place).
   const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
-  if (p.prec == Precision::BF16 && pointwise)
+  const bool depthwise = d.groups > 1 && d.groups == d.C && d.groups == d.K;
+  if (p.prec == Precision::BF16 && depthwise)  // f32 in every precision, like pointwise
+    CHECK(name == "f32_conv_depthwise__avx512");
+  else if (p.prec == Precision::BF16 && pointwise)
     CHECK(name == "f32_conv_direct_6x64__avx512");
   else
     CHECK(name.find(p.tag) != std::string::npos);
@@ -251,6 +254,24 @@ TEST_CASE("winograd F(4,3) matches reference on wide, narrow and odd maps", "[ke
       check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr, "winograd");
       ++i;
     }
+}
+
+TEST_CASE("depthwise conv (MobileNet's conv_dw) matches reference: strides 1-3, kernels 1-5, odd maps", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(2);
+  auto depthwise = [](int C, int k, int s, int p) {
+    ConvDesc d = conv(C, C, k, s, p);
+    d.groups = C;
+    return d;
+  };
+  const std::vector<Case> cases = {
+      {depthwise(8, 3, 1, 1), 1, 17, 23},  {depthwise(5, 3, 2, 1), 1, 19, 37}, {depthwise(3, 3, 2, 1), 1, 2, 3},
+      {depthwise(7, 5, 1, 2), 1, 11, 40},  {depthwise(4, 3, 3, 0), 1, 13, 29}, {depthwise(6, 1, 1, 0), 1, 9, 33},
+      {depthwise(16, 3, 1, 1), 1, 1, 1},   {depthwise(9, 2, 2, 0), 1, 10, 18}, {depthwise(32, 3, 2, 1), 1, 36, 64},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) check_case(with_flags(c, i++), p, &pool, "depthwise");
 }
 
 TEST_CASE("conv dispatch honours the ISA cap and falls back to generic", "[kernels]") {

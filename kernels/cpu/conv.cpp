@@ -52,6 +52,9 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // Plain 1x1 convs stay f32 in bf16 mode: the f32 kernel reads the input in place, which beats
   // converting it (they are memory bound: encoder 3->64, ToRGB C->3).
   const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
+  // Depthwise convs (MobileNet) have a kernel of their own, f32 in every precision (memory bound).
+  if (isa >= Isa::AVX512 && (k = make_conv_depthwise_avx512(d, weight))) return k;
+  if (isa >= Isa::AVX2 && (k = make_conv_depthwise_avx2(d, weight))) return k;
   // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on
   // AVX2). With a known map size only the algorithm that will run is built.
   auto plan = [&](int tiles_per_vector) {

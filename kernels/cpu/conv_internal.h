@@ -18,6 +18,10 @@
 
 namespace gpen::cpu {
 
+// depthwise: groups == C == K, one kxk filter per channel, stride <= 4 (MobileNet's conv_dw).
+std::unique_ptr<ConvKernel> make_conv_depthwise_avx2(const ConvDesc& d, const Tensor& weight);
+std::unique_ptr<ConvKernel> make_conv_depthwise_avx512(const ConvDesc& d, const Tensor& weight);
+
 std::unique_ptr<ConvKernel> make_conv_direct_avx2(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_direct_avx512(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_direct_avx512bf16(const ConvDesc& d, const Tensor& weight);
