@@ -49,23 +49,27 @@ class DepthwiseConv final : public ConvKernel {
     float* row(int phase, int r) { return buf.data() + (size_t(phase) * rows + r) * cols; }
   };
 
+  // Phase q, column j holds padded column j*s + q, i.e. input column j*s + q - pad (zero outside).
   void fill(const float* xp, int h, int w, float scale, Phases& ph) const {
-    const int s = d_.stride;
-    std::fill(ph.buf.begin(), ph.buf.end(), 0.f);
+    const int s = d_.stride, pad = d_.pad;
     for (int r = 0; r < ph.rows; ++r) {
-      const int iy = r - d_.pad;
-      if (iy < 0 || iy >= h) continue;
-      const float* src = xp + int64_t(iy) * w;
-      if (s == 1) {  // one phase: the row, shifted by the padding
-        float* dst = ph.row(0, r) + d_.pad;
-        const int n = std::min(w, ph.cols - d_.pad);
-        for (int ix = 0; ix < n; ++ix) dst[ix] = src[ix] * scale;
-        continue;
-      }
-      for (int ix = 0; ix < w; ++ix) {
-        const int padded = ix + d_.pad;  // column in the padded row
-        const int q = padded % s, j = padded / s;
-        if (j < ph.cols) ph.row(q, r)[j] = src[ix] * scale;
+      const int iy = r - pad;
+      for (int q = 0; q < s; ++q) {
+        float* dst = ph.row(q, r);
+        if (iy < 0 || iy >= h) {
+          std::fill(dst, dst + ph.cols, 0.f);
+          continue;
+        }
+        const float* src = xp + int64_t(iy) * w + q - pad;  // src[j * s] is column j of this phase
+        const int j0 = std::min(ph.cols, q >= pad ? 0 : (pad - q + s - 1) / s);
+        const int last = w - 1 + pad - q;  // padded column of the last input column, in phase q terms
+        const int j1 = last < 0 ? j0 : std::max(j0, std::min(ph.cols, last / s + 1));
+        std::fill(dst, dst + j0, 0.f);
+        if (s == 1)
+          for (int j = j0; j < j1; ++j) dst[j] = src[j] * scale;
+        else
+          for (int j = j0; j < j1; ++j) dst[j] = src[j * s] * scale;
+        std::fill(dst + j1, dst + ph.cols, 0.f);
       }
     }
   }
