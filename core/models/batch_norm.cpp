@@ -6,12 +6,12 @@
 
 namespace gpen {
 
-FoldedConv fold_batch_norm(const Tensor& w, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+PreparedConv fold_batch_norm(const Tensor& w, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                            const Tensor& var, const std::string& bn) {
   const int64_t K = w.dim(0), per = w.numel() / K;
   for (const Tensor* t : {&gamma, &beta, &mean, &var})
     if (t->numel() != K) fail("BatchNorm '", bn, "' has ", t->numel(), " channels where its conv has ", K);
-  FoldedConv c{Tensor::empty(DType::F32, w.shape()), Tensor::empty(DType::F32, {K})};
+  PreparedConv c{Tensor::empty(DType::F32, w.shape()), Tensor::empty(DType::F32, {K})};
   const float *wi = w.data<float>(), *g = gamma.data<float>(), *bt = beta.data<float>(), *mu = mean.data<float>(),
               *vr = var.data<float>();
   float *wo = c.w.data<float>(), *bo = c.b.data<float>();

@@ -4,18 +4,15 @@
 #pragma once
 #include <string>
 
+#include "core/models/conv_table.h"
 #include "core/tensor.h"
 
 namespace gpen {
 
-struct FoldedConv {
-  Tensor w, b;  // w: the conv weight's shape, output channels first; b: [K]
-};
-
 constexpr double kBatchNormEps = 1e-5;  // PyTorch's default, used by every supported checkpoint
 
 // `bn` names the BatchNorm in errors (a negative or non-finite running_var is refused).
-FoldedConv fold_batch_norm(const Tensor& w, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+PreparedConv fold_batch_norm(const Tensor& w, const Tensor& gamma, const Tensor& beta, const Tensor& mean,
                            const Tensor& var, const std::string& bn);
 
 }  // namespace gpen

@@ -149,25 +149,17 @@ ParseNetModel ParseNetModel::from_state_dict(const StateDict& sd) {
     const std::string p = k.substr(0, k.size() - std::string(".conv2d.weight").size());
     const Tensor w = sd.f32(k);
     if (sd.has(p + ".conv2d.bias")) {
-      m.convs_[p] = Conv{w, sd.f32(p + ".conv2d.bias")};
+      m.convs_.put(p, Conv{w, sd.f32(p + ".conv2d.bias")});
       continue;
     }
     const std::string bn = p + ".norm.norm";
-    const FoldedConv f = fold_batch_norm(w, sd.f32(bn + ".weight"), sd.f32(bn + ".bias"), sd.f32(bn + ".running_mean"),
-                                         sd.f32(bn + ".running_var"), bn);
-    const Conv c{f.w, f.b};
-    m.convs_[p] = c;
+    m.convs_.put(p, fold_batch_norm(w, sd.f32(bn + ".weight"), sd.f32(bn + ".bias"), sd.f32(bn + ".running_mean"),
+                                    sd.f32(bn + ".running_var"), bn));
   }
   return m;
 }
 
 ParseNetModel ParseNetModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
-
-const ParseNetModel::Conv& ParseNetModel::conv(const std::string& name) const {
-  auto it = convs_.find(name);
-  if (it == convs_.end()) fail("ParseNet: internal: no prepared conv '", name, "'");
-  return it->second;
-}
 
 struct ParseNetBuilder {
   const ParseNetModel& m;

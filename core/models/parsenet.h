@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/models/conv_table.h"
 #include "core/image.h"
 #include "core/tensor.h"
 #include "weights/state_dict.h"
@@ -53,13 +54,11 @@ class ParseNetModel {
   static std::vector<std::pair<std::string, Shape>> expected_layout(const ParseNetConfig& cfg);
 
  private:
-  struct Conv {  // conv weight with the BatchNorm folded in, and its bias
-    Tensor w, b;
-  };
-  const Conv& conv(const std::string& name) const;
+  using Conv = PreparedConv;
+  const Conv& conv(const std::string& name) const { return convs_.at(name); }
   ParseNetConfig cfg_;
   int64_t params_ = 0;
-  std::map<std::string, Conv> convs_;  // by ConvLayer prefix, e.g. "encoder.1.conv1"
+  ConvTable convs_{"ParseNet"};  // by ConvLayer prefix, e.g. "encoder.1.conv1"
   friend struct ParseNetBuilder;
 };
 

@@ -203,9 +203,8 @@ RetinaFaceModel RetinaFaceModel::from_state_dict(const StateDict& sd_in) {
   };
   // Fold each BatchNorm into the conv before it.
   auto fold = [&](const std::string& name, const std::string& wkey, const std::string& bn) {
-    const FoldedConv f = fold_batch_norm(take(wkey), take(bn + ".weight"), take(bn + ".bias"),
-                                         take(bn + ".running_mean"), take(bn + ".running_var"), bn);
-    m.convs_[name] = Conv{f.w, f.b};
+    m.convs_.put(name, fold_batch_norm(take(wkey), take(bn + ".weight"), take(bn + ".bias"),
+                                       take(bn + ".running_mean"), take(bn + ".running_var"), bn));
   };
   // Every "<p>.0.weight" followed by "<p>.1.*" BN (the Sequential form), and the ResNet names.
   for (const auto& [k, shape] : layout) {
@@ -234,7 +233,7 @@ RetinaFaceModel RetinaFaceModel::from_state_dict(const StateDict& sd_in) {
       std::memcpy(c.b.data<float>() + row, b.data<float>(), b.nbytes());
       row += w.dim(0);
     }
-    m.convs_[cat("head", i)] = c;
+    m.convs_.put(cat("head", i), c);
   }
   for (const auto& [k, shape] : layout)
     if (!ends_with(k, ".num_batches_tracked") && !consumed.count(k))
@@ -243,12 +242,6 @@ RetinaFaceModel RetinaFaceModel::from_state_dict(const StateDict& sd_in) {
 }
 
 RetinaFaceModel RetinaFaceModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
-
-const RetinaFaceModel::Conv& RetinaFaceModel::conv(const std::string& name) const {
-  auto it = convs_.find(name);
-  if (it == convs_.end()) fail("RetinaFace: internal: no prepared conv '", name, "'");
-  return it->second;
-}
 
 struct RetinaFaceBuilder {
   const RetinaFaceModel& m;

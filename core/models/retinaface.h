@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/models/conv_table.h"
 #include "core/image.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -74,13 +75,11 @@ class RetinaFaceModel {
   static std::vector<std::pair<std::string, Shape>> expected_layout(const RetinaFaceConfig& cfg);
 
  private:
-  struct Conv {  // a conv with its BatchNorm folded in
-    Tensor w, b;
-  };
-  const Conv& conv(const std::string& name) const;
+  using Conv = PreparedConv;
+  const Conv& conv(const std::string& name) const { return convs_.at(name); }
   RetinaFaceConfig cfg_;
   int64_t params_ = 0;
-  std::map<std::string, Conv> convs_;  // by module prefix, e.g. "body.stage1.1.3", "fpn.merge1"
+  ConvTable convs_{"RetinaFace"};  // by module prefix, e.g. "body.stage1.1.3", "fpn.merge1"
   friend struct RetinaFaceBuilder;
 };
 

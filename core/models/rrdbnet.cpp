@@ -86,18 +86,12 @@ RrdbNetModel RrdbNetModel::from_state_dict(const StateDict& sd) {
     if (!expected.count(k)) fail("unexpected key '", k, "' for ", m.cfg_.describe());
   for (size_t i = 0; i < layout.size(); i += 2) {  // (weight, bias) pairs
     const std::string p = layout[i].first.substr(0, layout[i].first.size() - std::string(".weight").size());
-    m.convs_[p] = Conv{sd.f32(layout[i].first), sd.f32(layout[i + 1].first)};
+    m.convs_.put(p, Conv{sd.f32(layout[i].first), sd.f32(layout[i + 1].first)});
   }
   return m;
 }
 
 RrdbNetModel RrdbNetModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
-
-const RrdbNetModel::Conv& RrdbNetModel::conv(const std::string& name) const {
-  auto it = convs_.find(name);
-  if (it == convs_.end()) fail("RRDBNet: internal: no prepared conv '", name, "'");
-  return it->second;
-}
 
 struct RrdbBuilder {
   const RrdbNetModel& m;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/models/conv_table.h"
 #include "core/tensor.h"
 #include "weights/state_dict.h"
 
@@ -48,13 +49,11 @@ class RrdbNetModel {
   static std::vector<std::pair<std::string, Shape>> expected_layout(const RrdbConfig& cfg);
 
  private:
-  struct Conv {
-    Tensor w, b;
-  };
-  const Conv& conv(const std::string& name) const;
+  using Conv = PreparedConv;
+  const Conv& conv(const std::string& name) const { return convs_.at(name); }
   RrdbConfig cfg_;
   int64_t params_ = 0;
-  std::map<std::string, Conv> convs_;  // by module prefix, e.g. "body.3.rdb2.conv5"
+  ConvTable convs_{"RRDBNet"};  // by module prefix, e.g. "body.3.rdb2.conv5"
   friend struct RrdbBuilder;
 };
 
