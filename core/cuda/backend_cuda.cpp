@@ -32,6 +32,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/conv_algo_cache.h"
 #include "core/cuda/cudnn_conv.h"
 #include "core/cuda/resources.h"
 #include "core/dtype.h"
@@ -78,11 +79,46 @@ class AlgoCache {
   std::map<std::string, ConvAlgo> algos_;
 };
 
+// Algorithms measured by earlier processes (core/conv_algo_cache.h), under keys that also name
+// the GPU and the cuDNN version. Only hints: each is checked with CudnnConv::accepts before use.
+class PersistedAlgos {
+ public:
+  explicit PersistedAlgos(const std::string& key_prefix)
+      : path_(default_conv_algo_cache_path()), prefix_(key_prefix), table_(read_conv_algo_cache(path_)) {}
+  bool find(const std::string& key, ConvAlgo* a) const {
+    auto it = table_.find(prefix_ + key);
+    if (it == table_.end()) return false;
+    a->algo = it->second.algo;
+    a->workspace = size_t(it->second.workspace);
+    a->math = cudnnMathType_t(it->second.math);
+    a->ms = it->second.ms;
+    return true;
+  }
+  // Writes the algorithms cudnnFind chose in this compile to the file, for the next process.
+  void save(const std::map<std::string, ConvAlgo>& found) {
+    ConvAlgoTable add;
+    for (const auto& [key, a] : found) {
+      CachedConvAlgo c;
+      c.algo = a.algo, c.workspace = a.workspace, c.math = int(a.math), c.ms = a.ms;
+      add[prefix_ + key] = c;
+      table_[prefix_ + key] = c;
+    }
+    add_to_conv_algo_cache(path_, add);
+  }
+
+ private:
+  std::string path_, prefix_;
+  ConvAlgoTable table_;
+};
+
 struct BackendState {
-  BackendState(int device, GpuPrecision precision) : device(device), precision(precision) {}
+  BackendState(int device, GpuPrecision precision, const std::string& gpu_and_cudnn)
+      : device(device), precision(precision), persisted(gpu_and_cudnn) {}
   const int device;
   const GpuPrecision precision;
-  AlgoCache algos;
+  AlgoCache algos;           // chosen in this process
+  std::mutex persisted_mu;   // executables compile on several threads (detector workers)
+  PersistedAlgos persisted;  // chosen by earlier ones
 };
 
 // Uploaded weights by node name and form, shared by the executables of one model (one cache per
@@ -474,9 +510,14 @@ class CudaExecutable final : public Executable {
     const size_t cap = workspace_cap();
     DeviceBuffer probe;  // only while searching: cudnnFind needs a workspace to try algorithms in
     size_t need = 0;
+    std::map<std::string, ConvAlgo> found;  // by cudnnFind in this compile
     for (auto& c : convs_) {
       ConvAlgo a;
-      if (!state_->algos.find(c->conv->key(), &a)) {
+      if (state_->algos.find(c->conv->key(), &a)) {
+        // chosen by an earlier compile of this process
+      } else if (from_earlier_process(*c->conv, cap, &a)) {
+        state_->algos.put(c->conv->key(), a);
+      } else {
         if (!probe.get() && cap) probe = DeviceBuffer(device_, cap);
         try {
           a = find_algo(*c, probe);
@@ -490,15 +531,29 @@ class CudaExecutable final : public Executable {
           allocate_scratch();
           if (!state_->algos.find(c->conv->key(), &a)) a = find_algo(*c, probe);
         }
+        found[c->conv->key()] = a;
       }
       c->conv->use(a);
       need = std::max(need, a.workspace);
     }
     probe.reset();
+    if (!found.empty()) {
+      std::lock_guard<std::mutex> lock(state_->persisted_mu);
+      state_->persisted.save(found);
+    }
     workspace_ = DeviceBuffer(device_, need);
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
       if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv))
         steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name();
+  }
+
+  // An algorithm an earlier process measured for this shape, when cuDNN still takes it.
+  bool from_earlier_process(CudnnConv& conv, size_t cap, ConvAlgo* a) {
+    {
+      std::lock_guard<std::mutex> lock(state_->persisted_mu);
+      if (!state_->persisted.find(conv.key(), a)) return false;
+    }
+    return conv.accepts(cudnn_->get(), a, cap);
   }
 
   ConvAlgo find_algo(const ConvStep& c, const DeviceBuffer& probe) {
@@ -665,7 +720,8 @@ class CudaExecutable final : public Executable {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, GpuPrecision precision) : state_(std::make_shared<BackendState>(device, precision)) {}
+  CudaBackend(int device, GpuPrecision precision, const std::string& gpu_and_cudnn)
+      : state_(std::make_shared<BackendState>(device, precision, gpu_and_cudnn)) {}
   std::string name() const override {
     return "cuda:" + std::to_string(state_->device) + " " + gpu_precision_name(state_->precision);
   }
@@ -691,7 +747,9 @@ std::unique_ptr<Backend> make_cuda_backend(int device, GpuPrecision precision) {
          kMinComputeCapability, " or newer");
   check(cudaSetDevice(device), "cudaSetDevice");
   check(cudaFree(nullptr), "creating the CUDA context");
-  return std::make_unique<CudaBackend>(device, precision);
+  // Algorithm cache keys name the GPU and the cuDNN version: another card or library measures anew.
+  const std::string gpu_and_cudnn = std::string(prop.name) + "|cudnn " + std::to_string(cudnnGetVersion()) + "|";
+  return std::make_unique<CudaBackend>(device, precision, gpu_and_cudnn);
 }
 
 }  // namespace gpen::cuda

@@ -150,6 +150,23 @@ ConvAlgo CudnnConv::find(cudnnHandle_t h, const void* x, const void* weight, voi
   return pick(perf, got, workspace_cap, precision_, key_);
 }
 
+bool CudnnConv::accepts(cudnnHandle_t h, ConvAlgo* a, size_t workspace_cap) {
+  if (a->algo < 0 || !math_allowed(precision_, a->math)) return false;
+  if (cudnnSetConvolutionMathType(conv_desc_.get(), a->math) != CUDNN_STATUS_SUCCESS) return false;
+  size_t need = 0;
+  const cudnnStatus_t st =
+      !d_.transposed
+          ? cudnnGetConvolutionForwardWorkspaceSize(h, x_desc_.get(), w_desc_.get(), conv_desc_.get(), y_desc_.get(),
+                                                    cudnnConvolutionFwdAlgo_t(a->algo), &need)
+          : cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_desc_.get(), x_desc_.get(), conv_desc_.get(),
+                                                         y_desc_.get(), cudnnConvolutionBwdDataAlgo_t(a->algo), &need);
+  // Back to the math type find() searches under; use() sets the chosen one.
+  if (cudnnSetConvolutionMathType(conv_desc_.get(), requested_math(precision_)) != CUDNN_STATUS_SUCCESS) return false;
+  if (st != CUDNN_STATUS_SUCCESS || need > workspace_cap) return false;
+  a->workspace = need;
+  return true;
+}
+
 void CudnnConv::use(const ConvAlgo& a) {
   algo_ = a;
   check(cudnnSetConvolutionMathType(conv_desc_.get(), a.math), "convolution math type");

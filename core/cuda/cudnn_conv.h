@@ -50,6 +50,9 @@ class CudnnConv {
   // that needs at most workspace_cap bytes and honours the precision; an Error if none does.
   ConvAlgo find(cudnnHandle_t h, const void* x, const void* weight, void* y, void* workspace,
                 size_t workspace_cap) const;
+  // Whether cuDNN still takes `a` (e.g. from the algorithm cache file of an earlier process) for
+  // this convolution within workspace_cap; then `a->workspace` is set to what it needs now.
+  bool accepts(cudnnHandle_t h, ConvAlgo* a, size_t workspace_cap);
   void use(const ConvAlgo& a);
   const ConvAlgo& algo() const { return algo_; }
   void run(cudnnHandle_t h, const void* x, const void* weight, void* y, void* workspace) const;
