@@ -1,6 +1,7 @@
 #include "weights/state_dict.h"
 
 #include <cstring>
+#include <set>
 
 #include "core/error.h"
 #include "weights/mapped_file.h"
@@ -21,6 +22,27 @@ const Tensor& StateDict::expect(const std::string& key, const Shape& shape) cons
   const Tensor& t = at(key);
   if (t.shape() != shape) fail("key '", key, "': expected shape ", shape_str(shape), ", got ", shape_str(t.shape()));
   return t;
+}
+
+int64_t StateDict::expect_exact_layout(const std::vector<std::pair<std::string, Shape>>& layout,
+                                       const std::string& model) const {
+  auto step_counter = [](const std::string& k) {
+    static const std::string suffix = ".num_batches_tracked";
+    return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  std::set<std::string> expected;
+  int64_t params = 0;
+  for (const auto& [k, shape] : layout) {
+    expected.insert(k);
+    if (step_counter(k)) continue;
+    const Tensor& t = expect(k, shape);
+    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16 && t.dtype() != DType::F64)
+      fail("key '", k, "' has dtype ", dtype_name(t.dtype()), ", expected a floating type");
+    params += t.numel();
+  }
+  for (const auto& [k, t] : tensors)
+    if (!expected.count(k)) fail("unexpected key '", k, "' for ", model);
+  return params;
 }
 
 Tensor StateDict::f32(const std::string& key) const { return at(key).to(DType::F32); }

@@ -7,6 +7,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -25,6 +26,10 @@ struct StateDict {
   // The tensor as contiguous f32 (converting f16/bf16/f64 copies; f32 is shared, not copied).
   Tensor f32(const std::string& key) const;
   std::vector<std::string> keys() const;
+  // Checks that this holds exactly `layout`'s keys with its shapes, each of a floating type, and
+  // returns the number of parameters. Keys ending in ".num_batches_tracked" (BatchNorm's step
+  // counter, which inference ignores) may be absent. `model` names the configuration in errors.
+  int64_t expect_exact_layout(const std::vector<std::pair<std::string, Shape>>& layout, const std::string& model) const;
 };
 
 // Any supported checkpoint: .pth (zip or legacy), .safetensors or a GPEN .onnx, detected by magic bytes.

@@ -144,16 +144,7 @@ GpenModel GpenModel::from_state_dict(const StateDict& sd) {
   GpenModel m;
   m.cfg_ = infer_config(sd);
   const GpenConfig& c = m.cfg_;
-  std::set<std::string> expected;
-  for (const auto& [k, shape] : expected_layout(c)) {
-    const Tensor& t = sd.expect(k, shape);
-    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16 && t.dtype() != DType::F64)
-      fail("key '", k, "' has dtype ", dtype_name(t.dtype()), ", expected a floating type");
-    expected.insert(k);
-    m.params_ += t.numel();
-  }
-  for (const auto& [k, t] : sd.tensors)
-    if (!expected.count(k)) fail("unexpected key '", k, "' for ", c.describe());
+  m.params_ = sd.expect_exact_layout(expected_layout(c), c.describe());
 
   // Effective weights: StyleGAN's equalized learning rate multiplies each weight by
   // 1/sqrt(fan_in) (and lr_mul for the mapping network) at run time; we do it once here.

@@ -132,17 +132,7 @@ ParseNetModel ParseNetModel::from_state_dict(const StateDict& sd) {
   ParseNetModel m;
   m.cfg_ = infer_config(sd);
   const auto layout = expected_layout(m.cfg_);
-  std::set<std::string> expected;
-  for (const auto& [k, shape] : layout) {
-    expected.insert(k);
-    if (ends_with(k, ".num_batches_tracked")) continue;  // ignored, may be absent
-    const Tensor& t = sd.expect(k, shape);
-    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16 && t.dtype() != DType::F64)
-      fail("key '", k, "' has dtype ", dtype_name(t.dtype()), ", expected a floating type");
-    m.params_ += t.numel();
-  }
-  for (const auto& [k, t] : sd.tensors)
-    if (!expected.count(k)) fail("unexpected key '", k, "' for ", m.cfg_.describe());
+  m.params_ = sd.expect_exact_layout(layout, m.cfg_.describe());
 
   for (const auto& [k, shape] : layout) {
     if (!ends_with(k, ".conv2d.weight")) continue;

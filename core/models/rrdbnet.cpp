@@ -74,16 +74,7 @@ RrdbNetModel RrdbNetModel::from_state_dict(const StateDict& sd) {
   RrdbNetModel m;
   m.cfg_ = infer_config(sd);
   const auto layout = expected_layout(m.cfg_);
-  std::set<std::string> expected;
-  for (const auto& [k, shape] : layout) {
-    expected.insert(k);
-    const Tensor& t = sd.expect(k, shape);
-    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16 && t.dtype() != DType::F64)
-      fail("key '", k, "' has dtype ", dtype_name(t.dtype()), ", expected a floating type");
-    m.params_ += t.numel();
-  }
-  for (const auto& [k, t] : sd.tensors)
-    if (!expected.count(k)) fail("unexpected key '", k, "' for ", m.cfg_.describe());
+  m.params_ = sd.expect_exact_layout(layout, m.cfg_.describe());
   for (size_t i = 0; i < layout.size(); i += 2) {  // (weight, bias) pairs
     const std::string p = layout[i].first.substr(0, layout[i].first.size() - std::string(".weight").size());
     m.convs_.put(p, Conv{sd.f32(layout[i].first), sd.f32(layout[i + 1].first)});
