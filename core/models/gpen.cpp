@@ -347,7 +347,8 @@ Executable& GpenRunner::executable(int batch) {
   // Packed now: keep a model without the f32 conv weights, so they are freed (unless the caller
   // kept the model) before the arena is first touched. Only after a successful compile: a failed
   // one (e.g. out of device memory) leaves the runner able to try again or elsewhere.
-  if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_) {
+  // A shared runner keeps them: other threads read model() while this one compiles.
+  if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_ && !coalescer_) {
     model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
     conv_weights_dropped_ = true;
   }
@@ -358,6 +359,7 @@ Tensor GpenRunner::forward(const Tensor& x) {
   const int S = model_->config().size;
   if (x.ndim() != 4 || x.dim(1) != 3 || x.dim(2) != S || x.dim(3) != S)
     fail("GPEN-", S, " expects input N x 3 x ", S, " x ", S, ", got ", shape_str(x.shape()));
+  if (coalescer_) return (*coalescer_)(x.to(DType::F32));
   return oom_fallback_ ? oom_fallback_(x.to(DType::F32)) : forward_here(x);
 }
 
@@ -383,6 +385,23 @@ void GpenRunner::enable_oom_fallback(std::function<void(const std::string&)> war
                                                      [this](const Tensor& x) { return forward_on_cpu(x); },
                                                      1 << 20, std::move(warn));
   oom_fallback_ = [policy](const Tensor& x) { return (*policy)(x); };
+}
+
+void GpenRunner::share_between_threads(int max_batch) {
+  if (conv_weights_dropped_ || !cache_.empty()) fail("GpenRunner: share_between_threads after the first forward");
+  if (coalescer_) return set_max_batch(max_batch);
+  // Only the dispatcher thread runs this, one batch at a time.
+  coalescer_ = std::make_unique<ForwardCoalescer>(
+      [this](const Tensor& x) { return oom_fallback_ ? oom_fallback_(x) : forward_here(x); }, max_batch);
+}
+
+void GpenRunner::set_max_batch(int max_batch) {
+  if (!coalescer_) fail("GpenRunner: set_max_batch needs share_between_threads first");
+  coalescer_->set_max_batch(max_batch);
+}
+
+ForwardCoalescer::Stats GpenRunner::sharing_stats() const {
+  return coalescer_ ? coalescer_->stats() : ForwardCoalescer::Stats{};
 }
 
 }  // namespace gpen

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "core/backend.h"
+#include "core/forward_coalescer.h"
 #include "core/graph.h"
 #include "weights/state_dict.h"
 
@@ -82,6 +83,16 @@ class GpenRunner {
   // needs. Call before the first forward.
   void enable_oom_fallback(std::function<void(const std::string&)> warn);
 
+  // Makes forward() safe to call from many threads at once: concurrent calls are coalesced into
+  // batches of at most `max_batch` faces run one at a time by a dispatcher thread
+  // (core/forward_coalescer.h). For one device runner shared by a server's workers. The runner
+  // then keeps the model's host weights. Call before the first forward.
+  void share_between_threads(int max_batch);
+  // The largest coalesced batch; for a shared runner only.
+  void set_max_batch(int max_batch);
+  // Batches run and faces through them; zeros for a runner that is not shared.
+  ForwardCoalescer::Stats sharing_stats() const;
+
  private:
   Tensor forward_here(const Tensor& x);
   Tensor forward_on_cpu(const Tensor& x);
@@ -93,6 +104,7 @@ class GpenRunner {
   std::map<int, std::unique_ptr<Executable>> cache_;
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
+  std::unique_ptr<ForwardCoalescer> coalescer_;         // set by share_between_threads; destroyed first
 };
 
 }  // namespace gpen
