@@ -312,3 +312,17 @@ TEST_CASE("bench --report prints the seed's tables for each device, measured", "
   CHECK(bad.code == 1);
   CHECK_THAT(bad.err, Catch::Contains("--report needs --detector"));
 }
+
+TEST_CASE("serve refuses a device or precision it cannot honour, before listening", "[cli]") {
+  Run r = gpen_cli("serve --model " + kTiny + " --device cpu --precision fp16 --port 0");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("--precision fp16 needs a CUDA device"));
+  r = gpen_cli("serve --model " + kTiny + " --device cuda:x --port 0");
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("bad --device 'cuda:x'"));
+  if (!CudaModule::instance().usable()) {  // where a GPU is usable this would start serving
+    r = gpen_cli("serve --model " + kTiny + " --device cuda --port 0");
+    CHECK(r.code == 1);
+    CHECK_THAT(r.err, Catch::Contains("CUDA requested but unavailable"));
+  }
+}

@@ -56,6 +56,22 @@ std::string fresh_dir(const std::string& name) {
   return d.string();
 }
 
+EngineConfig engine_config(const std::string& detector, const std::string& root) {
+  EngineConfig ec;
+  ec.model = kTiny;
+  ec.detector = detector;
+  ec.models_dir = root + "/models";
+  return ec;
+}
+
+// The CPU backend standing in for the GPU: the server's shared, coalescing GPU path, run here.
+SelectedDevice stand_in_gpu() {
+  SelectedDevice d;
+  d.backend = make_cpu_backend();
+  d.description = "stand-in GPU (the CPU backend)";
+  return d;
+}
+
 struct TestServer {
   std::string root;
   std::unique_ptr<Engine> engine;
@@ -65,8 +81,12 @@ struct TestServer {
   std::thread thread;
   int port = 0;
 
-  explicit TestServer(ServerConfig http_cfg = {}, QueueConfig queue_cfg = {}) : root(fresh_dir("srv")) {
-    engine = std::make_unique<Engine>(EngineConfig{kTiny, kDetector, root + "/models", false, {}});
+  explicit TestServer(ServerConfig http_cfg = {}, QueueConfig queue_cfg = {},
+                      const std::function<void(EngineConfig&)>& tweak = {})
+      : root(fresh_dir("srv")) {
+    EngineConfig ec = engine_config(kDetector, root);
+    if (tweak) tweak(ec);
+    engine = std::make_unique<Engine>(ec);
     outputs = std::make_unique<OutputStore>(root + "/outputs");
     queue = std::make_unique<JobQueue>(*engine, *outputs, Settings{}, queue_cfg);
     http_cfg.port = 0;
@@ -390,7 +410,7 @@ TEST_CASE("serve: with a token, the API needs it and the page does not", "[serve
 
   ServerConfig open;
   open.host = "0.0.0.0";
-  Engine engine(EngineConfig{kTiny, "", srv.root + "/models", false, {}});
+  Engine engine(engine_config("", srv.root));
   OutputStore store(srv.root + "/unused");
   JobQueue queue(engine, store, Settings{}, {});
   CHECK_THROWS_WITH(HttpServer(open, queue, engine), Catch::Contains("--token"));
@@ -408,7 +428,10 @@ TEST_CASE("serve: settings, models and health describe the server", "[serve]") {
   CHECK(got["output_format"] == "webp");
   CHECK(got["auto_download"] == true);
 
-  for (std::string body : {R"({"device": "cuda"})", R"({"batch_size": 0})", R"({"speed": 3})", "not json", "[1]"}) {
+  // "cuda" is refused where no GPU is usable (here, and in CI), with the module's reason.
+  std::vector<std::string> refused = {R"({"batch_size": 0})", R"({"speed": 3})", R"({"device": "tpu"})", "not json", "[1]"};
+  if (!CudaModule::instance().usable()) refused.push_back(R"({"device": "cuda"})");
+  for (const std::string& body : refused) {
     auto r = cli.Post("/api/settings", body, "application/json");
     REQUIRE(r);
     INFO(body);
@@ -462,4 +485,80 @@ TEST_CASE("serve: parameter parsing", "[serve]") {
   CHECK(is_loopback_host("::1"));
   CHECK_FALSE(is_loopback_host("0.0.0.0"));
   CHECK_FALSE(is_loopback_host("192.168.1.2"));
+}
+
+TEST_CASE("serve: on the GPU path (a stand-in here) concurrent photos share one GPEN runner and match the CPU's",
+          "[serve]") {
+  const std::string photo = read_file(test::shared_path("images/group_solvay_1927.png"));
+  const auto enhance = [&](const TestServer& srv) {
+    auto cli = srv.client();
+    auto r = post_form(cli, "/api/enhance", {file_part("image", photo, "group.png"), text_part("strength", "100")});
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return std::make_pair(decode_image(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()),
+                          std::stoi(r->get_header_value("X-Gpen-Faces")));
+  };
+
+  TestServer cpu_srv({}, {}, [](EngineConfig& ec) { ec.device = "cpu"; });
+  const auto [expected, faces] = enhance(cpu_srv);
+  REQUIRE(faces > 8);
+  CHECK(json_of(cpu_srv.client().Get("/api/health"))["device_in_use"] == "cpu");
+
+  QueueConfig three;
+  three.workers = 3;
+  TestServer gpu_srv({}, three, [](EngineConfig& ec) { ec.accelerator = stand_in_gpu; });
+  auto cli = gpu_srv.client();
+  REQUIRE(cli.Post("/api/settings", R"({"batch_size": 16})", "application/json")->status == 200);
+  std::vector<std::pair<Image, int>> got(3);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < got.size(); ++i) clients.emplace_back([&, i] { got[i] = enhance(gpu_srv); });
+  for (std::thread& t : clients) t.join();
+  for (const auto& [image, n] : got) {
+    CHECK(n == faces);
+    REQUIRE(image.pixels.size() == expected.pixels.size());
+    // Batched differently, the same faces: floating-point rounding may move a byte by one.
+    int worst = 0;
+    for (size_t k = 0; k < image.pixels.size(); ++k)
+      worst = std::max(worst, std::abs(int(image.pixels[k]) - int(expected.pixels[k])));
+    CHECK(worst <= 1);
+  }
+  Json health = json_of(cli.Get("/api/health"));
+  CHECK(health["device_in_use"] == "cuda");
+  const Json gpu = health["devices"][1];
+  CHECK(gpu["name"] == "cuda");
+  CHECK(gpu["available"] == true);
+  CHECK(gpu["gpen_faces"] == 3 * faces);  // every face of every photo went through the shared runner
+  CHECK(gpu["largest_batch"] <= 16);
+  CHECK(health["queue"]["last_image"]["device"] == "cuda");
+
+  // The settings tab moves the next images to the CPU.
+  REQUIRE(cli.Post("/api/settings", R"({"device": "cpu"})", "application/json")->status == 200);
+  CHECK(enhance(gpu_srv).second == faces);
+  health = json_of(cli.Get("/api/health"));
+  CHECK(health["device_in_use"] == "cpu");
+  CHECK(health["queue"]["last_image"]["device"] == "cpu");
+  CHECK(health["devices"][1]["gpen_faces"] == 3 * faces);
+}
+
+TEST_CASE("serve: --device cuda sets the GPU up at start, or fails there with the reason", "[serve]") {
+  const std::string root = fresh_dir("gpu");
+  EngineConfig ec = engine_config("", root);
+  ec.device = "cuda";
+  if (CudaModule::instance().usable()) {  // the GPU machine
+    Engine engine(ec);
+    CHECK(engine.resolve(Device::Auto) == Device::Cuda);
+    CHECK_THAT(engine.devices_json()[1]["detail"].get<std::string>(), Catch::Contains("cuda:0"));
+    fs::remove_all(root);
+    return;
+  }
+  CHECK_THROWS_WITH(Engine(ec), Catch::Contains("CUDA requested but unavailable"));
+  ec.device = "auto";
+  Engine engine(ec);
+  std::string why;
+  CHECK_FALSE(engine.gpu_usable(&why));
+  CHECK(!why.empty());
+  CHECK(engine.resolve(Device::Auto) == Device::Cpu);
+  CHECK_THROWS_WITH(engine.resolve(Device::Cuda), Catch::Contains("CUDA requested but unavailable"));
+  CHECK(engine.devices_json()[1]["available"] == false);
+  fs::remove_all(root);
 }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "kernels/cpu/isa.h"
 #include "tools/commands.h"
@@ -17,7 +18,7 @@ struct ServeOpts {
   server::QueueConfig queue;
   server::EngineConfig engine;
   std::string outputs = "outputs", precision = "fp32", isa;
-  int threads = 0;
+  int threads = 0, batch_size = 0;
   size_t max_upload_mb = 64;
   int64_t max_pixels = 40'000'000;
   bool quiet = false;
@@ -35,13 +36,25 @@ int serve(ServeOpts& o) {
   o.http.log_requests = !o.quiet;
   o.queue.limits.max_pixels = o.max_pixels;
   o.engine.compile.threads = o.threads;
-  cpu::parse_precision(o.precision, &o.engine.compile.precision);
+  // --precision as for gpen enhance: fp32 / bf16 are the CPU's, tf32 / fp16 the GPU's convolutions.
+  const DeviceRequest dev = parse_device(o.engine.device);
+  if (!parse_gpu_precision(o.precision, &o.engine.gpu_precision) && o.precision != "bf16")
+    fail("unknown --precision '", o.precision, "'");
+  if (dev.kind == DeviceRequest::Kind::Cpu && (o.precision == "tf32" || o.precision == "fp16"))
+    fail("--precision ", o.precision, " needs a CUDA device (the CPU runs fp32 or bf16)");
+  if (dev.kind == DeviceRequest::Kind::Cuda && o.precision == "bf16")
+    fail("--precision bf16 is the CPU's; on CUDA use fp32, tf32 or fp16");
+  if (o.precision == "fp32" || o.precision == "bf16") cpu::parse_precision(o.precision, &o.engine.compile.precision);
   if (!o.isa.empty() && !cpu::parse_isa(o.isa, &o.engine.compile.max_isa)) fail("unknown --isa '", o.isa, "'");
 
   server::Engine engine(o.engine);
   server::OutputStore outputs(o.outputs);
   server::Settings settings;
   settings.auto_download = o.engine.download;
+  settings.device = dev.kind == DeviceRequest::Kind::Cpu    ? server::Device::Cpu
+                    : dev.kind == DeviceRequest::Kind::Cuda ? server::Device::Cuda
+                                                            : server::Device::Auto;
+  if (o.batch_size > 0) settings.batch_size = o.batch_size;
   server::JobQueue queue(engine, outputs, settings, o.queue);
   server::HttpServer http(o.http, queue, engine);
   const int port = http.bind();
@@ -76,7 +89,11 @@ Runner register_serve(CLI::App& app) {
   cmd->add_option("--max-pixels", o->max_pixels, "image size limit in pixels (413 beyond)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   cmd->add_option("--threads", o->threads, "CPU threads per worker (0: all)");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", o->engine.device, "auto (CUDA when a usable GPU is present), cpu, cuda or cuda:N; the settings tab can change it");
+  cmd->add_option("--precision", o->precision, "CPU: fp32 or bf16; CUDA: fp32, tf32 or fp16")
+      ->check(CLI::IsMember({"fp32", "bf16", "tf32", "fp16"}));
+  cmd->add_option("--batch-size", o->batch_size, "faces per GPEN forward (on the GPU: faces of concurrent photos share it)")
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--isa", o->isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");
   cmd->add_flag("--quiet", o->quiet, "no per-request log lines");
   return [o]() { return serve(*o); };

@@ -1,5 +1,6 @@
 #include "tools/server/engine.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "core/face_tensor.h"
@@ -32,10 +33,27 @@ RestoreOptions restore_options(const EnhanceParams& p, int batch_size) {
 
 }  // namespace
 
-Engine::Engine(EngineConfig cfg) : cfg_(std::move(cfg)) {
+Engine::Engine(EngineConfig cfg) : cfg_(std::move(cfg)), device_request_(parse_device(cfg_.device)) {
   model_path_ = resolve_model(cfg_.model, fetch_options());
   model_ = std::make_shared<GpenModel>(GpenModel::from_state_dict(load_gpen_weights(model_path_)));
-  if (!cfg_.detector.empty()) detector_path_ = resolve_model(cfg_.detector, fetch_options());
+  if (!cfg_.detector.empty()) {
+    detector_path_ = resolve_model(cfg_.detector, fetch_options());
+    detector_model_ = std::make_shared<const RetinaFaceModel>(RetinaFaceModel::load(detector_path_));
+  }
+  // --device cuda that cannot be honoured fails here, at start. auto sets the GPU up when it is
+  // usable, and when that fails anyway (a GPU too old for this build, ...) stays on the CPU.
+  if (device_request_.kind == DeviceRequest::Kind::Cuda) {
+    resolve(Device::Cuda);
+    gpu();
+  } else if (device_request_.kind == DeviceRequest::Kind::Auto && resolve(Device::Auto) == Device::Cuda) {
+    try {
+      gpu();
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(gpu_mu_);
+      gpu_error_ = e.what();
+      std::fprintf(stderr, "gpen serve: note: auto chose the CPU: %s\n", e.what());
+    }
+  }
 }
 
 ModelFetchOptions Engine::fetch_options() const {
@@ -45,25 +63,87 @@ ModelFetchOptions Engine::fetch_options() const {
   return opt;
 }
 
-Engine::Worker::Worker(const Engine& engine) {
-  gpen_ = std::make_shared<GpenRunner>(engine.model_, std::shared_ptr<Backend>(make_cpu_backend()),
-                                       engine.cfg_.compile);
-  if (!engine.detector_path_.empty()) {
-    auto detector = std::make_shared<FaceDetector>(FaceDetector::load(engine.detector_path_, engine.cfg_.compile));
-    restorer_ = std::make_unique<FaceRestorer>(detector, gpen_);
+bool Engine::gpu_usable(std::string* why) const {
+  {
+    std::lock_guard<std::mutex> lock(gpu_mu_);
+    if (!gpu_error_.empty()) {
+      if (why) *why = gpu_error_;
+      return false;
+    }
   }
+  if (cfg_.accelerator) return true;
+  const CudaModule& cuda = CudaModule::instance();
+  if (cuda.usable() && device_request_.index < cuda.device_count()) return true;
+  if (why)
+    *why = !cuda.usable() ? cuda.why_unusable()
+                          : "cuda:" + std::to_string(device_request_.index) + " does not exist (" +
+                                std::to_string(cuda.device_count()) + " device(s))";
+  return false;
 }
 
-EnhanceOutput Engine::Worker::enhance(const Image& photo, const EnhanceParams& params, int batch_size) {
-  if (params.aligned) return enhance_aligned(photo, params);
-  if (!restorer_) fail("this server has no face detector (--detector): only aligned face crops can be enhanced");
-  RestoreResult r = restorer_->restore(photo, restore_options(params, batch_size));
-  return EnhanceOutput{std::move(r.image), int(r.faces.size()), r.times};
+Device Engine::resolve(Device setting) const {
+  if (setting == Device::Cpu) return Device::Cpu;
+  std::string why;
+  if (gpu_usable(&why)) return Device::Cuda;
+  if (setting == Device::Cuda) fail(cuda_unavailable_message(why));
+  return Device::Cpu;
 }
 
-// An aligned face crop: the same path as `gpen enhance --aligned` (restore_aligned_crop).
-EnhanceOutput Engine::Worker::enhance_aligned(const Image& crop, const EnhanceParams& params) {
-  return EnhanceOutput{restore_aligned_crop(*gpen_, crop, params.controls), 1, {}};
+Engine::Gpu& Engine::gpu() const {
+  std::lock_guard<std::mutex> lock(gpu_mu_);
+  if (gpu_) return *gpu_;
+  auto g = std::make_unique<Gpu>();
+  DeviceRequest cuda = device_request_;
+  cuda.kind = DeviceRequest::Kind::Cuda;
+  g->gpen_device = cfg_.accelerator ? cfg_.accelerator() : select_device(cuda, cfg_.gpu_precision);
+  g->detector_device = cfg_.accelerator ? cfg_.accelerator() : select_device(cuda, GpuPrecision::FP32);
+  g->gpen = std::make_shared<GpenRunner>(model_, g->gpen_device.backend, cfg_.compile);
+  g->gpen->enable_oom_fallback([](const std::string& w) { std::fprintf(stderr, "gpen serve: warning: %s\n", w.c_str()); });
+  g->gpen->share_between_threads(4);  // set from the batch_size setting at every image
+  std::fprintf(stderr, "gpen serve: GPU ready: %s\n", g->gpen_device.description.c_str());
+  gpu_ = std::move(g);
+  return *gpu_;
+}
+
+std::shared_ptr<FaceDetector> Engine::make_detector(const std::shared_ptr<Backend>& backend) const {
+  if (!detector_model_) return nullptr;
+  return std::make_shared<FaceDetector>(detector_model_, backend, cfg_.compile);
+}
+
+Engine::Worker::Lane& Engine::Worker::lane(Device d) {
+  Lane& l = d == Device::Cuda ? gpu_ : cpu_;
+  if (l.gpen) return l;
+  std::shared_ptr<FaceDetector> detector;
+  if (d == Device::Cuda) {
+    Gpu& g = engine_.gpu();
+    l.gpen = g.gpen;
+    detector = engine_.make_detector(g.detector_device.backend);
+  } else {
+    auto cpu = std::shared_ptr<Backend>(make_cpu_backend());
+    l.gpen = std::make_shared<GpenRunner>(engine_.model_, cpu, engine_.cfg_.compile);
+    detector = engine_.make_detector(cpu);
+  }
+  if (detector) l.restorer = std::make_unique<FaceRestorer>(detector, l.gpen);
+  return l;
+}
+
+EnhanceOutput Engine::Worker::enhance(const Image& photo, const EnhanceParams& params, const Settings& settings) {
+  const Device where = engine_.resolve(settings.device);
+  Lane& l = lane(where);
+  if (where == Device::Cuda) l.gpen->set_max_batch(settings.batch_size);
+  EnhanceOutput out;
+  out.device = where;
+  if (params.aligned) {  // the same path as `gpen enhance --aligned` (restore_aligned_crop)
+    out.image = restore_aligned_crop(*l.gpen, photo, params.controls);
+    out.faces = 1;
+    return out;
+  }
+  if (!l.restorer) fail("this server has no face detector (--detector): only aligned face crops can be enhanced");
+  RestoreResult r = l.restorer->restore(photo, restore_options(params, settings.batch_size));
+  out.image = std::move(r.image);
+  out.faces = int(r.faces.size());
+  out.times = r.times;
+  return out;
 }
 
 nlohmann::json Engine::models_json() const {
@@ -87,16 +167,30 @@ nlohmann::json Engine::models_json() const {
           {"catalogue", registered}};
 }
 
-nlohmann::json Engine::devices_json() {
-  const CudaModule& cuda = CudaModule::instance();
-  std::string cuda_detail = cuda.why_unusable();
-  if (cuda.usable()) {
-    const CudaDeviceInfo info = cuda.device_info(0);
-    cuda_detail = std::string(info.name) + " (the server itself runs on the CPU for now)";
+nlohmann::json Engine::devices_json() const {
+  nlohmann::json gpu = {{"name", "cuda"}};
+  std::string why;
+  gpu["available"] = gpu_usable(&why);
+  std::lock_guard<std::mutex> lock(gpu_mu_);
+  if (gpu_) {
+    gpu["detail"] = gpu_->gpen_device.description;
+    const ForwardCoalescer::Stats st = gpu_->gpen->sharing_stats();
+    gpu["gpen_batches"] = st.batches;
+    gpu["gpen_faces"] = st.samples;
+    gpu["largest_batch"] = st.largest_batch;
+    if (gpu_->gpen_device.is_cuda) {
+      const CudaMemoryStats m = CudaModule::instance().memory_stats(gpu_->gpen_device.index);
+      gpu["memory_mb"] = {{"held", m.allocated_bytes >> 20}, {"peak", m.peak_allocated_bytes >> 20},
+                          {"device_used", m.device_used_bytes >> 20}};
+    }
+  } else if (gpu["available"]) {
+    const CudaModule& cuda = CudaModule::instance();
+    gpu["detail"] = cfg_.accelerator ? "stand-in accelerator (not set up yet)"
+                                     : std::string(cuda.device_info(device_request_.index).name) + " (not set up yet)";
+  } else {
+    gpu["detail"] = why;
   }
-  return nlohmann::json::array(
-      {{{"name", "cpu"}, {"available", true}, {"detail", cpu::isa_name(cpu::active_isa())}},
-       {{"name", "cuda"}, {"available", cuda.usable()}, {"detail", cuda_detail}}});
+  return nlohmann::json::array({{{"name", "cpu"}, {"available", true}, {"detail", cpu::isa_name(cpu::active_isa())}}, gpu});
 }
 
 }  // namespace gpen::server

@@ -244,11 +244,17 @@ void HttpServer::add_routes() {
   }
 
   // --- the JSON API ---
-  s.Get("/api/health", [this](const httplib::Request&, httplib::Response& res) {
+  // Where the next image runs (the device setting resolved); never throws, for /api/health.
+  auto device_in_use = [this] {
+    const Device d = queue_.settings().device;
+    return d != Device::Cpu && engine_.gpu_usable() ? "cuda" : "cpu";
+  };
+  s.Get("/api/health", [this, device_in_use](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200,
               {{"status", "ok"},
                {"version", "0.1.0"},
-               {"devices", Engine::devices_json()},
+               {"devices", engine_.devices_json()},
+               {"device_in_use", device_in_use()},
                {"model", engine_.models_json()["gpen"]},
                {"settings", to_json(queue_.settings())},
                {"queue", queue_.stats_json()},
@@ -277,11 +283,9 @@ void HttpServer::add_routes() {
       } catch (const ParamError& e) {
         throw HttpError{400, e.what()};
       }
-      if (next.device == Device::Cuda) {
-        const CudaModule& cuda = CudaModule::instance();
-        throw HttpError{400, cuda.usable() ? "gpen serve runs on the CPU; CUDA is not wired into the server yet"
-                                           : "CUDA is not available: " + cuda.why_unusable()};
-      }
+      std::string why;
+      if (next.device == Device::Cuda && !engine_.gpu_usable(&why))
+        throw HttpError{400, "CUDA is not available: " + why};
       queue_.set_settings(next);
       send_json(res, 200, to_json(next));
     });

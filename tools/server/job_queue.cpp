@@ -154,6 +154,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
   bool bad_input = false;
   int width = 0, height = 0;
   StageTimes times;
+  Device device = Device::Cpu;
   try {
     Image photo;
     try {
@@ -165,7 +166,8 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     width = photo.width;
     height = photo.height;
     upload.bytes = {};
-    EnhanceOutput out = worker.enhance(photo, job.params, settings.batch_size);
+    EnhanceOutput out = worker.enhance(photo, job.params, settings);
+    device = out.device;
     times = out.times;
     result.faces = out.faces;
     result.format = job.params.format == ImageFormat::Unknown ? settings.output_format : job.params.format;
@@ -196,7 +198,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     ++images_done_;
     last_image_ = {{"width", width}, {"height", height}, {"faces", item.result.faces}, {"total_ms", ms},
                    {"detect_ms", times.detect_ms}, {"align_ms", times.align_ms}, {"gpen_ms", times.gpen_ms},
-                   {"paste_ms", times.paste_ms}};
+                   {"paste_ms", times.paste_ms}, {"device", device_name(device)}};
   } else {
     item.state = ItemState::Failed;
     item.error = error;
