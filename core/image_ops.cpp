@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/error.h"
+#include "core/rounding.h"
 #include "core/thread_pool.h"
 
 namespace gpen {
@@ -55,8 +57,7 @@ namespace {
 
 uint8_t round_to_u8(float v) {
   // Half to even, as torch.round and OpenCV's cvRound (lrint in the default rounding mode).
-  float r = std::nearbyint(v);
-  return uint8_t(std::clamp(r, 0.f, 255.f));
+  return saturate_round_u8(v);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -266,12 +267,13 @@ struct WarpSource {
 };
 
 // remapBilinear: taps (ix, iy) .. (ix + 1, iy + 1); outside taps count as the border value 0.
-template <class Traits>
+// CN: the channel count when known at compile time (1, 3, 4: unrolled channel loops), else 0.
+template <class Traits, int CN>
 void bilinear_pixel(const typename Traits::Pixel* src, const WarpSource& s, int ix, int iy,
                     const typename Traits::Weight* w, typename Traits::Pixel* dst) {
   using Acc = typename Traits::Acc;
   using Pixel = typename Traits::Pixel;
-  const int cn = s.channels;
+  const int cn = CN > 0 ? CN : s.channels;
   if (unsigned(ix) < unsigned(std::max(s.width - 1, 0)) && unsigned(iy) < unsigned(std::max(s.height - 1, 0))) {
     const Pixel* p = src + size_t(iy) * s.stride + size_t(ix) * cn;
     for (int c = 0; c < cn; ++c, ++p)
@@ -295,12 +297,12 @@ void bilinear_pixel(const typename Traits::Pixel* src, const WarpSource& s, int 
 
 // remapBicubic: taps (ix - 1, iy - 1) .. (ix + 2, iy + 2). Fast path when all 16 are inside;
 // otherwise outside taps count as 0, with OpenCV's per-tap summation order.
-template <class Traits>
+template <class Traits, int CN>
 void bicubic_pixel(const typename Traits::Pixel* src, const WarpSource& s, int ix, int iy,
                    const typename Traits::Weight* w, typename Traits::Pixel* dst) {
   using Acc = typename Traits::Acc;
   using Pixel = typename Traits::Pixel;
-  const int sx = ix - 1, sy = iy - 1, cn = s.channels;
+  const int sx = ix - 1, sy = iy - 1, cn = CN > 0 ? CN : s.channels;
   if (unsigned(sx) < unsigned(std::max(s.width - 3, 0)) && unsigned(sy) < unsigned(std::max(s.height - 3, 0))) {
     const Pixel* p0 = src + size_t(sy) * s.stride + size_t(sx) * cn;
     for (int c = 0; c < cn; ++c) {
@@ -335,20 +337,21 @@ void bicubic_pixel(const typename Traits::Pixel* src, const WarpSource& s, int i
   }
 }
 
-// Destination rows [y_begin, y_end) of `roi`. Source positions follow cv::WarpAffineInvoker:
+// Destination rows [y_begin, y_end) of `roi`, written from `out` on (row y_begin first). Source
+// positions follow cv::WarpAffineInvoker:
 // X = (round((m1*y + m2) * 1024) + 16 + round(m0*x * 1024)) >> 5 (1/32 px), then the integer part
 // and the 5-bit fraction that picks the weight table.
-template <class Traits, int K>
+template <class Traits, int K, int CN>
 void warp_rows(const typename Traits::Pixel* src, const WarpSource& s, const Affine& inv, const Rect& roi,
                const std::vector<int64_t>& adelta, const std::vector<int64_t>& bdelta,
                typename Traits::Pixel* out, int y_begin, int y_end) {
-  const int cn = s.channels;
+  const int cn = CN > 0 ? CN : s.channels;
   const typename Traits::Weight* weights = Traits::template weights<K>();  // [32 * 32][K * K]
   for (int r = y_begin; r < y_end; ++r) {
     const int y = roi.y + r;
     const int64_t X0 = round_to_int((inv[1] * y + inv[2]) * kAbScale) + kRoundDelta;
     const int64_t Y0 = round_to_int((inv[4] * y + inv[5]) * kAbScale) + kRoundDelta;
-    typename Traits::Pixel* dst = out + size_t(r) * size_t(roi.width) * cn;
+    typename Traits::Pixel* dst = out + size_t(r - y_begin) * size_t(roi.width) * cn;
     for (int i = 0; i < roi.width; ++i, dst += cn) {
       const int64_t X = (X0 + adelta[size_t(i)]) >> (kAbBits - kInterBits);
       const int64_t Y = (Y0 + bdelta[size_t(i)]) >> (kAbBits - kInterBits);
@@ -356,10 +359,32 @@ void warp_rows(const typename Traits::Pixel* src, const WarpSource& s, const Aff
       const int iy = int(std::clamp<int64_t>(Y >> kInterBits, INT16_MIN, INT16_MAX));
       const int table = int((Y & (kInterTabSize - 1)) * kInterTabSize + (X & (kInterTabSize - 1)));
       const typename Traits::Weight* w = weights + table * K * K;
-      if (K == 2) bilinear_pixel<Traits>(src, s, ix, iy, w, dst);
-      else bicubic_pixel<Traits>(src, s, ix, iy, w, dst);
+      if (K == 2) bilinear_pixel<Traits, CN>(src, s, ix, iy, w, dst);
+      else bicubic_pixel<Traits, CN>(src, s, ix, iy, w, dst);
     }
   }
+}
+
+template <class Traits>
+void warp_band(const AffineWarper& w, const typename Traits::Pixel* src, const WarpSource& s, int row_begin,
+               int row_end, typename Traits::Pixel* out) {
+  if (s.width <= 0 || s.height <= 0) fail("warp_affine: source image is empty");
+  const auto rows = [&](auto k, auto cn) {
+    warp_rows<Traits, decltype(k)::value, decltype(cn)::value>(src, s, w.inverse(), w.roi(), w.adelta(), w.bdelta(),
+                                                               out, row_begin, row_end);
+  };
+  const auto with_channels = [&](auto k) {
+    switch (s.channels) {
+      case 1: return rows(k, std::integral_constant<int, 1>{});
+      case 3: return rows(k, std::integral_constant<int, 3>{});
+      case 4: return rows(k, std::integral_constant<int, 4>{});
+      default: return rows(k, std::integral_constant<int, 0>{});
+    }
+  };
+  if (w.interpolation() == WarpInterpolation::Linear)
+    with_channels(std::integral_constant<int, 2>{});
+  else
+    with_channels(std::integral_constant<int, 4>{});
 }
 
 template <class Traits>
@@ -367,19 +392,10 @@ void warp_affine_into(const typename Traits::Pixel* src, const WarpSource& s, co
                       WarpInterpolation interpolation, typename Traits::Pixel* out, ThreadPool* pool) {
   if (s.width <= 0 || s.height <= 0) fail("warp_affine: source image is empty");
   if (roi.empty()) return;
-  const Affine inv = invert_like_opencv(M);
-  std::vector<int64_t> adelta(size_t(roi.width)), bdelta(size_t(roi.width));
-  for (int i = 0; i < roi.width; ++i) {
-    const int x = roi.x + i;
-    adelta[size_t(i)] = round_to_int(inv[0] * x * kAbScale);
-    bdelta[size_t(i)] = round_to_int(inv[3] * x * kAbScale);
-  }
+  const AffineWarper w(M, roi, interpolation);
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max(roi.width, 1));
   parallel_for(pool, roi.height, grain, [&](int64_t begin, int64_t end) {
-    if (interpolation == WarpInterpolation::Linear)
-      warp_rows<Traits, 2>(src, s, inv, roi, adelta, bdelta, out, int(begin), int(end));
-    else
-      warp_rows<Traits, 4>(src, s, inv, roi, adelta, bdelta, out, int(begin), int(end));
+    warp_band<Traits>(w, src, s, int(begin), int(end), out + size_t(begin) * size_t(roi.width) * s.channels);
   });
 }
 
@@ -388,6 +404,35 @@ void check_roi(const Rect& roi) {
 }
 
 }  // namespace
+
+AffineWarper::AffineWarper(const Affine& M, const Rect& roi, WarpInterpolation interpolation)
+    : inv_(invert_like_opencv(M)), roi_(roi), interpolation_(interpolation) {
+  check_roi(roi);
+  adelta_.resize(size_t(roi.width));
+  bdelta_.resize(size_t(roi.width));
+  for (int i = 0; i < roi.width; ++i) {
+    const int x = roi.x + i;
+    adelta_[size_t(i)] = round_to_int(inv_[0] * x * kAbScale);
+    bdelta_[size_t(i)] = round_to_int(inv_[3] * x * kAbScale);
+  }
+}
+
+void AffineWarper::check_band(int row_begin, int row_end) const {
+  if (row_begin < 0 || row_end > roi_.height || row_begin > row_end)
+    fail("warp_affine: rows ", row_begin, "..", row_end, " outside the region's ", roi_.height);
+}
+
+void AffineWarper::rows(const Image& src, int row_begin, int row_end, uint8_t* out) const {
+  check_band(row_begin, row_end);
+  warp_band<U8Traits>(*this, src.pixels.data(), WarpSource{src.width, src.height, src.channels, src.row_bytes()},
+                      row_begin, row_end, out);
+}
+
+void AffineWarper::rows(const FloatImage& src, int row_begin, int row_end, float* out) const {
+  check_band(row_begin, row_end);
+  warp_band<F32Traits>(*this, src.pixels.data(), WarpSource{src.width, src.height, src.channels, src.row_size()},
+                       row_begin, row_end, out);
+}
 
 Image warp_affine_roi(const Image& src, const Affine& M, const Rect& roi, WarpInterpolation interpolation,
                       ThreadPool* pool) {
@@ -635,7 +680,7 @@ Image downscale_area(const Image& src, int width, int height, ThreadPool* pool) 
           }
       }
       uint8_t* o = out.row(y);
-      for (size_t i = 0; i < acc.size(); ++i) o[i] = uint8_t(std::clamp(std::nearbyint(acc[i]), 0.f, 255.f));
+      for (size_t i = 0; i < acc.size(); ++i) o[i] = saturate_round_u8(acc[i]);
     }
   });
   return out;

@@ -81,6 +81,30 @@ Image warp_affine_roi(const Image& src, const Affine& M, const Rect& roi,
 FloatImage warp_affine_roi(const FloatImage& src, const Affine& M, const Rect& roi,
                            WarpInterpolation interpolation = WarpInterpolation::Linear, ThreadPool* pool = nullptr);
 
+// warp_affine_roi in bands: the per-column terms are computed once for the region, then any rows
+// [row_begin, row_end) of it are written to `out` (row row_begin first, roi.width * channels
+// values per row), identical to those rows of warp_affine_roi. For passes that warp and consume
+// a large region a few rows at a time, in cache, without a region-sized buffer (paste-back).
+class AffineWarper {
+ public:
+  AffineWarper(const Affine& M, const Rect& roi, WarpInterpolation interpolation = WarpInterpolation::Linear);
+  void rows(const Image& src, int row_begin, int row_end, uint8_t* out) const;
+  void rows(const FloatImage& src, int row_begin, int row_end, float* out) const;
+
+  const Affine& inverse() const { return inv_; }  // destination -> source, inverted as OpenCV does
+  const Rect& roi() const { return roi_; }
+  WarpInterpolation interpolation() const { return interpolation_; }
+  const std::vector<int64_t>& adelta() const { return adelta_; }  // OpenCV's fixed-point column terms
+  const std::vector<int64_t>& bdelta() const { return bdelta_; }
+
+ private:
+  void check_band(int row_begin, int row_end) const;
+  Affine inv_;
+  Rect roi_;
+  WarpInterpolation interpolation_;
+  std::vector<int64_t> adelta_, bdelta_;
+};
+
 // A rectangle of the dst_width x dst_height destination outside which warp_affine's output is
 // exactly 0, for either interpolation (the warped source plus the bicubic footprint and a
 // quantisation margin).

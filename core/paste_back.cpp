@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/rounding.h"
 #include "core/thread_pool.h"
 
 namespace gpen {
@@ -46,7 +47,7 @@ FloatImage RectangleMask::face_mask(const Image& restored_crop) const {
 
 namespace {
 
-uint8_t saturate_round(float v) { return uint8_t(std::clamp(std::nearbyint(v), 0.f, 255.f)); }
+uint8_t saturate_round(float v) { return saturate_round_u8(v); }
 
 }  // namespace
 
@@ -85,64 +86,117 @@ Image prepare_face(const PasteFace& face, const PasteOptions& options) {
   return add_weighted(restored, options.strength, face.aligned);
 }
 
-// Keeps, per pixel of `area`, the face whose warped mask is larger (GPEN: where
-// tmp_mask - full_mask > 0, take this face's mask and pixel).
-void composite_face(const FloatImage& face_mask, const Image& face_pixels, const Rect& roi, const Rect& area,
-                    FloatImage& full_mask, Image& full_img, ThreadPool* pool) {
-  parallel_for(pool, roi.height, 64, [&](int64_t begin, int64_t end) {
-    for (int r = int(begin); r < int(end); ++r) {
-      const float* m = face_mask.row(r);
-      const uint8_t* p = face_pixels.row(r);
-      float* fm = full_mask.row(roi.y - area.y + r) + (roi.x - area.x);
-      uint8_t* fp = full_img.row(roi.y - area.y + r) + size_t(roi.x - area.x) * 3;
-      for (int i = 0; i < roi.width; ++i) {
+// out = convertScaleAbs(img * (1 - m) + face * m), float32 like numpy, for one row of `width`
+// pixels (out: C channels, face: RGB); alpha untouched. Pixels with m <= 0 keep their bytes:
+// img * 1 + f * 0 == img exactly, and GPEN's composite never takes a face pixel whose mask is
+// not above 0 (bicubic masks can dip below 0). RGB rows are blended as a flat run of bytes, with
+// each pixel's weight repeated per channel, so that every loop reads and writes contiguously and
+// vectorises; RGBA rows pixel by pixel.
+template <int C>
+void blend_row(uint8_t* out, const float* m, const uint8_t* face, int width) {
+  if (C == 3) {
+    constexpr int B = 64;
+    float w3[3 * B];
+    for (int x0 = 0; x0 < width; x0 += B) {
+      const int n = std::min(B, width - x0);
+      for (int i = 0; i < n; ++i) w3[3 * i] = w3[3 * i + 1] = w3[3 * i + 2] = m[x0 + i];
+      uint8_t* o = out + size_t(x0) * 3;
+      const uint8_t* f = face + size_t(x0) * 3;
+      for (int j = 0; j < 3 * n; ++j) {
+        const float w = w3[j], v = float(o[j]) * (1.f - w) + float(f[j]) * w;
+        o[j] = w > 0.f ? saturate_round_u8(std::fabs(v)) : o[j];
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < width; ++i) {
+    const float w = m[i];
+    if (!(w > 0.f)) continue;
+    for (int c = 0; c < 3; ++c) {
+      uint8_t& o = out[size_t(i) * C + c];
+      o = saturate_round_u8(std::fabs(float(o) * (1.f - w) + float(face[size_t(i) * 3 + c]) * w));
+    }
+  }
+}
+
+void blend_row(uint8_t* out, int C, const float* m, const uint8_t* face, int width) {
+  if (C == 3)
+    blend_row<3>(out, m, face, width);
+  else
+    blend_row<4>(out, m, face, width);
+}
+
+// One face ready to warp: its mask, its pixels after GPEN's smoothing and strength blend, and
+// the warp of both onto its footprint in the photo.
+struct FaceToPaste {
+  FloatImage mask;
+  Image pixels;
+  std::unique_ptr<AffineWarper> warp;
+  const Rect& roi() const { return warp->roi(); }
+};
+
+FaceToPaste prepare_to_paste(const PasteFace& face, size_t index, const Rect& roi, const FaceMaskSource& masks,
+                             const PasteOptions& options) {
+  FaceToPaste f;
+  f.mask = masks.face_mask(face.restored);
+  if (f.mask.width != face.restored.width || f.mask.height != face.restored.height || f.mask.channels != 1)
+    fail("paste_faces: face ", index, ": mask is ", f.mask.width, "x", f.mask.height, "x", f.mask.channels,
+         ", expected ", face.restored.width, "x", face.restored.height, "x1");
+  f.pixels = prepare_face(face, options);
+  f.warp = std::make_unique<AffineWarper>(face.inverse, roi, options.interpolation);
+  return f;
+}
+
+// Rows [y0, y1) of the photo: each face's warped rows there, composited (per pixel the face
+// whose warped mask is larger: GPEN's tmp_mask - full_mask > 0), then blended into the photo.
+// One face needs no composite: its rows are blended straight from the warp.
+struct BandScratch {
+  std::vector<float> mask, face_mask;
+  std::vector<uint8_t> img, face_img;
+};
+
+void paste_band(Image& photo, const std::vector<FaceToPaste>& faces, const Rect& area, int y0, int y1,
+                BandScratch& s) {
+  const int C = photo.channels;
+  if (faces.size() == 1) {
+    const FaceToPaste& f = faces[0];
+    const int r0 = std::max(y0, f.roi().y), r1 = std::min(y1, f.roi().bottom()), w = f.roi().width;
+    if (r0 >= r1) return;
+    s.face_mask.resize(size_t(w) * (r1 - r0));
+    s.face_img.resize(size_t(w) * (r1 - r0) * 3);
+    f.warp->rows(f.mask, r0 - f.roi().y, r1 - f.roi().y, s.face_mask.data());
+    f.warp->rows(f.pixels, r0 - f.roi().y, r1 - f.roi().y, s.face_img.data());
+    for (int r = r0; r < r1; ++r)
+      blend_row(photo.row(r) + size_t(f.roi().x) * C, C, s.face_mask.data() + size_t(r - r0) * w,
+                s.face_img.data() + size_t(r - r0) * w * 3, w);
+    return;
+  }
+  const int W = area.width, rows = y1 - y0;
+  s.mask.assign(size_t(W) * rows, 0.f);
+  s.img.resize(size_t(W) * rows * 3);
+  for (const FaceToPaste& f : faces) {
+    const int r0 = std::max(y0, f.roi().y), r1 = std::min(y1, f.roi().bottom());
+    if (r0 >= r1) continue;
+    const int w = f.roi().width;
+    s.face_mask.resize(size_t(w) * (r1 - r0));
+    s.face_img.resize(size_t(w) * (r1 - r0) * 3);
+    f.warp->rows(f.mask, r0 - f.roi().y, r1 - f.roi().y, s.face_mask.data());
+    f.warp->rows(f.pixels, r0 - f.roi().y, r1 - f.roi().y, s.face_img.data());
+    for (int r = r0; r < r1; ++r) {
+      const float* m = s.face_mask.data() + size_t(r - r0) * w;
+      const uint8_t* p = s.face_img.data() + size_t(r - r0) * w * 3;
+      float* fm = s.mask.data() + size_t(r - y0) * W + (f.roi().x - area.x);
+      uint8_t* fp = s.img.data() + (size_t(r - y0) * W + size_t(f.roi().x - area.x)) * 3;
+      for (int i = 0; i < w; ++i)
         if (m[i] - fm[i] > 0) {
           fm[i] = m[i];
           std::memcpy(fp + size_t(i) * 3, p + size_t(i) * 3, 3);
         }
-      }
     }
-  });
-}
-
-// out = convertScaleAbs(img * (1 - m) + full_img * m), float32 like numpy; alpha channel untouched.
-// Pixels with m <= 0 keep their bytes: img * 1 + f * 0 == img exactly, and GPEN's composite never
-// takes a face pixel whose mask is not above 0.
-void blend_into(Image& out, const FloatImage& full_mask, const Image& full_img, const Rect& area, ThreadPool* pool) {
-  const int C = out.channels;
-  parallel_for(pool, area.height, 64, [&](int64_t begin, int64_t end) {
-    for (int r = int(begin); r < int(end); ++r) {
-      const float* m = full_mask.row(r);
-      const uint8_t* f = full_img.row(r);
-      uint8_t* o = out.row(area.y + r) + size_t(area.x) * C;
-      for (int i = 0; i < area.width; ++i) {
-        const float w = m[i];
-        if (!(w > 0.f)) continue;
-        const float keep = 1.f - w;
-        for (int c = 0; c < 3; ++c) {
-          const float v = float(o[size_t(i) * C + c]) * keep + float(f[size_t(i) * 3 + c]) * w;
-          o[size_t(i) * C + c] = saturate_round(std::fabs(v));
-        }
-      }
-    }
-  });
-}
-
-struct WarpedFace {
-  FloatImage mask;  // the face's mask warped into `roi` of the photo
-  Image pixels;     // the prepared face warped into `roi`
-};
-
-WarpedFace warp_face_into_photo(const PasteFace& face, size_t index, const Rect& roi, const FaceMaskSource& masks,
-                                const PasteOptions& options) {
-  const FloatImage mask = masks.face_mask(face.restored);
-  if (mask.width != face.restored.width || mask.height != face.restored.height || mask.channels != 1)
-    fail("paste_faces: face ", index, ": mask is ", mask.width, "x", mask.height, "x", mask.channels, ", expected ",
-         face.restored.width, "x", face.restored.height, "x1");
-  WarpedFace w;
-  w.mask = warp_affine_roi(mask, face.inverse, roi, options.interpolation, options.pool);
-  w.pixels = warp_affine_roi(prepare_face(face, options), face.inverse, roi, options.interpolation, options.pool);
-  return w;
+  }
+  for (int r = 0; r < rows; ++r)
+    blend_row(photo.row(y0 + r) + size_t(area.x) * C, C, s.mask.data() + size_t(r) * W,
+              s.img.data() + size_t(r) * W * 3, W);
 }
 
 }  // namespace
@@ -153,37 +207,32 @@ void paste_faces_into(Image& photo, const std::vector<PasteFace>& faces, const P
   static const RectangleMask default_mask;
   const FaceMaskSource& masks = options.mask ? *options.mask : default_mask;
 
-  // Each face's footprint in the photo; the composite buffers cover only their union.
+  // Each face's footprint in the photo; the work covers only their union.
   std::vector<Rect> rois(faces.size());
   Rect area;
-  size_t visible = 0;
   for (size_t i = 0; i < faces.size(); ++i) {
     check_face(faces[i], i);
     const int S = faces[i].restored.width;
     rois[i] = warp_affine_support(faces[i].inverse, S, S, photo.width, photo.height);
     area = unite(area, rois[i]);
-    visible += !rois[i].empty();
   }
   // Strength 0 means "no restoration": GPEN would still paste the resampled original (a slight
   // blur); we leave the photo untouched instead.
   if (area.empty() || options.strength <= 0) return;
 
-  if (visible == 1) {  // nothing to composite: blend the one face straight from its warp
-    for (size_t i = 0; i < faces.size(); ++i)
-      if (!rois[i].empty()) {
-        const WarpedFace w = warp_face_into_photo(faces[i], i, rois[i], masks, options);
-        blend_into(photo, w.mask, w.pixels, rois[i], options.pool);
-      }
-    return;
-  }
-  FloatImage full_mask(area.width, area.height, 1, 0.f);
-  Image full_img(area.width, area.height, 3);
-  for (size_t i = 0; i < faces.size(); ++i) {
-    if (rois[i].empty()) continue;
-    const WarpedFace w = warp_face_into_photo(faces[i], i, rois[i], masks, options);
-    composite_face(w.mask, w.pixels, rois[i], area, full_mask, full_img, options.pool);
-  }
-  blend_into(photo, full_mask, full_img, area, options.pool);
+  std::vector<FaceToPaste> visible;
+  for (size_t i = 0; i < faces.size(); ++i)
+    if (!rois[i].empty()) visible.push_back(prepare_to_paste(faces[i], i, rois[i], masks, options));
+  // Bands of rows, warped and blended in cache: no buffer the size of a face's footprint.
+  constexpr int kBandRows = 32;
+  const int64_t bands = (area.height + kBandRows - 1) / kBandRows;
+  parallel_for(options.pool, bands, 1, [&](int64_t b0, int64_t b1) {
+    BandScratch scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int y0 = area.y + int(b) * kBandRows;
+      paste_band(photo, visible, area, y0, std::min(y0 + kBandRows, area.bottom()), scratch);
+    }
+  });
 }
 
 Image paste_faces(const Image& photo, const std::vector<PasteFace>& faces, const PasteOptions& options) {

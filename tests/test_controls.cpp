@@ -347,3 +347,56 @@ TEST_CASE("photo filters run on the whole photo, also where no face is", "[contr
   adjust_tone(want, 0, 40);
   CHECK(r.image.pixels == want.pixels);
 }
+
+namespace {
+// protect_skin_colour per pixel, written out plainly from docs/CONTROLS.md's formulas: the
+// vectorised rows must give exactly these bytes.
+void reference_protect_skin(Image& restored, const Image& original, bool mono) {
+  const auto u8 = [](float v) { return uint8_t(std::clamp(std::nearbyint(v), 0.f, 255.f)); };
+  for (int y = 0; y < restored.height; ++y)
+    for (int x = 0; x < restored.width; ++x) {
+      uint8_t* p = restored.row(y) + size_t(x) * restored.channels;
+      const uint8_t* o = original.row(y) + size_t(x) * 3;
+      if (p[0] == o[0] && p[1] == o[1] && p[2] == o[2]) continue;
+      float cb_o, cr_o, cb_f, cr_f;
+      rgb_to_cbcr(o[0], o[1], o[2], &cb_o, &cr_o);
+      rgb_to_cbcr(p[0], p[1], p[2], &cb_f, &cr_f);
+      const float d = std::max({77.f - cb_o, cb_o - 127.f, 133.f - cr_o, cr_o - 173.f, 0.f});
+      const float k = mono ? 1.f : std::clamp(1.f - (d - 8.f) / 16.f, 0.f, 1.f);
+      if (!(k > 0.f)) continue;
+      float luma = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+      const float cb = cb_f + k * (cb_o - cb_f) - 128.f, cr = cr_f + k * (cr_o - cr_f) - 128.f;
+      const float lo = std::max({-1.402f * cr, 0.344136f * cb + 0.714136f * cr, -1.772f * cb});
+      const float hi = std::min({255.f - 1.402f * cr, 255.f + 0.344136f * cb + 0.714136f * cr, 255.f - 1.772f * cb});
+      if (lo <= hi) luma = std::clamp(luma, lo, hi);
+      p[0] = u8(luma + 1.402f * cr);
+      p[1] = u8(luma - 0.344136f * cb - 0.714136f * cr);
+      p[2] = u8(luma + 1.772f * cb);
+    }
+}
+}  // namespace
+
+TEST_CASE("skin protection's vectorised rows equal the per-pixel formula, byte for byte", "[controls]") {
+  std::mt19937 rng(11);
+  for (bool mono : {false, true})
+  for (int channels : {3, 4})
+    for (int width : {1, 15, 16, 17, 83}) {
+      Image original(width, 23, 3), restored(width, 23, channels);
+      for (uint8_t& v : original.pixels) v = uint8_t(60 + rng() % 150);  // many skin tones among them
+      if (mono)  // a black-and-white original: every changed pixel takes its (grey) chroma
+        for (size_t i = 0; i < original.pixels.size(); i += 3) original.pixels[i + 1] = original.pixels[i + 2] = original.pixels[i];
+      for (int y = 0; y < 23; ++y)
+        for (int x = 0; x < width; ++x)
+          for (int c = 0; c < channels; ++c) {
+            const uint8_t o = c < 3 ? original.row(y)[size_t(x) * 3 + c] : uint8_t(rng());
+            // A third of the pixels untouched, the rest moved by up to +-60 (clipping included).
+            const int moved = (x + y) % 3 == 0 || c == 3 ? o : int(o) + int(rng() % 121) - 60;
+            restored.row(y)[size_t(x) * channels + c] = uint8_t(std::clamp(moved, 0, 255));
+          }
+      Image expected = restored;
+      reference_protect_skin(expected, original, mono);
+      protect_skin_colour(restored, original, Rect{0, 0, width, 23});
+      INFO("width " << width << ", channels " << channels << (mono ? ", black-and-white original" : ""));
+      CHECK(restored.pixels == expected.pixels);
+    }
+}

@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "core/error.h"
 #include "core/image.h"
 #include "core/image_ops.h"
+#include "core/rounding.h"
 #include "core/thread_pool.h"
 
 using namespace gpen;
@@ -276,4 +278,24 @@ TEST_CASE("warp_affine on a 4032x3024 photo only computes the face footprint", "
                       << " ms, cubic " << ms(t1, t2) << " ms (2 threads)");
   CHECK(part.width == roi.width);
   CHECK(part_cubic.height == roi.height);
+}
+
+TEST_CASE("saturate_round_u8 equals clamp(nearbyint(v), 0, 255), ties to even, without libm", "[image_ops]") {
+  const auto expected = [](float v) { return uint8_t(std::clamp(std::nearbyint(v), 0.f, 255.f)); };
+  // Every quarter step from -300 to 600 (ties at .5 included), then random floats and extremes.
+  for (int q = -1200; q <= 2400; ++q) {
+    const float v = float(q) / 4.f;
+    INFO(v);
+    REQUIRE(saturate_round_u8(v) == expected(v));
+  }
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> any(-1000.f, 1000.f);
+  for (int i = 0; i < 200000; ++i) {
+    const float v = any(rng);
+    REQUIRE(saturate_round_u8(v) == expected(v));
+  }
+  for (float v : {0.49999997f, 0.5f, 1.5f, 2.5f, 254.5f, 255.49998f, 255.5f, -0.5f, -0.50001f, 1e30f, -1e30f,
+                  std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()})
+    CHECK(saturate_round_u8(v) == expected(v));
+  CHECK(saturate_round_u8(std::numeric_limits<float>::quiet_NaN()) == 0);
 }

@@ -148,6 +148,22 @@ TEST_CASE("paste_faces equals GPEN's full-frame loop", "[paste]") {
     }
 }
 
+TEST_CASE("one face (the banded path without a composite) equals GPEN's full-frame loop", "[paste]") {
+  const Image photo = noise(333, 271, 3, 5);
+  ThreadPool pool(3);
+  for (const Affine& placed : {similarity(1.7, 12, 30, 20), similarity(2.4, -8, 150, -60)})  // inside; cut off
+    for (WarpInterpolation interp : {WarpInterpolation::Linear, WarpInterpolation::Cubic})
+      for (double strength : {1.0, 0.4}) {
+        const std::vector<PasteFace> one = {make_face(photo, 96, placed, 150.f, 6)};
+        PasteOptions o;
+        o.strength = strength;
+        o.interpolation = interp;
+        o.pool = &pool;
+        INFO("strength " << strength << (interp == WarpInterpolation::Linear ? " linear" : " cubic"));
+        CHECK(paste_faces(photo, one, o).pixels == reference_paste(photo, one, strength, interp).pixels);
+      }
+}
+
 TEST_CASE("strength 0 leaves the photo unchanged byte for byte", "[paste]") {
   const Image photo = noise(200, 150, 3, 5);
   std::vector<PasteFace> faces{make_face(photo, 128, similarity(0.8, 12, 30, 20), 150.f, 6)};

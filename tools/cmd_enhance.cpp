@@ -366,7 +366,7 @@ Runner register_enhance(CLI::App& app) {
   cmd->add_option("--mask-image", o->mask_image, "inpaint: the region to fill, white (>= 128) on black, input's size");
   cmd->add_option("--batch-size", o->batch_size, "faces per GPEN forward")->check(CLI::PositiveNumber);
   cmd->add_option("--workers", o->workers,
-                  "photos decoded+detected, and pasted+encoded, at once (threads per stage; 0: cores / 4)")
+                  "photos decoded+detected, and pasted+encoded, at once (threads per stage; 0: cores / 4, or cores / 2 with GPEN on a GPU)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--save-faces", o->save_faces, "write each aligned crop and its restored version here");
   cmd->add_option("--warp", o->warp, "alignment/paste-back interpolation: linear (as GPEN) or cubic")

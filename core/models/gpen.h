@@ -76,6 +76,8 @@ class GpenRunner {
   Tensor forward(const Tensor& x);
   Executable& executable(int batch);
   const GpenModel& model() const { return *model_; }
+  // Whether the forwards run on the CPU (then they compete with the pipeline's CPU stages).
+  bool runs_on_cpu() const { return backend_->name() == "cpu"; }
 
   // For a GPU backend: out of device memory (compiling or running) retries with half the batch,
   // down to 1, then runs this and every later forward on the CPU, each step reported through

@@ -218,7 +218,9 @@ class BatchRun {
   }
 
  private:
-  static int stage_workers(int requested) { return requested > 0 ? requested : default_stage_workers(); }
+  int stage_workers(int requested) const {
+    return requested > 0 ? requested : default_stage_workers(restorer_.gpen_on_cpu());
+  }
 
   // One restorer per stage-1 worker: the caller's for a single worker, else copies with their own
   // detector (FaceDetector caches graphs, so one per thread) splitting its threads between them.
@@ -437,7 +439,9 @@ class BatchRun {
 
 }  // namespace
 
-int default_stage_workers() { return std::max(1, ThreadPool::hardware_threads() / 4); }
+int default_stage_workers(bool gpen_on_cpu) {
+  return std::max(1, ThreadPool::hardware_threads() / (gpen_on_cpu ? 4 : 2));
+}
 
 bool has_image_extension(const std::string& path) {
   const std::string ext = lower(fs::path(path).extension().string());

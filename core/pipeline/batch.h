@@ -130,10 +130,13 @@ struct BatchSummary {
   std::string fatal_error;        // set when an output could not be written and the batch stopped
 };
 
-// Workers per CPU stage when BatchOptions leaves it at 0: max(1, hardware threads / 4), so that
-// stages 1 and 3 together keep about half the cores busy with photo-level parallelism and leave the
-// rest to the work inside a photo (detector threads, paste-back pool) and to feeding the GPU.
-int default_stage_workers();
+// Workers per CPU stage when BatchOptions leaves it at 0. With GPEN on the CPU: max(1, hardware
+// threads / 4), so that stages 1 and 3 together keep about half the cores busy with photo-level
+// parallelism and leave the rest to GPEN and the work inside a photo (detector threads,
+// paste-back pool). With GPEN on a GPU the CPU stages are the whole CPU load and bound the photo
+// rate (on the H200 machine a 1080p photo took ~48 ms of stage 1 and ~45 ms of stage 3, so 4
+// workers a stage capped it near 85 photos/s): hardware threads / 2.
+int default_stage_workers(bool gpen_on_cpu = true);
 
 // 0: everything done or skipped; 3: finished with failures; 1: stopped on an output error;
 // 130: cancelled (the shell's code for Ctrl-C).

@@ -100,6 +100,7 @@ class FaceRestorer {
   // once, beside the other two stages.
   RestoreResult finish(PhotoInProgress photo, const RestoreOptions& opt) const;
 
+  bool gpen_on_cpu() const { return gpen_->runs_on_cpu(); }
   int face_size() const;
 
   // A restorer sharing this one's GPEN runner and thread pool, with its own copy of the detector

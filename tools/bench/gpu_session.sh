@@ -13,8 +13,11 @@
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
 #     then gpen alone in fp32 and tf32;
 #  6. per-layer profile (fp16, batch 16);  7. whole photos: a 1920x1080 one-face photo x N
-#     through `gpen enhance --device cuda --batch-size 16`;  8. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile photos report"),
+#     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
+#  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
+#     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
+#  9. the seed-style report, cpu,cuda.
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile photos serve report"),
 # GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,7 +26,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile photos report}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile photos serve report}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -106,17 +109,19 @@ if want photos; then
   N="${GPEN_GPU_PHOTOS:-128}"
   rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
-  # Run 1: everything on the GPU (RetinaFace too); run 2: RetinaFace on the CPU, for comparison.
-  for run in 1 2; do
-    det=$([ $run = 1 ] && echo cuda || echo cpu)
+  # Run 1: everything on the GPU, default --workers (cores / 2 with GPEN on a GPU); run 2: the
+  # same with --workers 4 (the default before); run 3: RetinaFace on the CPU, for comparison.
+  for run in 1 2 3; do
+    det=$([ $run = 3 ] && echo cpu || echo cuda)
+    workers=$([ $run = 2 ] && echo 4 || echo 0)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
     run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
       --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision fp16 --batch-size 16 \
-      --detector-device "$det" --quiet --report "/tmp/photos$run.json"
+      --detector-device "$det" --workers "$workers" --quiet --report "/tmp/photos$run.json"
     t1=$(date +%s.%N)
-    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" \
-      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" -v w="$workers" \
+      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d ", --workers " w "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
     python3 - "/tmp/photos$run.json" <<'PY' || true
 import json, statistics, sys
 report = json.load(open(sys.argv[1]))
@@ -127,6 +132,13 @@ stages = sorted({k for i in items for k in i.get("stages_ms", {})})
 print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'].get(k, 0) for i in items):.1f}" for k in stages))
 PY
   done
+fi
+if want serve; then
+  stage "gpen serve on the GPU: one 1080p photo, 32 concurrent clients"
+  run_logged serve 150 8 python3 tools/bench/serve_photos.py --gpen "$B/gpen" --model "$W" \
+    --detector "$C/data/retinaface_mobilenet0.25.pth" --photo "$C/data/oneface_1080p.jpg" \
+    --requests 512 --clients 32 --warmup 64 -- --device cuda --precision fp16 --batch-size 16 --workers 16 \
+    --outputs /tmp/serve_outputs --max-upload-mb 64
 fi
 if want fp32; then
   stage "gpen fp32 and tf32 (no peer: PyTorch fp32 spends minutes in cudnn.benchmark)"

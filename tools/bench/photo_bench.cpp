@@ -1,0 +1,113 @@
+// The per-photo CPU stages around GPEN, on one 1920x1080 photo with one face of the size the
+// batch benchmarks use (tools/bench/make_oneface_photo.py: a ~390x570 px face box, whose 512 px
+// aligned crop covers ~1600x1080 photo pixels). With GPEN on a GPU these stages, not the model,
+// bound the photos per second a machine's cores can feed it (docs/BENCHMARKS.md).
+//   build/gpen_kernel_bench --benchmark_filter='photo/'
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "core/face_align.h"
+#include "core/image.h"
+#include "core/image_ops.h"
+#include "core/paste_back.h"
+#include "core/pipeline/adjustments.h"
+
+namespace gpen {
+namespace {
+
+constexpr int kW = 1920, kH = 1080, kS = 512;
+
+// Smooth skin-toned shading with a little noise: like a photo to the codecs and the skin mask.
+Image synthetic_photo(uint64_t seed) {
+  std::mt19937 rng{uint32_t(seed)};
+  std::uniform_int_distribution<int> noise(-2, 2);
+  Image img(kW, kH, 3);
+  for (int y = 0; y < kH; ++y)
+    for (int x = 0; x < kW; ++x) {
+      uint8_t* p = img.row(y) + size_t(x) * 3;
+      const float t = 0.5f + 0.5f * std::sin(x * 0.004f + y * 0.003f);
+      const int base[3] = {int(120 + 100 * t), int(90 + 70 * t), int(70 + 60 * t)};
+      for (int c = 0; c < 3; ++c) p[c] = uint8_t(std::clamp(base[c] + noise(rng), 0, 255));
+    }
+  return img;
+}
+
+// The crop -> photo map of a face centred at (930, 450): the 512 px crop spans ~1500 px, cut
+// by the photo's top and bottom (1.7 M photo pixels, as for the one-face photo's face).
+Affine face_inverse() {
+  const double scale = 1500.0 / kS, angle = 0.05;
+  const double a = scale * std::cos(angle), b = scale * std::sin(angle);
+  return Affine{a, -b, 930 - (a * kS / 2 - b * kS / 2), b, a, 450 - (b * kS / 2 + a * kS / 2)};
+}
+
+struct OneFace {
+  Image photo = synthetic_photo(1);
+  PasteFace face;
+  OneFace() {
+    const Affine to_crop = invert_affine(face_inverse());
+    face.aligned = warp_affine(photo, to_crop, kS, kS);
+    face.restored = face.aligned;
+    std::mt19937 rng(2);
+    std::uniform_int_distribution<int> d(-20, 20);
+    for (uint8_t& v : face.restored.pixels) v = uint8_t(std::clamp(int(v) + d(rng), 0, 255));
+    face.inverse = face_inverse();
+    face.box = {737, 163, 1124, 735};
+  }
+};
+
+void photo_paste_one_face(benchmark::State& st) {
+  const OneFace f;
+  PasteOptions po;
+  po.strength = 0.5;
+  const std::vector<PasteFace> faces = {f.face};
+  Image out = f.photo;
+  for (auto _ : st) {
+    st.PauseTiming();
+    std::copy(f.photo.pixels.begin(), f.photo.pixels.end(), out.pixels.begin());  // no new pages
+    st.ResumeTiming();
+    paste_faces_into(out, faces, po);
+    benchmark::DoNotOptimize(out.pixels.data());
+  }
+}
+
+void photo_protect_skin(benchmark::State& st) {
+  const OneFace f;
+  Image pasted = f.photo;
+  PasteOptions po;
+  po.strength = 0.5;
+  paste_faces_into(pasted, {f.face}, po);
+  const Rect area = warp_affine_support(f.face.inverse, kS, kS, kW, kH);
+  Image out = pasted;
+  for (auto _ : st) {
+    st.PauseTiming();
+    std::copy(pasted.pixels.begin(), pasted.pixels.end(), out.pixels.begin());
+    st.ResumeTiming();
+    protect_skin_colour(out, f.photo, area);
+    benchmark::DoNotOptimize(out.pixels.data());
+  }
+}
+
+void photo_decode_jpeg(benchmark::State& st) {
+  EncodeOptions eo;
+  eo.format = ImageFormat::Jpeg;
+  const std::vector<uint8_t> jpeg = encode_image(synthetic_photo(3), eo);
+  for (auto _ : st) benchmark::DoNotOptimize(decode_image(jpeg).pixels.data());
+}
+
+void photo_encode_jpeg(benchmark::State& st) {
+  const Image img = synthetic_photo(4);
+  EncodeOptions eo;
+  eo.format = ImageFormat::Jpeg;
+  for (auto _ : st) benchmark::DoNotOptimize(encode_image(img, eo).data());
+}
+
+BENCHMARK(photo_paste_one_face)->Name("photo/paste_one_face_1080p")->Unit(benchmark::kMillisecond);
+BENCHMARK(photo_protect_skin)->Name("photo/protect_skin_one_face_1080p")->Unit(benchmark::kMillisecond);
+BENCHMARK(photo_decode_jpeg)->Name("photo/decode_jpeg_1080p")->Unit(benchmark::kMillisecond);
+BENCHMARK(photo_encode_jpeg)->Name("photo/encode_jpeg_q95_1080p")->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace gpen
