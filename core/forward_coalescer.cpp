@@ -36,9 +36,13 @@ void copy_rows(const Tensor& from, int64_t from_row, Tensor& to, int64_t to_row,
 
 }  // namespace
 
-ForwardCoalescer::ForwardCoalescer(Forward forward, int max_batch) : forward_(std::move(forward)) {
+ForwardCoalescer::ForwardCoalescer(Forward forward, int max_batch)
+    : ForwardCoalescer(std::vector<Forward>{std::move(forward)}, max_batch) {}
+
+ForwardCoalescer::ForwardCoalescer(std::vector<Forward> forwards, int max_batch) : forwards_(std::move(forwards)) {
+  if (forwards_.empty()) fail("batched forward: no forward to run");
   set_max_batch(max_batch);
-  dispatcher_ = std::thread([this] { dispatch_loop(); });
+  for (const Forward& f : forwards_) dispatchers_.emplace_back([this, &f] { dispatch_loop(f); });
 }
 
 ForwardCoalescer::~ForwardCoalescer() {
@@ -47,7 +51,7 @@ ForwardCoalescer::~ForwardCoalescer() {
     stopping_ = true;
   }
   work_cv_.notify_all();
-  dispatcher_.join();
+  for (std::thread& t : dispatchers_) t.join();
 }
 
 void ForwardCoalescer::set_max_batch(int max_batch) {
@@ -117,7 +121,7 @@ std::vector<ForwardCoalescer::Piece> ForwardCoalescer::take_pieces(int batch) {
   return pieces;
 }
 
-void ForwardCoalescer::dispatch_loop() {
+void ForwardCoalescer::dispatch_loop(const Forward& forward) {
   for (;;) {
     std::vector<Piece> pieces;
     int batch = 0;
@@ -137,11 +141,11 @@ void ForwardCoalescer::dispatch_loop() {
       batch = batch_size_for(queued_);
       pieces = take_pieces(batch);
     }
-    run_batch(pieces, batch);
+    run_batch(forward, pieces, batch);
   }
 }
 
-void ForwardCoalescer::run_batch(const std::vector<Piece>& pieces, int batch) {
+void ForwardCoalescer::run_batch(const Forward& forward, const std::vector<Piece>& pieces, int batch) {
   std::shared_ptr<const Tensor> out;
   std::exception_ptr error;
   try {
@@ -160,7 +164,7 @@ void ForwardCoalescer::run_batch(const std::vector<Piece>& pieces, int batch) {
         copy_rows(*p.request->x, p.request_row, in, p.batch_row, p.count);
       }
     }
-    out = std::make_shared<const Tensor>(forward_(in));
+    out = std::make_shared<const Tensor>(forward(in));
     if (out->ndim() < 1 || out->dim(0) != batch || out->dtype() != DType::F32)
       fail("batched forward: a batch of ", batch, " gave ", dtype_name(out->dtype()), " ", shape_str(out->shape()));
   } catch (...) {

@@ -7,7 +7,10 @@
 // Sharing one runner through a coalescer gives both: one set of device buffers, and batches that
 // grow with the load.
 //
-// Policy: no artificial delay. Whenever the dispatcher is free it takes what is queued, in arrival
+// With several forwards (one per GPU stream: runners that can run at the same time), there is one
+// dispatcher thread per forward, and a batch goes to whichever is free.
+//
+// Policy: no artificial delay. Whenever a dispatcher is free it takes what is queued, in arrival
 // order, up to the largest allowed batch size that does not exceed it, and runs it. Requests
 // queue up while a batch runs, so under load the next batch is full; with one client a request
 // runs at once. A request larger than the batch is cut across batches. Batch sizes are limited to
@@ -39,7 +42,9 @@ class ForwardCoalescer {
 
   // `forward` is only ever called from the dispatcher thread, one batch at a time.
   ForwardCoalescer(Forward forward, int max_batch);
-  ~ForwardCoalescer();  // waits for the batch in flight; requests still queued fail
+  // One dispatcher per forward; each forward is called from its own dispatcher only.
+  ForwardCoalescer(std::vector<Forward> forwards, int max_batch);
+  ~ForwardCoalescer();  // waits for the batches in flight; requests still queued fail
   ForwardCoalescer(const ForwardCoalescer&) = delete;
   ForwardCoalescer& operator=(const ForwardCoalescer&) = delete;
 
@@ -62,12 +67,12 @@ class ForwardCoalescer {
  private:
   struct Request;
   struct Piece;
-  void dispatch_loop();
+  void dispatch_loop(const Forward& forward);
   int batch_size_for(int64_t queued) const;  // under mu_
   std::vector<Piece> take_pieces(int batch);  // under mu_
-  void run_batch(const std::vector<Piece>& pieces, int batch);
+  void run_batch(const Forward& forward, const std::vector<Piece>& pieces, int batch);
 
-  Forward forward_;
+  std::vector<Forward> forwards_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
   std::deque<std::shared_ptr<Request>> queue_;  // requests with samples not yet taken
@@ -75,7 +80,7 @@ class ForwardCoalescer {
   int max_batch_ = 1;
   bool stopping_ = false;
   Stats stats_;
-  std::thread dispatcher_;
+  std::vector<std::thread> dispatchers_;
 };
 
 }  // namespace gpen

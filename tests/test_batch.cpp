@@ -265,6 +265,25 @@ TEST_CASE("batch: several workers per stage give the outputs and report of one",
   CHECK(count_hidden_files(many) == 0);
 }
 
+TEST_CASE("batch: two GPEN streams (twin runners, each filling its own batches) give the outputs of one",
+          "[batch]") {
+  const std::string in = fresh_dir("streams_in"), one = fresh_dir("streams_one"), two = fresh_dir("streams_two");
+  const std::vector<std::string> inputs = write_photos(in, 7);
+  const BatchSummary serial = run_batch(restorer(), plan_into(inputs, one), quick_options());
+  BatchOptions o = parallel_options(2);
+  o.gpen_streams = 2;
+  const BatchSummary streams = run_batch(restorer(), plan_into(inputs, two), o);
+  REQUIRE(streams.items.size() == inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    INFO(inputs[i]);
+    CHECK(streams.items[i].status == ItemStatus::Done);
+    CHECK(streams.items[i].faces == serial.items[i].faces);
+    CHECK(slurp(streams.items[i].output) == slurp(serial.items[i].output));  // byte for byte
+  }
+  CHECK(streams.progress.faces == serial.progress.faces);
+  CHECK(count_hidden_files(two) == 0);
+}
+
 TEST_CASE("batch: with several workers a write failure and a cancel still lose nothing", "[batch]") {
   const std::string in = fresh_dir("workers_stop_in"), out = fresh_dir("workers_stop_out");
   const std::vector<std::string> inputs = write_photos(in, 10);

@@ -197,6 +197,29 @@ TEST_CASE("many threads through one coalescer: every sample returns to its calle
   CHECK(total == int64_t(c.stats().samples));
 }
 
+TEST_CASE("with two forwards (streams) a second batch runs while the first is still in flight", "[coalescer]") {
+  RecordingForward slow, fast;
+  ForwardCoalescer c({[&](const Tensor& x) { return slow(x); }, [&](const Tensor& x) { return fast(x); }}, 4);
+  slow.close_gate();
+  fast.close_gate();
+  const Tensor a = test::random_tensor({2, 3}, 30), b = test::random_tensor({4, 3}, 31);
+  Tensor ya, yb;
+  std::thread ta([&] { ya = c(a); });
+  // One of the two dispatchers took `a` and is held; the other is free and takes `b`.
+  while (slow.sizes().size() + fast.sizes().size() < 1) std::this_thread::yield();
+  RecordingForward& holds_a = slow.sizes().size() == 1 ? slow : fast;
+  RecordingForward& other = &holds_a == &slow ? fast : slow;
+  other.open_gate();
+  yb = c(b);  // returns while `a` is still held: two batches were in flight at once
+  check_three_x_minus_one(b, yb);
+  CHECK(other.sizes() == std::vector<int64_t>{4});
+  CHECK(holds_a.sizes() == std::vector<int64_t>{2});
+  holds_a.open_gate();
+  ta.join();
+  check_three_x_minus_one(a, ya);
+  CHECK_THROWS_WITH(ForwardCoalescer(std::vector<ForwardCoalescer::Forward>{}, 4), Catch::Contains("no forward"));
+}
+
 TEST_CASE("a GPEN runner shared between threads restores the same faces as one used alone", "[coalescer][gpen]") {
   auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(256), 5)));
   const Tensor x = test::random_tensor({3, 3, 256, 256}, 9);
@@ -204,7 +227,7 @@ TEST_CASE("a GPEN runner shared between threads restores the same faces as one u
   const Tensor expected = alone.forward(x);
 
   GpenRunner shared(model, std::shared_ptr<Backend>(make_cpu_backend()), CompileOptions{});
-  shared.share_between_threads(2);
+  shared.share_between_threads(2, /*streams=*/2);  // the second stream on a twin runner
   const int64_t per = 3 * 256 * 256;
   std::vector<Tensor> ys(3);
   std::vector<std::thread> ts;
@@ -224,4 +247,11 @@ TEST_CASE("a GPEN runner shared between threads restores the same faces as one u
   CHECK(shared.model().build_graph(1).nodes().front().weight.defined());
   CHECK_THROWS_WITH(alone.set_max_batch(4), Catch::Contains("share_between_threads"));
   CHECK_THROWS_WITH(alone.share_between_threads(4), Catch::Contains("after the first forward"));
+  CHECK_THROWS_WITH(shared.share_between_threads(4), Catch::Contains("after the first forward"));
+
+  // A twin shares the prepared weights and gives the same faces, even after the original dropped
+  // its own copy of the conv weights (it compiles from the shared kernel cache).
+  const auto twin = alone.twin();
+  const Tensor again = twin->forward(x);
+  REQUIRE(test::max_abs_diff(again.data<float>(), expected.data<float>(), size_t(3 * per)) < 1e-5);
 }

@@ -40,7 +40,7 @@ double current_rss_mb() {
 
 struct BenchOpts {
   std::string model;
-  int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15;
+  int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15, streams = 1;
   std::string precision = "fp32", isa, device = "cpu", batch_list = "1";
   bool json = false, profile = false, low_memory = false;
   ModelFetchOptions fetch;
@@ -65,6 +65,8 @@ Runner register_bench(CLI::App& app) {
   cmd->add_option("--precision", o->precision, "fp32 or bf16 (CPU); with --device, a list of fp32, tf32, fp16");
   cmd->add_option("--isa", o->isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");
   cmd->add_option("--runs", o->runs, "timed runs")->check(CLI::PositiveNumber);
+  cmd->add_option("--streams", o->streams, "with --device: also time this many runners forwarding at once (GPU streams)")
+      ->check(CLI::Range(1, 8));
   cmd->add_option("--warmup", o->warmup, "untimed runs first");
   cmd->add_option("--batch-size,--batch", o->batch_list, "faces per forward; with --device, a list like 1,4,8,16");
   cmd->add_flag("--json", o->json, "print one JSON object");
@@ -98,6 +100,7 @@ Runner register_bench(CLI::App& app) {
       d.warmup = o->warmup;
       d.threads = o->threads;
       d.json = o->json;
+      d.streams = o->streams;
       d.profile = o->profile;
       d.top = o->top;
       return run_device_bench(d);

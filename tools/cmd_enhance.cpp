@@ -57,6 +57,7 @@ struct EnhanceOpts {
   std::string mask = "rect", parsenet = "ParseNet-latest", sr_model;
   int upscale = 0, tile = 400;
   int workers = 0;  // per CPU stage of the batch pipeline; 0: default_stage_workers()
+  int streams = 0;  // GPEN batches in flight; 0: BatchOptions' default
   Controls controls;
   EngineOpts engine;
   DetectOpts det;
@@ -298,6 +299,7 @@ int enhance_photos(const EnhanceOpts& o) {
   bo.max_size = o.max_size;
   bo.overwrite = o.overwrite;
   bo.prepare_workers = bo.finish_workers = o.workers;
+  bo.gpen_streams = o.streams;
   bo.save_faces_dir = o.save_faces;
   bo.cancel = &g_stop_requested;
   ProgressView view(o.quiet, !to_folder);
@@ -368,6 +370,9 @@ Runner register_enhance(CLI::App& app) {
   cmd->add_option("--workers", o->workers,
                   "photos decoded+detected, and pasted+encoded, at once (threads per stage; 0: cores / 4, or cores / 2 with GPEN on a GPU)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--streams", o->streams,
+                  "GPEN batches in flight at once, each on its own GPU stream (0: 2 on a GPU, 1 on the CPU)")
+      ->check(CLI::Range(0, 8));
   cmd->add_option("--save-faces", o->save_faces, "write each aligned crop and its restored version here");
   cmd->add_option("--warp", o->warp, "alignment/paste-back interpolation: linear (as GPEN) or cubic")
       ->check(CLI::IsMember({"linear", "cubic"}));

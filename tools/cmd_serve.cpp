@@ -92,6 +92,8 @@ Runner register_serve(CLI::App& app) {
   cmd->add_option("--device", o->engine.device, "auto (CUDA when a usable GPU is present), cpu, cuda or cuda:N; the settings tab can change it");
   cmd->add_option("--precision", o->precision, "CPU: fp32 or bf16; CUDA: fp32, tf32 or fp16")
       ->check(CLI::IsMember({"fp32", "bf16", "tf32", "fp16"}));
+  cmd->add_option("--streams", o->engine.gpu_streams, "GPEN batches in flight at once on the GPU, each on its own stream")
+      ->check(CLI::Range(1, 8));
   cmd->add_option("--batch-size", o->batch_size, "faces per GPEN forward (on the GPU: faces of concurrent photos share it)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--isa", o->isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");

@@ -381,18 +381,35 @@ Tensor GpenRunner::forward_on_cpu(const Tensor& x) {
 void GpenRunner::enable_oom_fallback(std::function<void(const std::string&)> warn) {
   if (conv_weights_dropped_) fail("GpenRunner: enable_oom_fallback after the first forward (the host weights are gone)");
   // The first try is the whole input; OomFallbackForward keeps the batch that fitted.
+  oom_warn_ = warn;
   auto policy = std::make_shared<OomFallbackForward>([this](const Tensor& x) { return forward_here(x); },
                                                      [this](const Tensor& x) { return forward_on_cpu(x); },
                                                      1 << 20, std::move(warn));
   oom_fallback_ = [policy](const Tensor& x) { return (*policy)(x); };
 }
 
-void GpenRunner::share_between_threads(int max_batch) {
+std::shared_ptr<GpenRunner> GpenRunner::twin() const {
+  if (conv_weights_dropped_ && !opt_.kernel_cache) fail("GpenRunner: twin after the weights were dropped");
+  CompileOptions o = opt_;
+  o.shared_arena = nullptr;  // its own activations: the twins run at the same time
+  auto t = std::make_shared<GpenRunner>(model_, backend_, o);
+  if (oom_fallback_) t->enable_oom_fallback(oom_warn_);
+  return t;
+}
+
+void GpenRunner::share_between_threads(int max_batch, int streams) {
   if (conv_weights_dropped_ || !cache_.empty()) fail("GpenRunner: share_between_threads after the first forward");
-  if (coalescer_) return set_max_batch(max_batch);
-  // Only the dispatcher thread runs this, one batch at a time.
-  coalescer_ = std::make_unique<ForwardCoalescer>(
-      [this](const Tensor& x) { return oom_fallback_ ? oom_fallback_(x) : forward_here(x); }, max_batch);
+  if (streams < 1) fail("GpenRunner: streams must be at least 1, got ", streams);
+  if (coalescer_) fail("GpenRunner: share_between_threads twice");
+  // Each forward runs on its own dispatcher thread only, one batch at a time.
+  std::vector<ForwardCoalescer::Forward> forwards = {
+      [this](const Tensor& x) { return oom_fallback_ ? oom_fallback_(x) : forward_here(x); }};
+  for (int k = 1; k < streams; ++k) {
+    stream_twins_.push_back(twin());
+    GpenRunner* t = stream_twins_.back().get();
+    forwards.push_back([t](const Tensor& x) { return t->forward(x); });
+  }
+  coalescer_ = std::make_unique<ForwardCoalescer>(std::move(forwards), max_batch);
 }
 
 void GpenRunner::set_max_batch(int max_batch) {

@@ -85,11 +85,21 @@ class GpenRunner {
   // needs. Call before the first forward.
   void enable_oom_fallback(std::function<void(const std::string&)> warn);
 
+  // Another runner of this model on the same backend that shares the prepared weights (the
+  // kernel cache: on a GPU they are uploaded once) but has executables, CUDA streams and
+  // activation memory of its own, so that it can run forwards while this one does: on a GPU two
+  // batches in flight overlap one's memory-bound passes and host-side tensor conversions with the
+  // other's convolutions. Inherits the out-of-memory fallback. Call before the first forward (on
+  // the CPU the runner then still has the weights the twin packs from; twins never compete for
+  // them otherwise).
+  std::shared_ptr<GpenRunner> twin() const;
+
   // Makes forward() safe to call from many threads at once: concurrent calls are coalesced into
-  // batches of at most `max_batch` faces run one at a time by a dispatcher thread
-  // (core/forward_coalescer.h). For one device runner shared by a server's workers. The runner
-  // then keeps the model's host weights. Call before the first forward.
-  void share_between_threads(int max_batch);
+  // batches of at most `max_batch` faces (core/forward_coalescer.h), run by `streams` dispatcher
+  // threads, each on its own twin of this runner (the first on this one). For one device runner
+  // shared by a server's workers. The runner then keeps the model's host weights. Call before
+  // the first forward.
+  void share_between_threads(int max_batch, int streams = 1);
   // The largest coalesced batch; for a shared runner only.
   void set_max_batch(int max_batch);
   // Batches run and faces through them; zeros for a runner that is not shared.
@@ -106,6 +116,8 @@ class GpenRunner {
   std::map<int, std::unique_ptr<Executable>> cache_;
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
+  std::function<void(const std::string&)> oom_warn_;    // kept for twins
+  std::vector<std::shared_ptr<GpenRunner>> stream_twins_;  // share_between_threads' extra streams
   std::unique_ptr<ForwardCoalescer> coalescer_;         // set by share_between_threads; destroyed first
 };
 

@@ -205,10 +205,11 @@ class BatchRun {
       });
     for (int k = 0; k < stage_workers(opt_.finish_workers); ++k)
       workers.emplace_back([this] { guarded([this] { finish_stage(); }, [this] { drain(to_finish_); }); });
-    guarded([this] { gpen_stage(); }, [this] {
-      to_finish_.close();
-      drain(to_gpen_);
-    });
+    const std::vector<FaceRestorer*> gpen_runners = make_gpen_runners();
+    gpen_left_ = gpen_runners.size();
+    for (size_t k = 1; k < gpen_runners.size(); ++k)
+      workers.emplace_back([this, r = gpen_runners[k]] { gpen_thread(*r); });
+    gpen_thread(*gpen_runners[0]);
     for (std::thread& w : workers) w.join();
     for (ItemResult& r : summary_.items)
       if (r.status == ItemStatus::Pending) r.status = ItemStatus::NotProcessed;
@@ -220,6 +221,24 @@ class BatchRun {
  private:
   int stage_workers(int requested) const {
     return requested > 0 ? requested : default_stage_workers(restorer_.gpen_on_cpu());
+  }
+
+  // GPEN stage threads: the caller's restorer, then copies on twins of its runner.
+  std::vector<FaceRestorer*> make_gpen_runners() {
+    const int n = opt_.gpen_streams > 0 ? opt_.gpen_streams : restorer_.gpen_on_cpu() ? 1 : 2;
+    std::vector<FaceRestorer*> out = {&restorer_};
+    for (int k = 1; k < n; ++k) {
+      own_gpen_runners_.push_back(std::make_unique<FaceRestorer>(restorer_.with_own_gpen()));
+      out.push_back(own_gpen_runners_.back().get());
+    }
+    return out;
+  }
+
+  // One GPEN stage thread. The last one out tells stage 3 no more photos come; a failing one only
+  // unblocks stage 1 (the others still push into stage 3, which must keep consuming).
+  void gpen_thread(FaceRestorer& r) {
+    guarded([&] { gpen_stage(r); }, [this] { drain(to_gpen_); });
+    if (--gpen_left_ == 0) to_finish_.close();
   }
 
   // One restorer per stage-1 worker: the caller's for a single worker, else copies with their own
@@ -322,7 +341,7 @@ class BatchRun {
 
   // Stage 2, the calling thread: GPEN batches filled with faces of the photos in arrival order. A
   // partial batch waits for the next photo's faces, and runs when no more photos are coming.
-  void gpen_stage() {
+  void gpen_stage(FaceRestorer& restorer) {
     const size_t batch = size_t(std::max(1, opt_.restore.batch_size));
     std::deque<JobPtr> pending;
     bool upstream_done = false;
@@ -332,7 +351,7 @@ class BatchRun {
       size_t unrestored = 0;
       for (const JobPtr& j : pending) unrestored += j->unrestored();
       if (unrestored >= batch || (upstream_done && unrestored > 0)) {
-        run_one_batch(pending, batch);
+        run_one_batch(restorer, pending, batch);
       } else if (upstream_done) {
         break;
       } else if (std::optional<JobPtr> next = to_gpen_.pop()) {
@@ -341,7 +360,6 @@ class BatchRun {
         upstream_done = true;
       }
     }
-    to_finish_.close();
     drain(to_gpen_);  // after a stop: unblocks the stage-1 workers, which then see it and end
   }
 
@@ -357,13 +375,13 @@ class BatchRun {
     }
   }
 
-  void run_one_batch(std::deque<JobPtr>& pending, size_t batch) {
+  void run_one_batch(FaceRestorer& restorer, std::deque<JobPtr>& pending, size_t batch) {
     std::vector<FaceInProgress*> faces;
     for (JobPtr& j : pending)
       for (FaceInProgress& f : j->photo.faces)
         if (f.restored.empty() && faces.size() < batch) faces.push_back(&f);
     try {
-      restorer_.run_gpen(faces, opt_.restore);
+      restorer.run_gpen(faces, opt_.restore);
     } catch (const std::exception& e) {  // every photo with a face in this batch fails
       for (auto it = pending.begin(); it != pending.end();) {
         const bool involved = std::any_of((*it)->photo.faces.begin(), (*it)->photo.faces.end(), [&](FaceInProgress& f) {
@@ -431,6 +449,8 @@ class BatchRun {
   std::vector<std::unique_ptr<FaceRestorer>> own_preparers_;  // stage-1 workers' detector copies
   std::atomic<size_t> next_input_{0};                         // the next input a stage-1 worker takes
   std::atomic<size_t> preparers_left_{0};
+  std::vector<std::unique_ptr<FaceRestorer>> own_gpen_runners_;  // GPEN threads beyond the first
+  std::atomic<size_t> gpen_left_{0};
   std::mutex mutex_;
   std::atomic<bool> fatal_{false};
   BatchSummary summary_;

@@ -11,8 +11,9 @@
 //   filters + encode + write
 // Stages 1 and 3 run on several worker threads each (BatchOptions::prepare_workers,
 // finish_workers), every worker on its own photo, so photos reach GPEN and finish out of order;
-// results are recorded by input index. GPEN runs on one thread (the caller's) and fills each batch
-// with faces of the photos in the order they arrive, across photos.
+// results are recorded by input index. GPEN runs on the caller's thread (and, with
+// BatchOptions::gpen_streams > 1, on more threads, each with its own twin of the runner) and
+// fills each batch with faces of the photos in the order they arrive, across photos.
 //
 // Used by `gpen enhance` (tools/cmd_enhance.cpp); the CLI only parses flags and shows progress.
 #pragma once
@@ -114,6 +115,11 @@ struct BatchOptions {
   // it busy runs its filters serially).
   int prepare_workers = 0;
   int finish_workers = 0;
+  // GPEN stage threads, each filling and running its own batches on its own twin of the GPEN
+  // runner (GpenRunner::twin); 0: 2 when GPEN runs on a GPU (one batch's host-side conversions
+  // and memory-bound passes overlap the other's convolutions), 1 on the CPU (where one forward
+  // already uses every core).
+  int gpen_streams = 0;
   // Set (e.g. from a SIGINT handler) to stop: no new photo starts, those in flight finish.
   const std::atomic<bool>* cancel = nullptr;
   // Called after each input is finished (any status), one call at a time, from a worker thread.

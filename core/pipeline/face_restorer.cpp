@@ -64,6 +64,8 @@ FaceRestorer FaceRestorer::with_own_detector(int detector_threads) const {
   return FaceRestorer(std::make_shared<FaceDetector>(detector_->clone(detector_threads)), gpen_, pool_);
 }
 
+FaceRestorer FaceRestorer::with_own_gpen() const { return FaceRestorer(detector_, gpen_->twin(), pool_); }
+
 RestoreResult FaceRestorer::restore(const Image& photo, const RestoreOptions& opt) {
   return std::move(restore_many({&photo}, opt).at(0));
 }

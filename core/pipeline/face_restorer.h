@@ -108,6 +108,9 @@ class FaceRestorer {
   // per thread (the batch's stage-1 workers). Its run_gpen() is still this one's: not concurrently.
   FaceRestorer with_own_detector(int detector_threads) const;
   int detector_threads() const { return detector_->threads(); }
+  // A restorer whose run_gpen() runs on a twin of this one's GPEN runner (GpenRunner::twin): the
+  // two can run GPEN at the same time (two GPU streams). Call before the first run_gpen().
+  FaceRestorer with_own_gpen() const;
 
  private:
   std::shared_ptr<FaceDetector> detector_;

@@ -12,12 +12,12 @@
 #  4. whole-model parity [cuda][large] (GPEN-256/512, fp32 and fp16 vs the CPU);
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
 #     then gpen alone in fp32 and tf32;
-#  6. per-layer profile (fp16, batch 16);  7. whole photos: a 1920x1080 one-face photo x N
+#  6. per-layer profile (fp16, batch 16); two runners forwarding at once (fp16, --streams 2);  7. whole photos: a 1920x1080 one-face photo x N
 #     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
 #  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile photos serve report"),
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile streams photos serve report"),
 # GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,7 +26,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile photos serve report}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile streams photos serve report}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -104,24 +104,30 @@ if want profile; then
   run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 16 --runs 5 \
     --profile --top 32
 fi
+if want streams; then
+  stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
+  run_logged streams 120 8 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,8,16 \
+    --runs 20 --streams 2
+fi
 if want photos; then
   stage "whole photos: 1920x1080 one face, --device cuda --batch-size 16"
   N="${GPEN_GPU_PHOTOS:-128}"
   rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
-  # Run 1: everything on the GPU, default --workers (cores / 2 with GPEN on a GPU); run 2: the
-  # same with --workers 4 (the default before); run 3: RetinaFace on the CPU, for comparison.
+  # Run 1: everything on the GPU, defaults (--workers cores / 2, --streams 2 with GPEN on a GPU);
+  # run 2: --workers 4 --streams 1 (the defaults before); run 3: RetinaFace on the CPU.
   for run in 1 2 3; do
     det=$([ $run = 3 ] && echo cpu || echo cuda)
     workers=$([ $run = 2 ] && echo 4 || echo 0)
+    streams=$([ $run = 2 ] && echo 1 || echo 0)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
     run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
       --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision fp16 --batch-size 16 \
-      --detector-device "$det" --workers "$workers" --quiet --report "/tmp/photos$run.json"
+      --detector-device "$det" --workers "$workers" --streams "$streams" --quiet --report "/tmp/photos$run.json"
     t1=$(date +%s.%N)
     awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" -v w="$workers" \
-      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d ", --workers " w "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d ", --workers/--streams " w "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
     python3 - "/tmp/photos$run.json" <<'PY' || true
 import json, statistics, sys
 report = json.load(open(sys.argv[1]))

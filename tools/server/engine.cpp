@@ -99,7 +99,7 @@ Engine::Gpu& Engine::gpu() const {
   g->detector_device = cfg_.accelerator ? cfg_.accelerator() : select_device(cuda, GpuPrecision::FP32);
   g->gpen = std::make_shared<GpenRunner>(model_, g->gpen_device.backend, cfg_.compile);
   g->gpen->enable_oom_fallback([](const std::string& w) { std::fprintf(stderr, "gpen serve: warning: %s\n", w.c_str()); });
-  g->gpen->share_between_threads(4);  // set from the batch_size setting at every image
+  g->gpen->share_between_threads(4, cfg_.gpu_streams);  // max batch: the batch_size setting, at every image
   std::fprintf(stderr, "gpen serve: GPU ready: %s\n", g->gpen_device.description.c_str());
   gpu_ = std::move(g);
   return *gpu_;

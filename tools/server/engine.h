@@ -37,6 +37,7 @@ struct EngineConfig {
   CompileOptions compile;
   std::string device = "auto";  // --device: auto, cpu, cuda or cuda:N (the GPU used by setting "cuda")
   GpuPrecision gpu_precision = GpuPrecision::FP32;  // GPEN's convolutions on the GPU
+  int gpu_streams = 2;  // GPEN batches in flight at once on the GPU (GpenRunner::share_between_threads)
   // Tests only: a stand-in for the GPU (e.g. the CPU backend) so that the shared, coalescing path
   // runs on machines without one. Empty: the CUDA module.
   std::function<SelectedDevice()> accelerator;
