@@ -8,6 +8,7 @@
 #include <functional>
 #include <cstdlib>
 #include <random>
+#include <thread>
 
 #include "core/device.h"
 #include "core/face_detector.h"
@@ -319,4 +320,38 @@ TEST_CASE("cuda GPEN benchmark (JSON lines on stdout)", "[.][cuda-bench]") {
   o.runs = std::stoi(env_or("GPEN_BENCH_RUNS", "20"));
   o.json = true;
   CHECK(cli::run_device_bench(o) == 0);
+}
+
+TEST_CASE("cuda twin runners forwarding at once on their own streams give the faces of one runner", "[cuda][large]") {
+  if (!cuda_or_skip()) return;
+  auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(256), 13)));
+  const Tensor a = rnd({4, 3, 256, 256}, 14), b = rnd({4, 3, 256, 256}, 15);
+  GpenRunner one(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), {});
+  const Tensor want_a = one.forward(a), want_b = one.forward(b);
+  const std::shared_ptr<GpenRunner> twin = one.twin();  // shares the uploaded weights
+  Tensor got_a, got_b;
+  for (int round = 0; round < 3; ++round) {  // several rounds: the CUDA graphs replay concurrently
+    std::thread t([&] { got_a = one.forward(a); });
+    got_b = twin->forward(b);
+    t.join();
+    INFO("round " << round);
+    // The same algorithms on the same inputs (deterministic ones preferred): equal up to the last
+    // bits should a shape have had only a non-deterministic algorithm.
+    CHECK(test::max_abs_diff(got_a.data<float>(), want_a.data<float>(), size_t(want_a.numel())) < 1e-3);
+    CHECK(test::max_abs_diff(got_b.data<float>(), want_b.data<float>(), size_t(want_b.numel())) < 1e-3);
+  }
+
+  // The shared, coalescing runner of gpen serve: 2 streams, requests from 6 threads.
+  GpenRunner shared(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), {});
+  shared.share_between_threads(4, 2);
+  std::vector<Tensor> outs(6);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 6; ++i) ts.emplace_back([&, i] { outs[size_t(i)] = shared.forward(i % 2 ? b : a); });
+  for (std::thread& t : ts) t.join();
+  for (int i = 0; i < 6; ++i) {
+    const Tensor& want = i % 2 ? want_b : want_a;
+    INFO("request " << i);
+    CHECK(test::rel_l2(outs[size_t(i)].data<float>(), want.data<float>(), size_t(want.numel())) < 1e-3);
+  }
+  CHECK(shared.sharing_stats().samples == 24);
 }
