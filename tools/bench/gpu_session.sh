@@ -2,7 +2,9 @@
 # Everything a GPU session needs, in ONE call of the device tool, from the repository root:
 #
 #   here:  tools/bench/pack_gpu_carry.sh build            (binaries + libs + detector + photos)
-#   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=...)
+#   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=480)
+#          (175 s on the H200 before the streams/serve stages and the third photo run were added;
+#          expect about 4-5 minutes now; GPEN_GPU_STAGES picks a subset)
 #
 # Uses the binaries carried in .gpucarry/bin (built here with the CUDA module; the GPU machine's
 # image has no libwebp/httplib/minizip to build with) and the machine's own CUDA libraries
