@@ -79,6 +79,20 @@ Image reference_paste(const Image& photo, const std::vector<PasteFace>& faces, d
   return out;
 }
 
+// paste_faces equals reference_paste for both interpolations and each strength (3 threads).
+void check_like_reference(const Image& photo, const std::vector<PasteFace>& faces, const std::vector<double>& strengths) {
+  ThreadPool pool(3);
+  for (WarpInterpolation interp : {WarpInterpolation::Linear, WarpInterpolation::Cubic})
+    for (double strength : strengths) {
+      PasteOptions o;
+      o.strength = strength;
+      o.interpolation = interp;
+      o.pool = &pool;
+      INFO("strength " << strength << (interp == WarpInterpolation::Linear ? " linear" : " cubic"));
+      CHECK(paste_faces(photo, faces, o).pixels == reference_paste(photo, faces, strength, interp).pixels);
+    }
+}
+
 struct ConstantMask : FaceMaskSource {
   float value;
   int size_offset = 0;
@@ -136,32 +150,13 @@ TEST_CASE("paste_faces equals GPEN's full-frame loop", "[paste]") {
   faces.push_back(make_face(photo, 128, similarity(0.9, 10, 40, 30), 150.f, 2));   // large face
   faces.push_back(make_face(photo, 128, similarity(0.7, -25, 110, 60), 60.f, 3));  // small: smoothed, overlaps
   faces.push_back(make_face(photo, 64, similarity(1.5, 5, 200, 120), 120.f, 4));   // partly outside the photo
-  ThreadPool pool(2);
-  for (WarpInterpolation interp : {WarpInterpolation::Linear, WarpInterpolation::Cubic})
-    for (double strength : {1.0, 0.5, 0.25}) {
-      PasteOptions o;
-      o.strength = strength;
-      o.interpolation = interp;
-      o.pool = &pool;
-      INFO("strength " << strength << (interp == WarpInterpolation::Linear ? " linear" : " cubic"));
-      CHECK(paste_faces(photo, faces, o).pixels == reference_paste(photo, faces, strength, interp).pixels);
-    }
+  check_like_reference(photo, faces, {1.0, 0.5, 0.25});
 }
 
 TEST_CASE("one face (the banded path without a composite) equals GPEN's full-frame loop", "[paste]") {
   const Image photo = noise(333, 271, 3, 5);
-  ThreadPool pool(3);
   for (const Affine& placed : {similarity(1.7, 12, 30, 20), similarity(2.4, -8, 150, -60)})  // inside; cut off
-    for (WarpInterpolation interp : {WarpInterpolation::Linear, WarpInterpolation::Cubic})
-      for (double strength : {1.0, 0.4}) {
-        const std::vector<PasteFace> one = {make_face(photo, 96, placed, 150.f, 6)};
-        PasteOptions o;
-        o.strength = strength;
-        o.interpolation = interp;
-        o.pool = &pool;
-        INFO("strength " << strength << (interp == WarpInterpolation::Linear ? " linear" : " cubic"));
-        CHECK(paste_faces(photo, one, o).pixels == reference_paste(photo, one, strength, interp).pixels);
-      }
+    check_like_reference(photo, {make_face(photo, 96, placed, 150.f, 6)}, {1.0, 0.4});
 }
 
 TEST_CASE("strength 0 leaves the photo unchanged byte for byte", "[paste]") {
