@@ -146,7 +146,9 @@ async function main() {
     await page.click('#tab-settings');
     await page.waitForSelector('#models tbody tr');
     check(await page.$eval('#devices tbody', (t) => t.textContent.includes('CPU')), 'the device table lists the CPU');
+    check(await page.$eval('#devices tbody', (t) => t.textContent.includes('(in use)')), 'the device table says which device runs the images');
     check(await page.$eval('#last-run tbody', (t) => t.textContent.includes('Images restored')), 'the last-run figures are shown');
+    check(await page.$eval('#last-run tbody', (t) => t.textContent.includes(' on CPU')), 'the last image says where it ran');
     await page.selectOption('#output_format', 'webp');
     await page.click('#save-settings');
     await page.waitForFunction(() => document.querySelector('#settings-status').textContent === 'Saved.');

@@ -286,7 +286,16 @@ async function loadSettingsTab() {
   $('batch_size').value = h.settings.batch_size;
   $('output_format').value = h.settings.output_format === 'jpg' ? 'jpeg' : h.settings.output_format;
   $('auto_download').checked = h.settings.auto_download;
-  fillTable('devices', h.devices.map((d) => [[d.name.toUpperCase()], [d.available ? 'yes' : 'no', d.available ? 'present' : 'missing'], [d.detail]]));
+  // The GPU's entry, once it is set up, also says how well concurrent photos shared GPEN forwards.
+  const deviceDetail = (d) => {
+    const parts = [d.detail + (h.device_in_use === d.name ? ' (in use)' : '')];
+    if (d.gpen_batches !== undefined) {
+      parts.push(`${d.gpen_faces} faces in ${d.gpen_batches} GPEN batches (largest ${d.largest_batch})`);
+    }
+    if (d.memory_mb) parts.push(`${d.memory_mb.held} MiB held, peak ${d.memory_mb.peak} MiB`);
+    return parts.join('; ');
+  };
+  fillTable('devices', h.devices.map((d) => [[d.name.toUpperCase()], [d.available ? 'yes' : 'no', d.available ? 'present' : 'missing'], [deviceDetail(d)]]));
   $('active-model').textContent = `Active: ${m.gpen.name} — ${m.gpen.description}; detector: ${m.detector || 'none'}`;
   const modelState = (c) => (c.in_use ? 'in use' : c.present ? 'present' : 'missing');
   fillTable('models', m.catalogue.map((c) => [[c.name], [c.description], [modelState(c), c.present ? 'present' : 'missing']]));
@@ -295,7 +304,7 @@ async function loadSettingsTab() {
   const rows = [['Images restored', q.images_done], ['Images failed', q.images_failed], ['Requests refused (queue full)', q.jobs_refused],
     ['Workers / queue bound', `${q.workers} / ${q.max_queued}`]];
   if (last) {
-    rows.unshift(['Last image', `${last.width}×${last.height}, ${last.faces} face(s)`],
+    rows.unshift(['Last image', `${last.width}×${last.height}, ${last.faces} face(s)` + (last.device ? ` on ${last.device.toUpperCase()}` : '')],
       ['Total', `${last.total_ms.toFixed(0)} ms`],
       ['Detect / align / GPEN / paste', [last.detect_ms, last.align_ms, last.gpen_ms, last.paste_ms].map((x) => x.toFixed(0)).join(' / ') + ' ms']);
   }
