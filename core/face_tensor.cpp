@@ -1,25 +1,82 @@
 #include "core/face_tensor.h"
 
 #include <algorithm>
+#include <array>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace gpen {
+namespace {
 
-Tensor faces_to_tensor(const std::vector<const Image*>& faces) {
+// GPEN's input scaling, x / 255 * 2 - 1 as (x / 255 - 0.5) / 0.5 in float, for every byte.
+const std::array<float, 256>& input_levels() {
+  static const std::array<float, 256> lut = [] {
+    std::array<float, 256> t{};
+    for (int v = 0; v < 256; ++v) t[size_t(v)] = (float(v) / 255.f - 0.5f) / 0.5f;
+    return t;
+  }();
+  return lut;
+}
+
+// One face into its [3][S][S] slot: a table lookup per byte, read in order, written per plane.
+void face_to_planes(const Image& f, float* base, int64_t plane) {
+  const std::array<float, 256>& lut = input_levels();
+  const uint8_t* px = f.pixels.data();
+  float* r = base;
+  float* g = base + plane;
+  float* b = base + 2 * plane;
+  for (int64_t i = 0; i < plane; ++i, px += 3) {
+    r[i] = lut[px[0]];
+    g[i] = lut[px[1]];
+    b[i] = lut[px[2]];
+  }
+}
+
+// (y + 1) / 2 clipped to [0, 1], * 255, truncated (numpy's astype(uint8)), a row at a time: each
+// plane's row in contiguous float lanes (vectorised), then interleaved.
+void planes_to_face(const float* base, int64_t plane, int W, int H, Image& img) {
+  std::vector<uint8_t> rgb(size_t(W) * 3);
+  for (int y = 0; y < H; ++y) {
+    uint8_t* lanes = rgb.data();
+    for (int c = 0; c < 3; ++c) {
+      const float* src = base + c * plane + int64_t(y) * W;
+      uint8_t* dst = lanes + size_t(c) * W;
+      for (int x = 0; x < W; ++x) {
+        const float v = src[x] * 0.5f + 0.5f;
+        dst[x] = uint8_t(int((v < 0.f ? 0.f : v > 1.f ? 1.f : v) * 255.f));
+      }
+    }
+    uint8_t* out = img.row(y);
+    for (int x = 0; x < W; ++x) {
+      out[3 * x] = lanes[x];
+      out[3 * x + 1] = lanes[W + x];
+      out[3 * x + 2] = lanes[2 * W + x];
+    }
+  }
+}
+
+}  // namespace
+
+void faces_into_tensor(const std::vector<const Image*>& faces, Tensor& t, ThreadPool* pool) {
   if (faces.empty()) fail("no faces to convert");
   const int S = faces[0]->width;
-  Tensor t = Tensor::empty(DType::F32, {int64_t(faces.size()), 3, S, S});
-  float* p = t.data<float>();
-  const int64_t plane = int64_t(S) * S;
   for (size_t n = 0; n < faces.size(); ++n) {
     const Image& f = *faces[n];
     if (f.width != S || f.height != S || f.channels != 3)
       fail("face ", n, " is ", f.width, "x", f.height, "x", f.channels, ", expected ", S, "x", S, "x3");
-    float* base = p + int64_t(n) * 3 * plane;
-    for (int64_t i = 0; i < plane; ++i)
-      for (int c = 0; c < 3; ++c) base[c * plane + i] = (float(f.pixels[size_t(i * 3 + c)]) / 255.f - 0.5f) / 0.5f;
   }
+  const Shape shape = {int64_t(faces.size()), 3, S, S};
+  if (!t.unshared() || t.shape() != shape || t.dtype() != DType::F32) t = Tensor::empty(DType::F32, shape);
+  const int64_t plane = int64_t(S) * S;
+  parallel_for(pool, int64_t(faces.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) face_to_planes(*faces[size_t(n)], t.data<float>() + n * 3 * plane, plane);
+  });
+}
+
+Tensor faces_to_tensor(const std::vector<const Image*>& faces, ThreadPool* pool) {
+  Tensor t;
+  faces_into_tensor(faces, t, pool);
   return t;
 }
 
@@ -28,14 +85,18 @@ Image tensor_to_face(const Tensor& t, int n) {
     fail("tensor_to_face: bad tensor ", shape_str(t.shape()), " or index ", n);
   const int H = int(t.dim(2)), W = int(t.dim(3));
   const int64_t plane = int64_t(H) * W;
-  const float* base = t.data<float>() + int64_t(n) * 3 * plane;
   Image img(W, H, 3);
-  for (int64_t i = 0; i < plane; ++i)
-    for (int c = 0; c < 3; ++c) {
-      const float v = std::clamp(base[c * plane + i] * 0.5f + 0.5f, 0.f, 1.f) * 255.f;
-      img.pixels[size_t(i * 3 + c)] = uint8_t(v);  // truncation, as numpy's astype(uint8)
-    }
+  planes_to_face(t.data<float>() + int64_t(n) * 3 * plane, plane, W, H, img);
   return img;
+}
+
+std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool) {
+  if (t.ndim() != 4) fail("tensor_to_faces: bad tensor ", shape_str(t.shape()));
+  std::vector<Image> faces(size_t(t.dim(0)));
+  parallel_for(pool, t.dim(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) faces[size_t(n)] = tensor_to_face(t, int(n));
+  });
+  return faces;
 }
 
 }  // namespace gpen

@@ -8,9 +8,15 @@
 
 namespace gpen {
 
-// N RGB images of the same size S x S -> [N][3][S][S] f32 in [-1, 1].
-Tensor faces_to_tensor(const std::vector<const Image*>& faces);
+class ThreadPool;
+
+// N RGB images of the same size S x S -> [N][3][S][S] f32 in [-1, 1]; faces spread over `pool`.
+Tensor faces_to_tensor(const std::vector<const Image*>& faces, ThreadPool* pool = nullptr);
+// The same into `t`, which is reused when it is unshared and of that shape (else reallocated).
+void faces_into_tensor(const std::vector<const Image*>& faces, Tensor& t, ThreadPool* pool = nullptr);
 // Sample n of a [N][3][S][S] tensor -> S x S RGB image.
 Image tensor_to_face(const Tensor& t, int n);
+// Every sample, spread over `pool`.
+std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool = nullptr);
 
 }  // namespace gpen

@@ -48,6 +48,9 @@ class Tensor {
   Tensor to(DType dtype) const;
   // Deep copy into owned storage.
   Tensor clone() const;
+  // Owns its storage and no other tensor shares it: safe to overwrite and hand out again (buffers
+  // reused across calls instead of a fresh large allocation, and its page faults, every time).
+  bool unshared() const { return storage_ && storage_.use_count() == 1; }
   // Element `i` as double, whatever the dtype (for tests and small scalars).
   double item_as_double(int64_t i = 0) const;
 

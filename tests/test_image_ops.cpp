@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/face_tensor.h"
 #include "core/image.h"
 #include "core/image_ops.h"
 #include "core/rounding.h"
@@ -298,4 +299,44 @@ TEST_CASE("saturate_round_u8 equals clamp(nearbyint(v), 0, 255), ties to even, w
                   std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()})
     CHECK(saturate_round_u8(v) == expected(v));
   CHECK(saturate_round_u8(std::numeric_limits<float>::quiet_NaN()) == 0);
+}
+
+TEST_CASE("face tensors: GPEN's scaling in and out, exactly, for any face count and pool", "[image_ops]") {
+  std::mt19937 rng(21);
+  ThreadPool pool(3);
+  const int S = 37;
+  std::vector<Image> faces(5, Image(S, S, 3));
+  std::vector<const Image*> ptrs;
+  for (Image& f : faces) {
+    for (uint8_t& v : f.pixels) v = uint8_t(rng());
+    ptrs.push_back(&f);
+  }
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    const Tensor t = faces_to_tensor(ptrs, p);
+    REQUIRE(t.shape() == Shape{5, 3, S, S});
+    for (int n = 0; n < 5; ++n)
+      for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < S * S; ++i)
+          REQUIRE(t.data<float>()[(int64_t(n) * 3 + c) * S * S + i] ==
+                  (float(faces[size_t(n)].pixels[size_t(i) * 3 + c]) / 255.f - 0.5f) / 0.5f);
+    // Out: values beyond [-1, 1] clip, the rest truncate.
+    Tensor y = t;
+    std::uniform_real_distribution<float> any(-1.5f, 1.5f);
+    for (int64_t i = 0; i < y.numel() / 2; ++i) y.data<float>()[i] = any(rng);
+    const std::vector<Image> out = tensor_to_faces(y, p);
+    REQUIRE(out.size() == 5);
+    for (int n = 0; n < 5; ++n) {
+      CHECK(out[size_t(n)].pixels == tensor_to_face(y, n).pixels);
+      for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < S * S; ++i) {
+          const float v = y.data<float>()[(int64_t(n) * 3 + c) * S * S + i];
+          REQUIRE(out[size_t(n)].pixels[size_t(i) * 3 + c] == uint8_t(std::clamp(v * 0.5f + 0.5f, 0.f, 1.f) * 255.f));
+        }
+    }
+    // The round trip truncates as GPEN does: v / 255 * 2 - 1 and back may land just under v.
+    const Image back = tensor_to_faces(t, p)[4];
+    for (size_t k = 0; k < back.pixels.size(); ++k) REQUIRE(int(faces[4].pixels[k]) - int(back.pixels[k]) <= 1);
+  }
+  const Image wider(S + 1, S, 3);
+  CHECK_THROWS_WITH(faces_to_tensor({&faces[0], &wider}), Catch::Contains("expected 37x37x3"));
 }

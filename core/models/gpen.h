@@ -114,6 +114,7 @@ class GpenRunner {
   CompileOptions opt_;
   bool conv_weights_dropped_ = false;
   std::map<int, std::unique_ptr<Executable>> cache_;
+  std::map<int, Tensor> spare_outputs_;  // the last output per batch size, reused once unshared
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
   std::function<void(const std::string&)> oom_warn_;    // kept for twins

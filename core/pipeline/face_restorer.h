@@ -116,6 +116,7 @@ class FaceRestorer {
   std::shared_ptr<FaceDetector> detector_;
   std::shared_ptr<GpenRunner> gpen_;
   ThreadPool* pool_;
+  Tensor gpen_input_;  // run_gpen's input batch, reused from one batch to the next
 };
 
 }  // namespace gpen

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/face_align.h"
+#include "core/face_tensor.h"
 #include "core/image.h"
 #include "core/image_ops.h"
 #include "core/paste_back.h"
@@ -104,6 +105,19 @@ void photo_encode_jpeg(benchmark::State& st) {
   for (auto _ : st) benchmark::DoNotOptimize(encode_image(img, eo).data());
 }
 
+// The GPEN stage's host work per batch of 16 GPEN-512 faces: crops in, restored faces out.
+void photo_face_tensors_16(benchmark::State& st) {
+  std::vector<Image> crops;
+  for (int i = 0; i < 16; ++i) crops.push_back(OneFace().face.restored);
+  std::vector<const Image*> ptrs;
+  for (const Image& c : crops) ptrs.push_back(&c);
+  for (auto _ : st) {
+    const Tensor t = faces_to_tensor(ptrs);
+    for (int i = 0; i < 16; ++i) benchmark::DoNotOptimize(tensor_to_face(t, i).pixels.data());
+  }
+}
+
+BENCHMARK(photo_face_tensors_16)->Name("photo/face_tensors_in_out_16x512")->Unit(benchmark::kMillisecond);
 BENCHMARK(photo_paste_one_face)->Name("photo/paste_one_face_1080p")->Unit(benchmark::kMillisecond);
 BENCHMARK(photo_protect_skin)->Name("photo/protect_skin_one_face_1080p")->Unit(benchmark::kMillisecond);
 BENCHMARK(photo_decode_jpeg)->Name("photo/decode_jpeg_1080p")->Unit(benchmark::kMillisecond);
