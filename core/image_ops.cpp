@@ -55,11 +55,6 @@ void apply_affine(const Affine& m, double x, double y, double& out_x, double& ou
 
 namespace {
 
-uint8_t round_to_u8(float v) {
-  // Half to even, as torch.round and OpenCV's cvRound (lrint in the default rounding mode).
-  return saturate_round_u8(v);
-}
-
 // ------------------------------------------------------------------------------------------------
 // Bilinear resize
 
@@ -135,7 +130,7 @@ Image resize_bilinear(const Image& src, int width, int height) {
   resize_bilinear_impl(src.pixels.data(), src.width, src.height, src.channels, width, height,
                        [&](int y, const float* row, size_t n) {
                          uint8_t* dst = out.row(y);
-                         for (size_t i = 0; i < n; ++i) dst[i] = round_to_u8(row[i]);
+                         for (size_t i = 0; i < n; ++i) dst[i] = saturate_round_u8(row[i])  /* half to even, as cvRound */;
                        });
   return out;
 }

@@ -45,12 +45,6 @@ FloatImage RectangleMask::face_mask(const Image& restored_crop) const {
 // ------------------------------------------------------------------------------------------------
 // Per-face preparation
 
-namespace {
-
-uint8_t saturate_round(float v) { return saturate_round_u8(v); }
-
-}  // namespace
-
 Image add_weighted(const Image& a, double alpha, const Image& b) {
   if (a.width != b.width || a.height != b.height || a.channels != b.channels)
     fail("add_weighted: images differ in shape (", a.width, "x", a.height, "x", a.channels, " vs ", b.width, "x",
@@ -61,7 +55,7 @@ Image add_weighted(const Image& a, double alpha, const Image& b) {
   Image out(a.width, a.height, a.channels);
   for (size_t i = 0; i < a.pixels.size(); ++i) {
     const float bb = float(b.pixels[i]) * beta_f;
-    out.pixels[i] = saturate_round(float(double(a.pixels[i]) * double(alpha_f) + double(bb)));
+    out.pixels[i] = saturate_round_u8(float(double(a.pixels[i]) * double(alpha_f) + double(bb)));
   }
   return out;
 }

@@ -11,7 +11,6 @@
 namespace gpen {
 namespace {
 
-uint8_t to_u8(float v) { return saturate_round_u8(v); }
 
 int color_channels(const Image& img) { return std::min(img.channels, 3); }  // alpha is never filtered
 
@@ -98,9 +97,9 @@ void protect_skin_row(uint8_t* p, const uint8_t* o, int width, bool mono) {
                    &b);
       // Untouched pixels already have the original's colour, and must keep its bytes.
       const int32_t write = !(pr[i] == orr[i] && pg[i] == og[i] && pb[i] == ob[i]) && k > 0.f;
-      nr[i] = write ? to_u8(r) : int32_t(pr[i]);
-      ng[i] = write ? to_u8(g) : int32_t(pg[i]);
-      nb[i] = write ? to_u8(b) : int32_t(pb[i]);
+      nr[i] = write ? saturate_round_u8(r) : int32_t(pr[i]);
+      ng[i] = write ? saturate_round_u8(g) : int32_t(pg[i]);
+      nb[i] = write ? saturate_round_u8(b) : int32_t(pb[i]);
     }
     for (int i = 0; i < n; ++i) {
       uint8_t* q = p + size_t(x0 + i) * C;
@@ -183,7 +182,7 @@ Image restoration_target(const Image& aligned, Image restored, const Controls& c
     const FloatImage hp = high_pass(aligned, detail_sigma(aligned.width));
     for (size_t i = 0; i < t.pixels.size(); ++i) t.pixels[i] += hp.pixels[i];
   }
-  for (size_t i = 0; i < t.pixels.size(); ++i) restored.pixels[i] = to_u8(t.pixels[i]);
+  for (size_t i = 0; i < t.pixels.size(); ++i) restored.pixels[i] = saturate_round_u8(t.pixels[i]);
   return restored;
 }
 
@@ -234,7 +233,7 @@ Image denoise_photo(const Image& photo, double amount, ThreadPool* pool) {
           }
         }
         uint8_t* o = out.row(y) + size_t(x) * C;
-        for (int c = 0; c < CC; ++c) o[c] = to_u8(acc[c] / wsum);
+        for (int c = 0; c < CC; ++c) o[c] = saturate_round_u8(acc[c] / wsum);
       }
   });
   return out;
@@ -254,7 +253,7 @@ Image sharpen_photo(const Image& photo, double amount, ThreadPool* pool) {
       for (int x = 0; x < photo.width; ++x)
         for (int c = 0; c < CC; ++c) {
           const size_t i = size_t(x) * C + c;
-          o[i] = to_u8(o[i] + k * h[i]);
+          o[i] = saturate_round_u8(o[i] + k * h[i]);
         }
     }
   });
@@ -266,7 +265,7 @@ void adjust_tone(Image& photo, double contrast, double brightness) {
   if (contrast == 0 && brightness == 0) return;
   const double gain = std::exp2(contrast / 50.0), offset = 1.275 * brightness;
   uint8_t lut[256];
-  for (int v = 0; v < 256; ++v) lut[v] = to_u8(float((v - 128) * gain + 128 + offset));
+  for (int v = 0; v < 256; ++v) lut[v] = saturate_round_u8(float((v - 128) * gain + 128 + offset));
   const int C = photo.channels, CC = color_channels(photo);
   for (size_t i = 0; i < photo.pixels.size(); i += size_t(C))
     for (int c = 0; c < CC; ++c) photo.pixels[i + size_t(c)] = lut[photo.pixels[i + size_t(c)]];
