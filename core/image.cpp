@@ -320,7 +320,7 @@ Image decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits) 
       check_limits(ImageFormat::Jpeg, ctx.cinfo.image_width, ctx.cinfo.image_height, limits);
     fail("JPEG: corrupt or truncated data (", ctx.err.message, ")");
   }
-  return apply_exif_orientation(stored, jpeg_exif_orientation(data, size));
+  return apply_exif_orientation(std::move(stored), jpeg_exif_orientation(data, size));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -487,8 +487,8 @@ Image load_image(const std::string& path, const DecodeLimits& limits) {
 // ------------------------------------------------------------------------------------------------
 // EXIF orientation
 
-Image apply_exif_orientation(const Image& stored, int orientation) {
-  if (orientation <= 1 || orientation > 8) return stored;
+Image apply_exif_orientation(Image stored, int orientation) {
+  if (orientation <= 1 || orientation > 8) return stored;  // moved out, not copied
   const int W = stored.width, H = stored.height, C = stored.channels;
   const bool transposed = orientation >= 5;
   Image out(transposed ? H : W, transposed ? W : H, C);

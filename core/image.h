@@ -63,7 +63,8 @@ Image load_image(const std::string& path, const DecodeLimits& limits = {});
 // EXIF Orientation (1..8) from a JPEG's APP1 segment; 1 when absent or unreadable. Exposed for tests.
 int jpeg_exif_orientation(const uint8_t* data, size_t size);
 // Applies an EXIF orientation (1..8) to pixels stored as in the file, giving the upright picture.
-Image apply_exif_orientation(const Image& stored, int orientation);
+// Takes the image by value: orientation 1 (most photos) hands it back without copying its pixels.
+Image apply_exif_orientation(Image stored, int orientation);
 
 struct EncodeOptions {
   ImageFormat format = ImageFormat::Unknown;  // Unknown: save_image takes it from the extension

@@ -33,6 +33,16 @@ Rect intersect(const Rect& a, const Rect& b) {
   return Rect{x0, y0, x1 - x0, y1 - y0};
 }
 
+Image crop_image(const Image& img, const Rect& r) {
+  if (r.empty() || r.x < 0 || r.y < 0 || r.right() > img.width || r.bottom() > img.height)
+    fail("crop_image: rectangle ", r.x, ",", r.y, " ", r.width, "x", r.height, " is not inside the ", img.width, "x",
+         img.height, " image");
+  Image out(r.width, r.height, img.channels);
+  const size_t bytes = out.row_bytes();
+  for (int y = 0; y < r.height; ++y) std::memcpy(out.row(y), img.row(r.y + y) + size_t(r.x) * img.channels, bytes);
+  return out;
+}
+
 Rect unite(const Rect& a, const Rect& b) {
   if (a.empty()) return b;
   if (b.empty()) return a;

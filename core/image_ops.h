@@ -38,6 +38,8 @@ struct Rect {
 };
 Rect intersect(const Rect& a, const Rect& b);
 Rect unite(const Rect& a, const Rect& b);  // bounding box; an empty rect is ignored
+// A copy of the pixels of `r` (which must lie inside `img`).
+Image crop_image(const Image& img, const Rect& r);
 
 // 2x3 affine matrix, row-major [a b c; d e f]: (x, y) -> (a x + b y + c, d x + e y + f).
 using Affine = std::array<double, 6>;

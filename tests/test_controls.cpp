@@ -400,3 +400,24 @@ TEST_CASE("skin protection's vectorised rows equal the per-pixel formula, byte f
       CHECK(restored.pixels == expected.pixels);
     }
 }
+
+TEST_CASE("skin protection from the original's area alone equals it from the whole original", "[controls]") {
+  std::mt19937 rng(12);
+  const int W = 41, H = 29;
+  Image original(W, H, 3);
+  for (uint8_t& v : original.pixels) v = uint8_t(60 + rng() % 150);
+  Image restored = original;
+  for (uint8_t& v : restored.pixels) v = uint8_t(std::clamp(int(v) + int(rng() % 81) - 40, 0, 255));
+  for (const Rect area : {Rect{0, 0, W, H}, Rect{5, 3, 17, 11}, Rect{W - 1, H - 1, 1, 1}}) {
+    Image whole = restored, from_area = restored;
+    protect_skin_colour(whole, original, area);
+    protect_skin_colour_in(from_area, crop_image(original, area), area);
+    INFO("area " << area.x << "," << area.y << " " << area.width << "x" << area.height);
+    CHECK(from_area.pixels == whole.pixels);
+    CHECK(whole.pixels != restored.pixels);  // the area's pixels did change
+  }
+  // An area that leaves the photo, or a crop of another size: a clear error.
+  CHECK_THROWS_AS(protect_skin_colour_in(restored, crop_image(original, Rect{0, 0, 4, 4}), Rect{W - 2, 0, 4, 4}), Error);
+  CHECK_THROWS_AS(protect_skin_colour_in(restored, crop_image(original, Rect{0, 0, 4, 4}), Rect{0, 0, 5, 4}), Error);
+  CHECK_THROWS_AS(crop_image(original, Rect{-1, 0, 4, 4}), Error);
+}

@@ -150,22 +150,43 @@ FloatImage skin_mask(const Image& img) {
   return mask;
 }
 
+namespace {
+
+// protect_skin_colour over `r` (inside `restored`), the original's pixel of photo (x, y) being
+// `orig` (RGB) at (x - ox, y - oy).
+void protect_skin_rect(Image& restored, const Image& orig, int ox, int oy, const Rect& r, ThreadPool* pool) {
+  const bool mono = is_monochrome(orig, Rect{r.x - ox, r.y - oy, r.width, r.height});
+  const int C = restored.channels;
+  parallel_for(pool, r.height, 32, [&](int64_t y0, int64_t y1) {
+    for (int y = r.y + int(y0); y < r.y + int(y1); ++y) {
+      uint8_t* p = restored.row(y) + size_t(r.x) * size_t(C);
+      const uint8_t* o = orig.row(y - oy) + size_t(r.x - ox) * 3;
+      if (C == 3)
+        protect_skin_row<3>(p, o, r.width, mono);
+      else
+        protect_skin_row<4>(p, o, r.width, mono);
+    }
+  });
+}
+
+}  // namespace
+
 void protect_skin_colour(Image& restored, const Image& original, const Rect& area, ThreadPool* pool) {
   if (restored.channels < 3 || original.width != restored.width || original.height != restored.height)
     fail("protect_skin_colour: expected an RGB(A) photo and its original of the same size");
   const Rect r = intersect(area, Rect{0, 0, restored.width, restored.height});
   if (r.empty()) return;
   const Image rgb_original = original.channels == 3 ? Image{} : to_rgb(original);
-  const Image& orig = original.channels == 3 ? original : rgb_original;
-  const bool mono = is_monochrome(orig, r);
-  const int C = restored.channels;
-  parallel_for(pool, r.height, 32, [&](int64_t y0, int64_t y1) {
-    for (int y = int(y0); y < int(y1); ++y)
-      if (C == 3)
-        protect_skin_row<3>(restored.row(r.y + y) + size_t(r.x) * 3, orig.row(r.y + y) + size_t(r.x) * 3, r.width, mono);
-      else
-        protect_skin_row<4>(restored.row(r.y + y) + size_t(r.x) * 4, orig.row(r.y + y) + size_t(r.x) * 3, r.width, mono);
-  });
+  protect_skin_rect(restored, original.channels == 3 ? original : rgb_original, 0, 0, r, pool);
+}
+
+void protect_skin_colour_in(Image& restored, const Image& original_area, const Rect& area, ThreadPool* pool) {
+  if (restored.channels < 3 || original_area.channels != 3 || original_area.width != area.width ||
+      original_area.height != area.height || area.x < 0 || area.y < 0 || area.right() > restored.width ||
+      area.bottom() > restored.height)
+    fail("protect_skin_colour_in: expected an RGB(A) photo and the RGB original of an area inside it");
+  if (area.empty()) return;
+  protect_skin_rect(restored, original_area, area.x, area.y, area, pool);
 }
 
 Image restoration_target(const Image& aligned, Image restored, const Controls& c) {

@@ -44,6 +44,10 @@ FloatImage skin_mask(const Image& img);
 // (1, 3 or 4 channels, same size); `area` bounds the pasted faces (anything larger is correct,
 // only slower). The monochrome rule of skin_mask is judged over `area`.
 void protect_skin_colour(Image& restored, const Image& original, const Rect& area, ThreadPool* pool = nullptr);
+// The same with only the original's pixels under `area` kept: `original_area` is that rectangle
+// of the original, in RGB (area.width x area.height); `area` must lie inside `restored`. Lets the
+// pipeline paste into the photo in place, keeping a copy of the faces' area instead of the photo.
+void protect_skin_colour_in(Image& restored, const Image& original_area, const Rect& area, ThreadPool* pool = nullptr);
 
 // BT.601 full-range (JPEG) chroma of one pixel, as the skin mask and the tests measure it.
 void rgb_to_cbcr(float r, float g, float b, float* cb, float* cr);

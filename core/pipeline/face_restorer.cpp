@@ -87,7 +87,12 @@ PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& op
   validate(opt.controls);
   PhotoInProgress p;
   p.photo = opt.controls.denoise > 0 ? denoise_photo(photo, opt.controls.denoise, pool_) : std::move(photo);
-  p.split = split_alpha(p.photo);
+  if (p.photo.channels == 3) {
+    p.split.rgb = std::move(p.photo);  // an RGB photo is its own split: no full-size copy
+    p.photo = Image{};
+  } else {
+    p.split = split_alpha(p.photo);
+  }
   // use_sr: faces come from the bilinear resize (as GPEN does), the background from RealESRNet.
   Image resized;
   if (opt.upscaler) {
@@ -96,7 +101,7 @@ PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& op
     resized = resize_bilinear(p.split.rgb, up.width, up.height);
     p.split.rgb = std::move(up);
     if (!p.split.alpha.empty()) p.split.alpha = resize_bilinear(p.split.alpha, p.split.rgb.width, p.split.rgb.height);
-    p.photo = p.split.alpha.empty() ? p.split.rgb : attach_alpha(p.split.rgb, p.split.alpha);
+    p.photo = p.split.alpha.empty() ? Image{} : attach_alpha(p.split.rgb, p.split.alpha);
     p.times.upscale_ms = ms_since(t_sr);
   }
   const Image& faces_from = opt.upscaler ? resized : p.split.rgb;
@@ -149,15 +154,19 @@ RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt)
                               f.aligned.crop, f.aligned.inverse, {b[0], b[1], b[2], b[3]}});
   }
   if (paste.empty()) {
-    r.image = std::move(p.photo);  // nothing to restore (or strength 0): the input, byte for byte
+    // Nothing to restore (or strength 0): the input, byte for byte.
+    r.image = p.photo.empty() ? std::move(p.split.rgb) : std::move(p.photo);
   } else {
     PasteOptions po;
     po.strength = face_blend_weight(opt.controls);  // GPEN's blend and small-face smoothing
     po.mask = opt.mask;
     po.interpolation = opt.warp;
     po.pool = pool_;
+    // Skin protection needs the original under the faces only: that area is kept, not the photo.
+    const Rect area = opt.controls.skin_protect ? pasted_area(paste, p.split.rgb) : Rect{};
+    const Image original_area = area.empty() ? Image{} : crop_image(p.split.rgb, area);
     paste_faces_into(p.split.rgb, paste, po);  // in place: no copy of a large photo
-    if (opt.controls.skin_protect) protect_skin_colour(p.split.rgb, p.photo, pasted_area(paste, p.photo), pool_);
+    if (!area.empty()) protect_skin_colour_in(p.split.rgb, original_area, area, pool_);
     r.image = p.split.alpha.empty() ? std::move(p.split.rgb) : attach_alpha(p.split.rgb, p.split.alpha);
   }
   apply_finishing_filters(r.image, opt.controls, pool_);

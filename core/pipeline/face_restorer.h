@@ -68,8 +68,8 @@ struct FaceInProgress {
 
 // One photo between the stages.
 struct PhotoInProgress {
-  Image photo;           // the input (denoised when asked): what comes back when nothing is pasted
-  RgbAndAlpha split;     // its RGB and alpha
+  Image photo;           // the input (denoised when asked) when not RGB; empty for RGB: it is split.rgb
+  RgbAndAlpha split;     // its RGB and alpha (pasted into in place)
   std::vector<FaceInProgress> faces;
   StageTimes times;
 };
