@@ -9,6 +9,8 @@
 #include "core/error.h"
 #include "core/rounding.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/warp_bilinear.h"
 
 namespace gpen {
 
@@ -342,31 +344,63 @@ void bicubic_pixel(const typename Traits::Pixel* src, const WarpSource& s, int i
   }
 }
 
-// Destination rows [y_begin, y_end) of `roi`, written from `out` on (row y_begin first). Source
-// positions follow cv::WarpAffineInvoker:
-// X = (round((m1*y + m2) * 1024) + 16 + round(m0*x * 1024)) >> 5 (1/32 px), then the integer part
-// and the 5-bit fraction that picks the weight table.
+// One destination pixel i of a row whose fixed-point start is (X0, Y0). Source positions follow
+// cv::WarpAffineInvoker: X = (round((m1*y + m2) * 1024) + 16 + round(m0*x * 1024)) >> 5
+// (1/32 px), then the integer part and the 5-bit fraction that picks the weight table.
 template <class Traits, int K, int CN>
-void warp_rows(const typename Traits::Pixel* src, const WarpSource& s, const Affine& inv, const Rect& roi,
-               const std::vector<int64_t>& adelta, const std::vector<int64_t>& bdelta,
+void warp_pixel(const typename Traits::Pixel* src, const WarpSource& s, const AffineWarper& w, int64_t X0,
+                int64_t Y0, int i, typename Traits::Pixel* dst) {
+  const typename Traits::Weight* weights = Traits::template weights<K>();  // [32 * 32][K * K]
+  const int64_t X = (X0 + w.adelta()[size_t(i)]) >> (kAbBits - kInterBits);
+  const int64_t Y = (Y0 + w.bdelta()[size_t(i)]) >> (kAbBits - kInterBits);
+  const int ix = int(std::clamp<int64_t>(X >> kInterBits, INT16_MIN, INT16_MAX));  // saturate_cast<short>
+  const int iy = int(std::clamp<int64_t>(Y >> kInterBits, INT16_MIN, INT16_MAX));
+  const int table = int((Y & (kInterTabSize - 1)) * kInterTabSize + (X & (kInterTabSize - 1)));
+  const typename Traits::Weight* wt = weights + table * K * K;
+  if (K == 2) bilinear_pixel<Traits, CN>(src, s, ix, iy, wt, dst);
+  else bicubic_pixel<Traits, CN>(src, s, ix, iy, wt, dst);
+}
+
+// The AVX2 row kernel for this warp, when there is one (bilinear RGB uint8 and 1-channel float:
+// paste-back's face and mask) and the CPU has AVX2; nullptr otherwise.
+template <class Traits, int K, int CN>
+auto vector_row_kernel() {
+  using Pixel = typename Traits::Pixel;
+  using Kernel = int (*)(const Pixel*, const cpu::BilinearRow&, const typename Traits::Weight*, Pixel*, int32_t*);
+  Kernel k = nullptr;
+  if constexpr (K == 2 && CN == 3 && std::is_same_v<Pixel, uint8_t>) k = cpu::warp_bilinear_u8c3_row_avx2;
+  if constexpr (K == 2 && CN == 1 && std::is_same_v<Pixel, float>) k = cpu::warp_bilinear_f32c1_row_avx2;
+  return k && cpu::active_isa() >= cpu::Isa::AVX2 ? k : nullptr;
+}
+
+// Destination rows [y_begin, y_end) of the warper's region, written from `out` on (row y_begin
+// first). Rows go through the vector row kernel where there is one and its int32 arithmetic
+// cannot overflow; the pixels it leaves (groups touching the border) and all other warps are
+// computed per pixel.
+template <class Traits, int K, int CN>
+void warp_rows(const typename Traits::Pixel* src, const WarpSource& s, const AffineWarper& w,
                typename Traits::Pixel* out, int y_begin, int y_end) {
   const int cn = CN > 0 ? CN : s.channels;
-  const typename Traits::Weight* weights = Traits::template weights<K>();  // [32 * 32][K * K]
+  const Affine& inv = w.inverse();
+  const Rect& roi = w.roi();
+  const auto vector_rows = vector_row_kernel<Traits, K, CN>();
+  const size_t src_elems = size_t(s.height) * s.stride;
+  const bool vector_ok = vector_rows && w.has_int32_deltas() && src_elems < (size_t(1) << 31);
+  std::vector<int32_t> left(vector_ok ? size_t(roi.width) : 0);
   for (int r = y_begin; r < y_end; ++r) {
     const int y = roi.y + r;
     const int64_t X0 = round_to_int((inv[1] * y + inv[2]) * kAbScale) + kRoundDelta;
     const int64_t Y0 = round_to_int((inv[4] * y + inv[5]) * kAbScale) + kRoundDelta;
     typename Traits::Pixel* dst = out + size_t(r - y_begin) * size_t(roi.width) * cn;
-    for (int i = 0; i < roi.width; ++i, dst += cn) {
-      const int64_t X = (X0 + adelta[size_t(i)]) >> (kAbBits - kInterBits);
-      const int64_t Y = (Y0 + bdelta[size_t(i)]) >> (kAbBits - kInterBits);
-      const int ix = int(std::clamp<int64_t>(X >> kInterBits, INT16_MIN, INT16_MAX));  // saturate_cast<short>
-      const int iy = int(std::clamp<int64_t>(Y >> kInterBits, INT16_MIN, INT16_MAX));
-      const int table = int((Y & (kInterTabSize - 1)) * kInterTabSize + (X & (kInterTabSize - 1)));
-      const typename Traits::Weight* w = weights + table * K * K;
-      if (K == 2) bilinear_pixel<Traits, CN>(src, s, ix, iy, w, dst);
-      else bicubic_pixel<Traits, CN>(src, s, ix, iy, w, dst);
+    if (vector_ok && std::abs(X0) < (int64_t(1) << 30) && std::abs(Y0) < (int64_t(1) << 30)) {
+      const cpu::BilinearRow row{s.width,      s.height,     s.stride, src_elems, int32_t(X0),
+                                 int32_t(Y0), w.adelta32(), w.bdelta32(), roi.width};
+      const int n = vector_rows(src, row, Traits::template weights<K>(), dst, left.data());
+      for (int k = 0; k < n; ++k)
+        warp_pixel<Traits, K, CN>(src, s, w, X0, Y0, left[size_t(k)], dst + size_t(left[size_t(k)]) * cn);
+      continue;
     }
+    for (int i = 0; i < roi.width; ++i) warp_pixel<Traits, K, CN>(src, s, w, X0, Y0, i, dst + size_t(i) * cn);
   }
 }
 
@@ -375,8 +409,7 @@ void warp_band(const AffineWarper& w, const typename Traits::Pixel* src, const W
                int row_end, typename Traits::Pixel* out) {
   if (s.width <= 0 || s.height <= 0) fail("warp_affine: source image is empty");
   const auto rows = [&](auto k, auto cn) {
-    warp_rows<Traits, decltype(k)::value, decltype(cn)::value>(src, s, w.inverse(), w.roi(), w.adelta(), w.bdelta(),
-                                                               out, row_begin, row_end);
+    warp_rows<Traits, decltype(k)::value, decltype(cn)::value>(src, s, w, out, row_begin, row_end);
   };
   const auto with_channels = [&](auto k) {
     switch (s.channels) {
@@ -419,6 +452,13 @@ AffineWarper::AffineWarper(const Affine& M, const Rect& roi, WarpInterpolation i
     const int x = roi.x + i;
     adelta_[size_t(i)] = round_to_int(inv_[0] * x * kAbScale);
     bdelta_[size_t(i)] = round_to_int(inv_[3] * x * kAbScale);
+  }
+  // int32 copies for the vector row kernels, when every term is small enough that adding a
+  // row's start (also checked under 2^30) cannot overflow.
+  const auto small = [](int64_t v) { return std::abs(v) < (int64_t(1) << 30); };
+  if (std::all_of(adelta_.begin(), adelta_.end(), small) && std::all_of(bdelta_.begin(), bdelta_.end(), small)) {
+    adelta32_.assign(adelta_.begin(), adelta_.end());
+    bdelta32_.assign(bdelta_.begin(), bdelta_.end());
   }
 }
 

@@ -98,6 +98,10 @@ class AffineWarper {
   WarpInterpolation interpolation() const { return interpolation_; }
   const std::vector<int64_t>& adelta() const { return adelta_; }  // OpenCV's fixed-point column terms
   const std::vector<int64_t>& bdelta() const { return bdelta_; }
+  // The same in int32 for the vector warp kernels; empty when some term is 2^30 or more.
+  bool has_int32_deltas() const { return !adelta32_.empty() || roi_.width == 0; }
+  const int32_t* adelta32() const { return adelta32_.data(); }
+  const int32_t* bdelta32() const { return bdelta32_.data(); }
 
  private:
   void check_band(int row_begin, int row_end) const;
@@ -105,6 +109,7 @@ class AffineWarper {
   Rect roi_;
   WarpInterpolation interpolation_;
   std::vector<int64_t> adelta_, bdelta_;
+  std::vector<int32_t> adelta32_, bdelta32_;
 };
 
 // A rectangle of the dst_width x dst_height destination outside which warp_affine's output is

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/rounding.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/photo_rows.h"
 
 namespace gpen {
 
@@ -81,43 +82,11 @@ Image prepare_face(const PasteFace& face, const PasteOptions& options) {
 }
 
 // out = convertScaleAbs(img * (1 - m) + face * m), float32 like numpy, for one row of `width`
-// pixels (out: C channels, face: RGB); alpha untouched. Pixels with m <= 0 keep their bytes:
-// img * 1 + f * 0 == img exactly, and GPEN's composite never takes a face pixel whose mask is
-// not above 0 (bicubic masks can dip below 0). RGB rows are blended as a flat run of bytes, with
-// each pixel's weight repeated per channel, so that every loop reads and writes contiguously and
-// vectorises; RGBA rows pixel by pixel.
-template <int C>
-void blend_row(uint8_t* out, const float* m, const uint8_t* face, int width) {
-  if (C == 3) {
-    constexpr int B = 64;
-    float w3[3 * B];
-    for (int x0 = 0; x0 < width; x0 += B) {
-      const int n = std::min(B, width - x0);
-      for (int i = 0; i < n; ++i) w3[3 * i] = w3[3 * i + 1] = w3[3 * i + 2] = m[x0 + i];
-      uint8_t* o = out + size_t(x0) * 3;
-      const uint8_t* f = face + size_t(x0) * 3;
-      for (int j = 0; j < 3 * n; ++j) {
-        const float w = w3[j], v = float(o[j]) * (1.f - w) + float(f[j]) * w;
-        o[j] = w > 0.f ? saturate_round_u8(std::fabs(v)) : o[j];
-      }
-    }
-    return;
-  }
-  for (int i = 0; i < width; ++i) {
-    const float w = m[i];
-    if (!(w > 0.f)) continue;
-    for (int c = 0; c < 3; ++c) {
-      uint8_t& o = out[size_t(i) * C + c];
-      o = saturate_round_u8(std::fabs(float(o) * (1.f - w) + float(face[size_t(i) * 3 + c]) * w));
-    }
-  }
-}
-
+// pixels (out: C channels, face: RGB); alpha untouched; pixels with m <= 0 keep their bytes.
+// The per-ISA row kernels (kernels/cpu/photo_rows.h).
 void blend_row(uint8_t* out, int C, const float* m, const uint8_t* face, int width) {
-  if (C == 3)
-    blend_row<3>(out, m, face, width);
-  else
-    blend_row<4>(out, m, face, width);
+  const cpu::PhotoRowKernels& rows = cpu::photo_row_kernels();
+  (C == 3 ? rows.blend_rgb : rows.blend_rgba)(out, m, face, width);
 }
 
 // One face ready to warp: its mask, its pixels after GPEN's smoothing and strength blend, and

@@ -8,12 +8,16 @@
 // ties to even, for any |v| < 2^22, in the same (default) rounding mode nearbyint uses; values are
 // first clamped to [-1, 256], which changes no saturated result and maps NaN to 0. (The sum is
 // not folded away: nothing here is built with -ffast-math.)
+//
+// `static`: each translation unit keeps its own copy, compiled with its own instruction-set
+// flags (the per-ISA kernel files include this too; an inline function with external linkage
+// could be merged into one AVX-512 copy called from generic code).
 #pragma once
 #include <cstdint>
 
 namespace gpen {
 
-inline uint8_t saturate_round_u8(float v) {
+static inline uint8_t saturate_round_u8(float v) {
   v = v > -1.f ? v : -1.f;  // also NaN -> -1
   v = v < 256.f ? v : 256.f;
   const int r = int((v + 12582912.f) - 12582912.f);

@@ -7,6 +7,8 @@
 #include "core/rounding.h"
 #include "core/paste_back.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/photo_colour.h"
+#include "kernels/cpu/photo_rows.h"
 
 namespace gpen {
 namespace {
@@ -32,80 +34,11 @@ constexpr float kDetailBoost = 0.75f;  // mode detail: restored detail layer x 1
 
 bool target_is_restored_as_is(const Controls& c) { return c.mode != RestoreMode::Detail && !c.detail; }
 
-// The colour arithmetic on float lanes, written branch-free (ternaries, no libm) so that the
-// block loop of protect_skin_row vectorises; the scalar helpers below use the same functions.
-inline float cb_of(float r, float g, float b) { return 128.f - 0.168736f * r - 0.331264f * g + 0.5f * b; }
-inline float cr_of(float r, float g, float b) { return 128.f + 0.5f * r - 0.418688f * g - 0.081312f * b; }
-inline float max2(float a, float b) { return a < b ? b : a; }
-inline float min2(float a, float b) { return b < a ? b : a; }
-
-// The skin mask's weight (adjustments.h) from a pixel's chroma: 1 within 8 chroma levels of the
-// skin box, 0 beyond 24. d is the distance outside the box, in chroma levels (0 inside). Full
-// weight up to 8 levels out (real faces straddle the box: shade, make-up, white balance), then
-// fading out until 24.
-inline float skin_weight_of(float cb, float cr) {
-  const float d = max2(max2(max2(77.f - cb, cb - 127.f), max2(133.f - cr, cr - 173.f)), 0.f);
-  return min2(max2(1.f - (d - 8.f) / 16.f, 0.f), 1.f);
-}
-
-// Y of the restored pixel (r, g, b), its Cb/Cr (cb_f, cr_f) moved towards the original's
-// (cb_o, cr_o) by w; the new R, G, B before rounding.
-inline void moved_chroma(float r, float g, float b, float cb_f, float cr_f, float cb_o, float cr_o, float w,
-                         float* out_r, float* out_g, float* out_b) {
-  float y = 0.299f * r + 0.587f * g + 0.114f * b;
-  const float cb = cb_f + w * (cb_o - cb_f) - 128.f, cr = cr_f + w * (cr_o - cr_f) - 128.f;
-  // Not every luma can carry every colour (a bright red clips R): keep the colour, and move the
-  // luma to the nearest level where R, G and B all fit in 0..255.
-  const float lo = max2(max2(-1.402f * cr, 0.344136f * cb + 0.714136f * cr), -1.772f * cb);
-  const float hi = min2(min2(255.f - 1.402f * cr, 255.f + 0.344136f * cb + 0.714136f * cr), 255.f - 1.772f * cb);
-  const float clamped = y < lo ? lo : (hi < y ? hi : y);
-  y = lo <= hi ? clamped : y;
-  *out_r = y + 1.402f * cr;
-  *out_g = y - 0.344136f * cb - 0.714136f * cr;
-  *out_b = y + 1.772f * cb;
-}
+using namespace photo_colour;
 
 float skin_weight(const uint8_t* p) {
   const float r = p[0], g = p[1], b = p[2];
   return skin_weight_of(cb_of(r, g, b), cr_of(r, g, b));
-}
-
-// One row of protect_skin_colour: `p` (C = 3 or 4 channels) takes the chroma of `o` (RGB) by the skin
-// weight of `o` (1 for a black-and-white original). Pixels equal to the original keep their
-// bytes. Blocks of 16 pixels: converted to float lanes, computed in straight-line code the
-// compiler vectorises, then written back where they changed.
-// Blocks of B pixels: gathered into planar float lanes, the colour arithmetic on whole lanes in
-// straight-line code (vectorised; whether a pixel changes is a select), then written back.
-// C = 3 or 4 (alpha untouched).
-template <int C>
-void protect_skin_row(uint8_t* p, const uint8_t* o, int width, bool mono) {
-  constexpr int B = 32;
-  float pr[B], pg[B], pb[B], orr[B], og[B], ob[B];
-  int32_t nr[B], ng[B], nb[B];  // 32-bit lanes like the floats: one vector width for the loop
-  for (int x0 = 0; x0 < width; x0 += B) {
-    const int n = std::min(B, width - x0);
-    for (int i = 0; i < B; ++i) {
-      const int x = x0 + (i < n ? i : 0);  // the tail repeats the first pixel; never written
-      pr[i] = p[size_t(x) * C], pg[i] = p[size_t(x) * C + 1], pb[i] = p[size_t(x) * C + 2];
-      orr[i] = o[size_t(x) * 3], og[i] = o[size_t(x) * 3 + 1], ob[i] = o[size_t(x) * 3 + 2];
-    }
-    for (int i = 0; i < B; ++i) {
-      const float cb_o = cb_of(orr[i], og[i], ob[i]), cr_o = cr_of(orr[i], og[i], ob[i]);
-      const float k = mono ? 1.f : skin_weight_of(cb_o, cr_o);
-      float r, g, b;
-      moved_chroma(pr[i], pg[i], pb[i], cb_of(pr[i], pg[i], pb[i]), cr_of(pr[i], pg[i], pb[i]), cb_o, cr_o, k, &r, &g,
-                   &b);
-      // Untouched pixels already have the original's colour, and must keep its bytes.
-      const int32_t write = !(pr[i] == orr[i] && pg[i] == og[i] && pb[i] == ob[i]) && k > 0.f;
-      nr[i] = write ? saturate_round_u8(r) : int32_t(pr[i]);
-      ng[i] = write ? saturate_round_u8(g) : int32_t(pg[i]);
-      nb[i] = write ? saturate_round_u8(b) : int32_t(pb[i]);
-    }
-    for (int i = 0; i < n; ++i) {
-      uint8_t* q = p + size_t(x0 + i) * C;
-      q[0] = uint8_t(nr[i]), q[1] = uint8_t(ng[i]), q[2] = uint8_t(nb[i]);
-    }
-  }
 }
 
 // Mean |Cb - 128| + |Cr - 128| under 2 levels over `area` of an RGB image: black and white.
@@ -157,14 +90,12 @@ namespace {
 void protect_skin_rect(Image& restored, const Image& orig, int ox, int oy, const Rect& r, ThreadPool* pool) {
   const bool mono = is_monochrome(orig, Rect{r.x - ox, r.y - oy, r.width, r.height});
   const int C = restored.channels;
+  const cpu::PhotoRowKernels& rows = cpu::photo_row_kernels();
   parallel_for(pool, r.height, 32, [&](int64_t y0, int64_t y1) {
     for (int y = r.y + int(y0); y < r.y + int(y1); ++y) {
       uint8_t* p = restored.row(y) + size_t(r.x) * size_t(C);
       const uint8_t* o = orig.row(y - oy) + size_t(r.x - ox) * 3;
-      if (C == 3)
-        protect_skin_row<3>(p, o, r.width, mono);
-      else
-        protect_skin_row<4>(p, o, r.width, mono);
+      (C == 3 ? rows.protect_skin_rgb : rows.protect_skin_rgba)(p, o, r.width, mono);
     }
   });
 }
