@@ -1,12 +1,38 @@
 // gpen: GPEN blind face restoration, one binary. See `gpen --help` and README.md.
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <map>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/error.h"
 #include "tools/commands.h"
 
+namespace {
+
+// Every photo allocates and frees buffers of a few to a few tens of MB (the decoded photo, the
+// detector's input, face crops, the encoded file). glibc maps each such buffer freshly and
+// returns it on free, so every photo paid its pages again: on the dev VM a 1080p photo's decode
+// went from 13 ms alone to 27 ms in the pipeline. Keeping freed memory up to 64 MB per arena for
+// reuse halves that; peak memory is unchanged (it is the same working set), only its return to
+// the OS after a burst is later. A user's own GLIBC_TUNABLES for malloc win.
+void keep_freed_photo_buffers() {
+#ifdef __GLIBC__
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::strstr(tunables, "glibc.malloc.")) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum: buffers up to 32 MB come from the heap
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  keep_freed_photo_buffers();
   CLI::App app{"gpen: GAN Prior Embedded Network face restoration (C++ engine, no Python)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gpen 0.1.0");
