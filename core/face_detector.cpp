@@ -14,79 +14,6 @@ namespace {
 constexpr size_t kTopKBeforeNms = 5000;  // the reference's top_k
 constexpr size_t kKeepTopK = 750;        // the reference's keep_top_k
 
-// Area-average resize (cv2.INTER_AREA-like for downscaling: each output pixel is the mean of the
-// source area it covers, fractional at the edges). Used for the downscaled passes so that a 2..3x
-// reduction does not alias.
-struct AreaTaps {  // per output index: first source index, then `n` weights (zero-padded)
-  int n = 0;
-  std::vector<int> first;
-  std::vector<float> w;
-};
-
-AreaTaps area_taps(int out, int in) {
-  const double scale = double(in) / out;
-  AreaTaps t;
-  t.n = int(std::ceil(scale)) + 1;
-  t.first.assign(size_t(out), 0);
-  t.w.assign(size_t(out) * t.n, 0.f);
-  for (int o = 0; o < out; ++o) {
-    const double a = o * scale, b = std::min(double(in), (o + 1) * scale);
-    const int i0 = std::min(in - 1, int(std::floor(a)));
-    t.first[size_t(o)] = i0;
-    for (int i = i0, j = 0; i < int(std::ceil(b)) && i < in && j < t.n; ++i, ++j) {
-      const double w = std::min(b, double(i + 1)) - std::max(a, double(i));
-      t.w[size_t(o) * t.n + j] = float(std::max(0.0, w) / (b - a));
-    }
-  }
-  return t;
-}
-
-Image resize_area(const Image& src, int width, int height, ThreadPool* pool) {
-  const int C = src.channels;
-  const AreaTaps tx = area_taps(width, src.width), ty = area_taps(height, src.height);
-  Image out(width, height, C);
-  const size_t row_len = size_t(width) * C;
-  // Each output row accumulates its source rows, each resampled horizontally once per chunk
-  // (consecutive output rows share at most one source row: a two-entry cache).
-  parallel_for(pool, height, 16, [&](int64_t y0, int64_t y1) {
-    std::vector<float> acc(row_len);
-    std::vector<float> cache[2] = {std::vector<float>(row_len), std::vector<float>(row_len)};
-    int cached[2] = {-1, -1}, next = 0;
-    auto hrow = [&](int sy) -> const float* {
-      for (int k = 0; k < 2; ++k)
-        if (cached[k] == sy) return cache[k].data();
-      float* r = cache[next].data();
-      cached[next] = sy;
-      next ^= 1;
-      const uint8_t* s = src.row(sy);
-      const int last = src.width - 1;
-      for (int x = 0; x < width; ++x) {
-        const float* w = &tx.w[size_t(x) * tx.n];
-        const int i0 = tx.first[size_t(x)];
-        for (int c = 0; c < C; ++c) {
-          float v = 0;
-          for (int j = 0; j < tx.n; ++j)
-            if (w[j] != 0.f) v += w[j] * s[size_t(std::min(i0 + j, last)) * C + c];
-          r[size_t(x) * C + c] = v;
-        }
-      }
-      return r;
-    };
-    for (int64_t y = y0; y < y1; ++y) {
-      std::fill(acc.begin(), acc.end(), 0.f);
-      const float* w = &ty.w[size_t(y) * ty.n];
-      for (int j = 0; j < ty.n; ++j) {
-        if (w[j] == 0.f) continue;
-        const float* r = hrow(std::min(ty.first[size_t(y)] + j, src.height - 1));
-        for (size_t k = 0; k < row_len; ++k) acc[k] += w[j] * r[k];
-      }
-      uint8_t* o = out.row(int(y));
-      for (size_t k = 0; k < row_len; ++k) o[k] = uint8_t(std::clamp(std::lround(acc[k]), 0L, 255L));
-    }
-  });
-  return out;
-}
-
 }  // namespace
 
 float box_iou_plus1(const float a[4], const float b[4]) {
@@ -247,7 +174,7 @@ std::vector<Detection> FaceDetector::detect(const Image& image, const DetectOpti
     const int w = std::max(1, int(std::lround(W * scales[k]))), h = std::max(1, int(std::lround(H * scales[k])));
     const bool resized = w != W || h != H;
     Image scaled;
-    if (resized) scaled = resize_area(*prev, w, h, pool_.get());
+    if (resized) scaled = downscale_area(*prev, w, h, pool_.get());
     std::vector<Detection> dets = detect_single(resized ? scaled : rgb, opt.score_threshold, opt.nms_iou);
     const float fx = float(W) / w, fy = float(H) / h;
     // a coarse pass keeps only faces that are large for the finer pass before it

@@ -700,32 +700,61 @@ AreaWeights area_weights(int out, int in) {
   return a;
 }
 
+// One output row from `col` (the source row span averaged vertically, in float): each output
+// pixel the weighted sum of the source columns it covers. CN: the channel count when known at
+// compile time, else 0.
+template <int CN>
+void area_row(const AreaWeights& ax, const float* col, int channels, uint8_t* out, int width) {
+  const int C = CN > 0 ? CN : channels;
+  for (int x = 0; x < width; ++x) {
+    const size_t t0 = size_t(ax.first[size_t(x)]), n = size_t(ax.count[size_t(x)]);
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c0 = 0; c0 < C; c0 += 4) {
+      const int cn = std::min(4, C - c0);
+      for (size_t j = 0; j < n; ++j) {
+        const float w = ax.weight[t0 + j];
+        const float* p = col + size_t(ax.src[t0 + j]) * C + c0;
+        for (int c = 0; c < cn; ++c) v[c] += w * p[c];
+      }
+      for (int c = 0; c < cn; ++c) {
+        out[size_t(x) * C + c0 + c] = saturate_round_u8(v[c]);
+        v[c] = 0.f;
+      }
+    }
+  }
+}
+
 }  // namespace
 
+// Vertical first: each output row's source rows are averaged into one float row (contiguous,
+// vectorised), then resampled horizontally once. Horizontal first would resample every source
+// row (3x the rows for a 3x reduction) with the costlier per-pixel tap loop.
 Image downscale_area(const Image& src, int width, int height, ThreadPool* pool) {
   if (width <= 0 || height <= 0 || width > src.width || height > src.height)
     fail("downscale_area: ", src.width, "x", src.height, " -> ", width, "x", height, " is not a downscale");
   const int C = src.channels;
   const AreaWeights ax = area_weights(width, src.width), ay = area_weights(height, src.height);
   Image out(width, height, C);
-  parallel_for(pool, height, 16, [&](int64_t y0, int64_t y1) {
-    std::vector<float> acc(size_t(width) * C);
+  const size_t in_len = src.row_bytes();
+  parallel_for(pool, height, 8, [&](int64_t y0, int64_t y1) {
+    std::vector<float> col(in_len);
     for (int y = int(y0); y < int(y1); ++y) {
-      std::fill(acc.begin(), acc.end(), 0.f);
+      const size_t t0 = size_t(ay.first[size_t(y)]);
       for (int k = 0; k < ay.count[size_t(y)]; ++k) {
-        const size_t t = size_t(ay.first[size_t(y)] + k);
-        const uint8_t* s = src.row(ay.src[t]);
-        const float wy = ay.weight[t];
-        for (int x = 0; x < width; ++x)
-          for (int j = 0; j < ax.count[size_t(x)]; ++j) {
-            const size_t u = size_t(ax.first[size_t(x)] + j);
-            const float w = wy * ax.weight[u];
-            const uint8_t* p = s + size_t(ax.src[u]) * C;
-            for (int c = 0; c < C; ++c) acc[size_t(x) * C + c] += w * p[c];
-          }
+        const uint8_t* s = src.row(ay.src[t0 + size_t(k)]);
+        const float wy = ay.weight[t0 + size_t(k)];
+        if (k == 0)
+          for (size_t i = 0; i < in_len; ++i) col[i] = wy * float(s[i]);
+        else
+          for (size_t i = 0; i < in_len; ++i) col[i] += wy * float(s[i]);
       }
       uint8_t* o = out.row(y);
-      for (size_t i = 0; i < acc.size(); ++i) o[i] = saturate_round_u8(acc[i]);
+      switch (C) {
+        case 1: area_row<1>(ax, col.data(), C, o, width); break;
+        case 3: area_row<3>(ax, col.data(), C, o, width); break;
+        case 4: area_row<4>(ax, col.data(), C, o, width); break;
+        default: area_row<0>(ax, col.data(), C, o, width); break;
+      }
     }
   });
   return out;

@@ -4,6 +4,7 @@
 // dependency); these tests pin the documented behaviour.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -339,4 +340,52 @@ TEST_CASE("face tensors: GPEN's scaling in and out, exactly, for any face count 
   }
   const Image wider(S + 1, S, 3);
   CHECK_THROWS_WITH(faces_to_tensor({&faces[0], &wider}), Catch::Contains("expected 37x37x3"));
+}
+
+namespace {
+
+// The area average written plainly, in double: each output pixel the mean of the source area
+// it covers (fractional at the edges).
+std::vector<double> area_oracle(const Image& src, int W, int H) {
+  std::vector<double> out(size_t(W) * H * src.channels, 0.0);
+  const double sx = double(src.width) / W, sy = double(src.height) / H;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x)
+      for (int c = 0; c < src.channels; ++c) {
+        double sum = 0;
+        for (int v = int(y * sy); v < src.height && v < (y + 1) * sy; ++v)
+          for (int u = int(x * sx); u < src.width && u < (x + 1) * sx; ++u) {
+            const double wy = std::min((y + 1) * sy, v + 1.0) - std::max(y * sy, double(v));
+            const double wx = std::min((x + 1) * sx, u + 1.0) - std::max(x * sx, double(u));
+            sum += wx * wy * src.at(u, v, c);
+          }
+        out[(size_t(y) * W + x) * src.channels + c] = sum / (sx * sy);
+      }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("downscale_area is the exact area average, rounded", "[image]") {
+  ThreadPool pool(2);
+  for (int channels : {1, 3, 4})
+    for (const auto& [w, h, W, H] : std::vector<std::array<int, 4>>{
+             {9, 7, 3, 7}, {60, 33, 20, 11}, {61, 40, 20, 13}, {17, 23, 5, 4}, {32, 32, 32, 32}, {50, 9, 1, 1}}) {
+      const Image src = noise(w, h, channels, uint32_t(w * 31 + channels));
+      const Image got = downscale_area(src, W, H, &pool);
+      const std::vector<double> want = area_oracle(src, W, H);
+      REQUIRE(got.pixels.size() == want.size());
+      size_t off_by_one = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double d = std::fabs(got.pixels[i] - want[i]);
+        REQUIRE(d <= 0.5 + 1e-3);  // rounding of a float sum: at most a tie decided differently
+        off_by_one += std::fabs(got.pixels[i] - std::nearbyint(want[i])) > 0;
+      }
+      INFO(channels << " channels, " << w << "x" << h << " -> " << W << "x" << H);
+      CHECK(off_by_one <= want.size() / 50 + 1);
+    }
+  Image flat(40, 30, 3);
+  std::fill(flat.pixels.begin(), flat.pixels.end(), uint8_t(77));
+  for (uint8_t v : downscale_area(flat, 13, 7).pixels) REQUIRE(v == 77);
+  CHECK_THROWS_AS(downscale_area(flat, 41, 30), Error);
 }
