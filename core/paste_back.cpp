@@ -52,12 +52,9 @@ Image add_weighted(const Image& a, double alpha, const Image& b) {
          b.height, "x", b.channels, ")");
   // OpenCV takes alpha and beta = 1 - alpha as doubles and computes in float; its AVX2 path
   // fuses a * alpha + (b * beta) (v_muladd). a * alpha is exact in double, so this matches.
-  const float alpha_f = float(alpha), beta_f = float(1.0 - alpha);
   Image out(a.width, a.height, a.channels);
-  for (size_t i = 0; i < a.pixels.size(); ++i) {
-    const float bb = float(b.pixels[i]) * beta_f;
-    out.pixels[i] = saturate_round_u8(float(double(a.pixels[i]) * double(alpha_f) + double(bb)));
-  }
+  cpu::photo_row_kernels().add_weighted(a.pixels.data(), b.pixels.data(), float(alpha), float(1.0 - alpha),
+                                        out.pixels.data(), a.pixels.size());
   return out;
 }
 
@@ -77,8 +74,9 @@ void check_face(const PasteFace& face, size_t index) {
 // GPEN: small faces get the 3x3 smoothing, then ef = addWeighted(ef, alpha, of, 1 - alpha).
 Image prepare_face(const PasteFace& face, const PasteOptions& options) {
   const float box_w = face.box[2] - face.box[0], box_h = face.box[3] - face.box[1];
-  Image restored = std::min(box_w, box_h) < options.small_face_size ? smooth_3x3(face.restored) : face.restored;
-  return add_weighted(restored, options.strength, face.aligned);
+  if (std::min(box_w, box_h) < options.small_face_size)
+    return add_weighted(smooth_3x3(face.restored), options.strength, face.aligned);
+  return add_weighted(face.restored, options.strength, face.aligned);  // no copy of the crop
 }
 
 // out = convertScaleAbs(img * (1 - m) + face * m), float32 like numpy, for one row of `width`

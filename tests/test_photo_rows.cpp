@@ -84,6 +84,23 @@ TEST_CASE("photo rows: every ISA protects skin colour like the generic build", "
   }
 }
 
+TEST_CASE("photo rows: every ISA blends two faces by strength like the generic build", "[photo_rows]") {
+  const PhotoRowKernels& generic = photo_row_kernels(Isa::Generic);
+  std::mt19937 rng(25);
+  for (Isa isa : wider_isas()) {
+    const PhotoRowKernels& k = photo_row_kernels(isa);
+    for (double alpha : {0.0, 0.3, 0.5, 0.77, 1.0})
+      for (size_t n : {1, 7, 33, 1000}) {
+        const std::vector<uint8_t> a = random_bytes(rng, n), b = random_bytes(rng, n);
+        std::vector<uint8_t> want(n), got(n);
+        generic.add_weighted(a.data(), b.data(), float(alpha), float(1 - alpha), want.data(), n);
+        k.add_weighted(a.data(), b.data(), float(alpha), float(1 - alpha), got.data(), n);
+        INFO(k.name << ", alpha " << alpha << ", " << n << " bytes");
+        CHECK(got == want);
+      }
+  }
+}
+
 TEST_CASE("photo rows: the run-time choice follows the ISA cap", "[photo_rows]") {
   CHECK(std::string(photo_row_kernels(Isa::Generic).name) == "generic");
   if (detect_isa() >= Isa::AVX2) CHECK(std::string(photo_row_kernels(Isa::AVX2).name) == "avx2");

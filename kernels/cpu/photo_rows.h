@@ -1,5 +1,5 @@
-// Row kernels of the per-photo passes around GPEN: paste-back's blend of a warped face into the
-// photo and skin-colour protection. With GPEN on a GPU these passes, not the model, bound how
+// Row kernels of the per-photo passes around GPEN: paste-back's strength blend of a face and its
+// blend of the warped face into the photo, and skin-colour protection. With GPEN on a GPU these passes, not the model, bound how
 // many photos a second the host's cores can feed it (docs/BENCHMARKS.md, "Per-photo CPU stages").
 //
 // One source (photo_rows_impl_internal.h, plain C++ the compiler vectorises) built once per
@@ -26,6 +26,10 @@ struct PhotoRowKernels {
   // keep their bytes. core/pipeline/adjustments.h gives the rule.
   void (*protect_skin_rgb)(uint8_t* p, const uint8_t* o, int width, bool mono);
   void (*protect_skin_rgba)(uint8_t* p, const uint8_t* o, int width, bool mono);
+  // cv::addWeighted(a, alpha, b, beta) on n bytes, as OpenCV's AVX2 path computes it: b * beta
+  // in float, a * alpha + that in double (a * alpha is exact there), rounded half to even.
+  // GPEN's strength blend of the restored face with the aligned one.
+  void (*add_weighted)(const uint8_t* a, const uint8_t* b, float alpha, float beta, uint8_t* out, size_t n);
 };
 
 const PhotoRowKernels& photo_row_kernels(Isa isa);  // the best variant `isa` and the CPU allow

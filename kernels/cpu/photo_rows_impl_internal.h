@@ -68,6 +68,16 @@ void protect_skin_row(uint8_t* p, const uint8_t* o, int width, bool mono) {
   }
 }
 
+// out = a * alpha + (b * beta): b * beta in float, a * alpha (exact in double) added in double,
+// then rounded once to float and to uint8 (photo_rows.h).
+inline void add_weighted_row(const uint8_t* a, const uint8_t* b, float alpha, float beta, uint8_t* out, size_t n) {
+  const double alpha_d = alpha;
+  for (size_t i = 0; i < n; ++i) {
+    const float bb = float(b[i]) * beta;
+    out[i] = saturate_round_u8(float(double(a[i]) * alpha_d + double(bb)));
+  }
+}
+
 inline PhotoRowKernels photo_row_kernel_table(const char* name) {
-  return PhotoRowKernels{name, blend_row<3>, blend_row<4>, protect_skin_row<3>, protect_skin_row<4>};
+  return PhotoRowKernels{name, blend_row<3>, blend_row<4>, protect_skin_row<3>, protect_skin_row<4>, add_weighted_row};
 }
