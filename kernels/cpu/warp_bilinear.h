@@ -30,7 +30,9 @@ struct BilinearRow {
 // bytes. Returns how many pixel indices it wrote to `left` (ascending) for the caller.
 int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const int16_t* weights, uint8_t* dst,
                                 int32_t* left);
-// float, 1 channel: `weights` is the 32x32 x 4 table of float weights.
+// float, 1 channel. The bilinear float weights are products of 1/32 steps, exact in float: the
+// kernel computes them rather than gathering them; `weights` (the table) keeps the signature
+// common to both kernels.
 int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const float* weights, float* dst,
                                  int32_t* left);
 

@@ -98,7 +98,7 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
   return leave(i, r.width, left, count);
 }
 
-int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const float* weights, float* dst,
+int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const float* /*weights*/, float* dst,
                                  int32_t* left) {
   const int max_offset = int(r.src_elems - r.stride) - 2;
   int count = 0, i = 0;
@@ -109,15 +109,19 @@ int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const f
       continue;
     }
     const __m256i off = t.offset;
-    const __m256i row = _mm256_slli_epi32(t.table, 2);  // 4 floats per table row
     const __m256 p00 = _mm256_i32gather_ps(src, off, 4);
     const __m256 p01 = _mm256_i32gather_ps(src + 1, off, 4);
     const __m256 p10 = _mm256_i32gather_ps(src + r.stride, off, 4);
     const __m256 p11 = _mm256_i32gather_ps(src + r.stride + 1, off, 4);
-    __m256 sum = _mm256_add_ps(_mm256_mul_ps(p00, _mm256_i32gather_ps(weights, row, 4)),
-                               _mm256_mul_ps(p01, _mm256_i32gather_ps(weights + 1, row, 4)));
-    sum = _mm256_add_ps(sum, _mm256_mul_ps(p10, _mm256_i32gather_ps(weights + 2, row, 4)));
-    sum = _mm256_add_ps(sum, _mm256_mul_ps(p11, _mm256_i32gather_ps(weights + 3, row, 4)));
+    // The table's weights, computed: (1 - fy, fy) x (1 - fx, fx) with f = k / 32, every product
+    // exact in float (k1 k2 / 1024), so equal to the table entries bit for bit.
+    const __m256 step = _mm256_set1_ps(1.f / 32), one = _mm256_set1_ps(1.f);
+    const __m256 fx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(t.table, _mm256_set1_epi32(31))), step);
+    const __m256 fy = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(t.table, 5)), step);
+    const __m256 gx = _mm256_sub_ps(one, fx), gy = _mm256_sub_ps(one, fy);
+    __m256 sum = _mm256_add_ps(_mm256_mul_ps(p00, _mm256_mul_ps(gy, gx)), _mm256_mul_ps(p01, _mm256_mul_ps(gy, fx)));
+    sum = _mm256_add_ps(sum, _mm256_mul_ps(p10, _mm256_mul_ps(fy, gx)));
+    sum = _mm256_add_ps(sum, _mm256_mul_ps(p11, _mm256_mul_ps(fy, fx)));
     _mm256_storeu_ps(dst + i, sum);
   }
   return leave(i, r.width, left, count);
