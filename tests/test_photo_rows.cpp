@@ -101,6 +101,24 @@ TEST_CASE("photo rows: every ISA blends two faces by strength like the generic b
   }
 }
 
+TEST_CASE("photo rows: every ISA splits RGB rows into mean-free planes", "[photo_rows]") {
+  std::mt19937 rng(26);
+  const float mean[3] = {123.f, 117.f, 104.f};
+  for (Isa isa : {Isa::Generic, Isa::AVX2, Isa::AVX512}) {
+    if (detect_isa() < isa) continue;
+    const PhotoRowKernels& k = photo_row_kernels(isa);
+    for (int width : {1, 15, 16, 17, 100, 1921}) {
+      const std::vector<uint8_t> rgb = random_bytes(rng, size_t(width) * 3);
+      std::vector<float> planes(size_t(width) * 3, -1.f);
+      k.rgb_to_planes(rgb.data(), width, mean, planes.data(), planes.data() + width, planes.data() + 2 * width);
+      INFO(k.name << ", width " << width);
+      for (int x = 0; x < width; ++x)
+        for (int c = 0; c < 3; ++c)
+          REQUIRE(planes[size_t(c) * width + x] == float(rgb[size_t(x) * 3 + c]) - mean[c]);
+    }
+  }
+}
+
 TEST_CASE("photo rows: the run-time choice follows the ISA cap", "[photo_rows]") {
   CHECK(std::string(photo_row_kernels(Isa::Generic).name) == "generic");
   if (detect_isa() >= Isa::AVX2) CHECK(std::string(photo_row_kernels(Isa::AVX2).name) == "avx2");

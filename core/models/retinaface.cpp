@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/models/batch_norm.h"
+#include "kernels/cpu/photo_rows.h"
 
 namespace gpen {
 namespace {
@@ -350,16 +351,10 @@ Tensor retinaface_input(const Image& img, ThreadPool* pool) {
   float* b = t.data<float>();
   float* gch = b + int64_t(H) * W;
   float* r = gch + int64_t(H) * W;
+  static constexpr float kMeanRgb[3] = {123.f, 117.f, 104.f};
+  const auto to_planes = cpu::photo_row_kernels().rgb_to_planes;
   parallel_for(pool, H, 16, [&](int64_t y0, int64_t y1) {
-    for (int64_t y = y0; y < y1; ++y) {
-      const uint8_t* row = src.row(int(y));
-      const int64_t o = y * W;
-      for (int x = 0; x < W; ++x) {
-        r[o + x] = float(row[3 * x]) - 123.f;
-        gch[o + x] = float(row[3 * x + 1]) - 117.f;
-        b[o + x] = float(row[3 * x + 2]) - 104.f;
-      }
-    }
+    for (int64_t y = y0; y < y1; ++y) to_planes(src.row(int(y)), W, kMeanRgb, r + y * W, gch + y * W, b + y * W);
   });
   return t;
 }

@@ -1,5 +1,5 @@
 // Row kernels of the per-photo passes around GPEN: paste-back's strength blend of a face and its
-// blend of the warped face into the photo, and skin-colour protection. With GPEN on a GPU these passes, not the model, bound how
+// blend of the warped face into the photo, skin-colour protection, and the detector's input. With GPEN on a GPU these passes, not the model, bound how
 // many photos a second the host's cores can feed it (docs/BENCHMARKS.md, "Per-photo CPU stages").
 //
 // One source (photo_rows_impl_internal.h, plain C++ the compiler vectorises) built once per
@@ -30,6 +30,8 @@ struct PhotoRowKernels {
   // in float, a * alpha + that in double (a * alpha is exact there), rounded half to even.
   // GPEN's strength blend of the restored face with the aligned one.
   void (*add_weighted)(const uint8_t* a, const uint8_t* b, float alpha, float beta, uint8_t* out, size_t n);
+  // An RGB row into float planes r, g, b, each minus mean[c]: a detector's input.
+  void (*rgb_to_planes)(const uint8_t* rgb, int width, const float* mean, float* r, float* g, float* b);
 };
 
 const PhotoRowKernels& photo_row_kernels(Isa isa);  // the best variant `isa` and the CPU allow

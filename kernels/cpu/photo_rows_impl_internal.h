@@ -78,6 +78,17 @@ inline void add_weighted_row(const uint8_t* a, const uint8_t* b, float alpha, fl
   }
 }
 
+// One RGB row into three float planes, each minus its mean (exact: small integers in float).
+inline void rgb_to_planes_row(const uint8_t* rgb, int width, const float* mean, float* r, float* g, float* b) {
+  const float mr = mean[0], mg = mean[1], mb = mean[2];
+  for (int x = 0; x < width; ++x) {
+    r[x] = float(rgb[3 * x]) - mr;
+    g[x] = float(rgb[3 * x + 1]) - mg;
+    b[x] = float(rgb[3 * x + 2]) - mb;
+  }
+}
+
 inline PhotoRowKernels photo_row_kernel_table(const char* name) {
-  return PhotoRowKernels{name, blend_row<3>, blend_row<4>, protect_skin_row<3>, protect_skin_row<4>, add_weighted_row};
+  return PhotoRowKernels{name,           blend_row<3>,     blend_row<4>, protect_skin_row<3>, protect_skin_row<4>,
+                         add_weighted_row, rgb_to_planes_row};
 }
