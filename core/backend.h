@@ -3,6 +3,8 @@
 // arena. Models only build graphs and never see a backend's internals, so a CUDA backend plugs in
 // here without touching them.
 #pragma once
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,12 +21,28 @@ struct NodeProfile {
   int64_t flops = 0;  // per run
 };
 
+// Byte images in and out of a graph whose one input and one output are [N, 3, H, W] (GPEN):
+// input value = in_levels[byte]; output byte = trunc(clip(y * out_scale + out_offset, 0, 1) * 255),
+// each float operation rounded on its own (core/face_tensor.cpp does the same on the host).
+struct RgbBytesIo {
+  std::array<float, 256> in_levels{};
+  float out_scale = 1.f, out_offset = 0.f;
+};
+
 class Executable {
  public:
   virtual ~Executable() = default;
   // Host f32 tensors in and out, in the order of Graph::inputs() / Graph::outputs().
   // A backend may run asynchronously inside, but run() returns with the outputs filled.
   virtual void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) = 0;
+  // The same forward on `n` RGB byte images in and out (in[i], out[i]: H x W x 3, interleaved),
+  // the scaling done by the backend: on a GPU a quarter of the bytes cross the bus and the host
+  // runs no float pass. False when the backend has no such path or the graph is not of that form
+  // (the caller then converts on the host and calls run()).
+  virtual bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) {
+    (void)io, (void)in, (void)n, (void)out;
+    return false;
+  }
   virtual size_t arena_bytes() const = 0;
   virtual size_t weight_bytes() const = 0;  // weights as the backend holds them (prepacked)
   virtual void enable_profiling(bool on) = 0;

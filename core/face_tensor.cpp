@@ -99,4 +99,15 @@ std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool) {
   return faces;
 }
 
+const RgbBytesIo& gpen_rgb_bytes_io() {
+  static const RgbBytesIo io = [] {
+    RgbBytesIo r;
+    r.in_levels = input_levels();
+    r.out_scale = 0.5f;  // planes_to_face: (y * 0.5 + 0.5) clipped, * 255, truncated
+    r.out_offset = 0.5f;
+    return r;
+  }();
+  return io;
+}
+
 }  // namespace gpen

@@ -3,6 +3,7 @@
 #pragma once
 #include <vector>
 
+#include "core/backend.h"
 #include "core/image.h"
 #include "core/tensor.h"
 
@@ -18,5 +19,9 @@ void faces_into_tensor(const std::vector<const Image*>& faces, Tensor& t, Thread
 Image tensor_to_face(const Tensor& t, int n);
 // Every sample, spread over `pool`.
 std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool = nullptr);
+
+// GPEN's scaling of faces_into_tensor and tensor_to_faces as a backend's byte I/O
+// (Executable::run_rgb_bytes): the same levels, the same output rounding.
+const RgbBytesIo& gpen_rgb_bytes_io();
 
 }  // namespace gpen

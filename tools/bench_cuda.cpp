@@ -13,6 +13,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/face_tensor.h"
 #include "core/models/gpen.h"
 
 namespace gpen::cli {
@@ -33,6 +34,34 @@ Timing time_runs(Executable& exe, const Tensor& x, int warmup, int runs) {
   }
   std::sort(ms.begin(), ms.end());
   return {ms[ms.size() / 2], ms.front(), ms[std::min(ms.size() - 1, ms.size() * 9 / 10)]};
+}
+
+// The same forward with faces as bytes in and out (Executable::run_rgb_bytes: on a GPU a quarter
+// of the transfers, the scaling on the device); false when the executable has no byte path.
+bool time_byte_runs(Executable& exe, int batch, int size, int warmup, int runs, Timing* t) {
+  std::vector<std::vector<uint8_t>> in(static_cast<size_t>(batch)), out(static_cast<size_t>(batch));
+  std::vector<const uint8_t*> in_p;
+  std::vector<uint8_t*> out_p;
+  std::mt19937 rng(8);
+  for (int i = 0; i < batch; ++i) {
+    in[size_t(i)].resize(size_t(size) * size * 3);
+    out[size_t(i)].resize(in[size_t(i)].size());
+    for (uint8_t& v : in[size_t(i)]) v = uint8_t(rng());
+    in_p.push_back(in[size_t(i)].data());
+    out_p.push_back(out[size_t(i)].data());
+  }
+  const RgbBytesIo& io = gpen_rgb_bytes_io();
+  for (int i = 0; i < std::max(1, warmup); ++i)
+    if (!exe.run_rgb_bytes(io, in_p.data(), batch, out_p.data())) return false;
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    exe.run_rgb_bytes(io, in_p.data(), batch, out_p.data());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  *t = {ms[ms.size() / 2], ms.front(), ms[std::min(ms.size() - 1, ms.size() * 9 / 10)]};
+  return true;
 }
 
 Tensor random_faces(int batch, int size) {
@@ -163,6 +192,8 @@ int run_device_bench(const DeviceBenchOptions& o) {
       }
       const double fps = batch / (t.median_ms / 1000);
       const double streams_fps = o.streams > 1 ? concurrent_faces_per_s(runner, o.streams, batch, S, o.runs) : 0;
+      Timing tb{};
+      const bool bytes = time_byte_runs(exe, batch, S, o.warmup, o.runs, &tb);
       if (o.json) {
         nlohmann::json j = {{"model", model->config().describe()}, {"device", dev.description},
                             {"precision", precision}, {"batch", batch}, {"faces_per_s", fps},
@@ -171,6 +202,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
                             {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"compile_s", compile_s},
                             {"runs", o.runs}};
         if (o.streams > 1) j["streams"] = o.streams, j["faces_per_s_streams"] = streams_fps;
+        if (bytes) j["faces_per_s_bytes"] = batch / (tb.median_ms / 1000), j["median_ms_bytes"] = tb.median_ms;
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("%-9s %5d %10.1f %10.3f %10.3f %10.3f %11.0f %11.0f %9.2f\n", precision.c_str(), batch, fps,
@@ -178,6 +210,9 @@ int run_device_bench(const DeviceBenchOptions& o) {
         if (o.streams > 1)
           std::printf("%-9s %5d %10.1f  (%d twin runners forwarding at once: faces/s over the wall time of all)\n",
                       "", batch, streams_fps, o.streams);
+        if (bytes)
+          std::printf("%-9s %5d %10.1f %10.3f %10.3f %10.3f  (faces in and out as bytes, scaled on the device)\n", "",
+                      batch, batch / (tb.median_ms / 1000), tb.median_ms, tb.min_ms, tb.p90_ms);
       }
       if (o.profile && !o.json) {
         exe.enable_profiling(true);

@@ -42,6 +42,7 @@
 #include "kernels/cuda/modulation.cuh"
 #include "kernels/cuda/pixel_norm.cuh"
 #include "kernels/cuda/resample.cuh"
+#include "kernels/cuda/rgb_bytes.cuh"
 #include "kernels/cuda/upfirdn2d.cuh"
 
 namespace gpen::cuda {
@@ -199,7 +200,8 @@ class CudaExecutable final : public Executable {
   }
 
   ~CudaExecutable() override {
-    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    for (cudaGraphExec_t g : graph_exec_)
+      if (g) cudaGraphExecDestroy(g);
   }
 
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
@@ -208,11 +210,31 @@ class CudaExecutable final : public Executable {
     if (profiling_)
       run_profiled();
     else if (graphs_enabled() && !graph_failed_)
-      run_graph();
+      run_graph(Io::Floats);
     else
-      enqueue_all(stream_->get());
+      enqueue_all(stream_->get(), Io::Floats);
     check(cudaStreamSynchronize(stream_->get()), "forward (a kernel failed; see the CUDA error)");
     copy_outputs_from_pinned(outputs);
+  }
+
+  // Bytes cross the bus (a quarter of the floats) and are scaled on the device, before and after
+  // the same steps run() runs; captured as a CUDA graph of its own.
+  bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) override {
+    if (profiling_ || !byte_io_shape(n)) return false;
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    prepare_byte_io(io);
+    const size_t image_bytes = byte_count_ / size_t(n);
+    for (int i = 0; i < n; ++i)
+      staging_copy(static_cast<uint8_t*>(pinned_bytes_in_->get()) + size_t(i) * image_bytes, in[i], image_bytes);
+    if (graphs_enabled() && !graph_failed_)
+      run_graph(Io::Bytes);
+    else
+      enqueue_all(stream_->get(), Io::Bytes);
+    check(cudaStreamSynchronize(stream_->get()), "forward (a kernel failed; see the CUDA error)");
+    for (int i = 0; i < n; ++i)
+      staging_copy(out[i], static_cast<const uint8_t*>(pinned_bytes_out_->get()) + size_t(i) * image_bytes,
+                   image_bytes);
+    return true;
   }
 
   size_t arena_bytes() const override { return size_t(plan_.arena_elems) * sizeof(float); }
@@ -246,6 +268,7 @@ class CudaExecutable final : public Executable {
     int value;
     size_t pinned_offset, bytes;
   };
+  enum Io { Floats = 0, Bytes = 1 };  // what run() / run_rgb_bytes() move across the bus
 
   // --- views and uploads ---
   DevView view(int v) const {
@@ -633,29 +656,88 @@ class CudaExecutable final : public Executable {
             "copy output to host");
   }
 
-  // --- running ---
-  void enqueue_all(cudaStream_t st) {
-    copy_in(st);
-    for (Step& s : steps_) s.run(st);
-    copy_out(st);
+  // --- byte images in and out (run_rgb_bytes) ---
+  // Whether the graph is one [n, 3, H, W] input and one output of that shape.
+  bool byte_io_shape(int n) const {
+    if (inputs_.size() != 1 || outputs_.size() != 1) return false;
+    const Shape& in = graph_.value(inputs_[0].value).shape;
+    const Shape& out = graph_.value(outputs_[0].value).shape;
+    return in.size() == 4 && in[0] == n && in[1] == 3 && out == in;
+  }
+  void prepare_byte_io(const RgbBytesIo& io) {
+    if (!pinned_levels_) {  // all or nothing: an allocation that fails (out of memory) leaves none
+      const size_t count = size_t(shape_numel(graph_.value(inputs_[0].value).shape));
+      auto pinned_in = std::make_unique<PinnedBuffer>(count), pinned_out = std::make_unique<PinnedBuffer>(count);
+      DeviceBuffer in(device_, count), out(device_, count), levels(device_, sizeof(io.in_levels));
+      auto pinned_levels = std::make_unique<PinnedBuffer>(sizeof(io.in_levels));
+      byte_count_ = count;
+      pinned_bytes_in_ = std::move(pinned_in);
+      pinned_bytes_out_ = std::move(pinned_out);
+      bytes_in_ = std::move(in);
+      bytes_out_ = std::move(out);
+      levels_ = std::move(levels);
+      pinned_levels_ = std::move(pinned_levels);
+    }
+    // The table is an operand of the captured graph (by address): refreshed in place when the
+    // caller's differs from the last one; the scale and offset are kernel arguments, so a change
+    // of them needs a new capture.
+    if (!byte_io_ready_ || std::memcmp(&io.in_levels, &byte_io_.in_levels, sizeof(io.in_levels)) != 0) {
+      std::memcpy(pinned_levels_->get(), io.in_levels.data(), sizeof(io.in_levels));
+      check(cudaMemcpyAsync(levels_.get(), pinned_levels_->get(), sizeof(io.in_levels), cudaMemcpyHostToDevice,
+                            stream_->get()),
+            "copy the byte levels to the device");
+    }
+    if (byte_io_ready_ && (io.out_scale != byte_io_.out_scale || io.out_offset != byte_io_.out_offset) &&
+        graph_exec_[Io::Bytes]) {
+      cudaGraphExecDestroy(graph_exec_[Io::Bytes]);
+      graph_exec_[Io::Bytes] = nullptr;
+    }
+    byte_io_ = io;
+    byte_io_ready_ = true;
+  }
+  void copy_bytes_in(cudaStream_t st) {
+    check(cudaMemcpyAsync(bytes_in_.get(), pinned_bytes_in_->get(), byte_count_, cudaMemcpyHostToDevice, st),
+          "copy input bytes to device");
+    launched(launch_rgb_bytes_to_planes(bytes_in_.as<uint8_t>(), levels_.as<float>(), view(inputs_[0].value), st),
+             "rgb_bytes_to_planes");
+  }
+  void copy_bytes_out(cudaStream_t st) {
+    launched(launch_planes_to_rgb_bytes(view(outputs_[0].value), byte_io_.out_scale, byte_io_.out_offset,
+                                        bytes_out_.as<uint8_t>(), st),
+             "planes_to_rgb_bytes");
+    check(cudaMemcpyAsync(pinned_bytes_out_->get(), bytes_out_.get(), byte_count_, cudaMemcpyDeviceToHost, st),
+          "copy output bytes to host");
   }
 
-  void run_graph() {
-    if (!graph_exec_) capture_graph();
-    if (graph_exec_)
-      check(cudaGraphLaunch(graph_exec_, stream_->get()), "cudaGraphLaunch");
+  // --- running ---
+  void enqueue_all(cudaStream_t st, Io io) {
+    if (io == Io::Bytes)
+      copy_bytes_in(st);
     else
-      enqueue_all(stream_->get());
+      copy_in(st);
+    for (Step& s : steps_) s.run(st);
+    if (io == Io::Bytes)
+      copy_bytes_out(st);
+    else
+      copy_out(st);
+  }
+
+  void run_graph(Io io) {
+    if (!graph_exec_[io]) capture_graph(io);
+    if (graph_exec_[io])
+      check(cudaGraphLaunch(graph_exec_[io], stream_->get()), "cudaGraphLaunch");
+    else
+      enqueue_all(stream_->get(), io);
   }
 
   // Records the whole forward once. Any failure leaves the stream usable and this executable
   // running node by node (with one warning): slower, never wrong.
-  void capture_graph() {
+  void capture_graph(Io io) {
     cudaStream_t st = stream_->get();
     check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     std::string why;
     try {
-      enqueue_all(st);
+      enqueue_all(st, io);
     } catch (const std::exception& e) {
       why = e.what();
     }
@@ -663,14 +745,14 @@ class CudaExecutable final : public Executable {
     const cudaError_t end = cudaStreamEndCapture(st, &graph);
     if (why.empty() && end != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
     if (why.empty()) {
-      const cudaError_t inst = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      const cudaError_t inst = cudaGraphInstantiate(&graph_exec_[io], graph, 0);
       if (inst == cudaErrorMemoryAllocation) {
         cudaGraphDestroy(graph);
         check(inst, "cudaGraphInstantiate");
       }
       if (inst != cudaSuccess) {
         why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(inst);
-        graph_exec_ = nullptr;
+        graph_exec_[io] = nullptr;
       }
     }
     if (graph) cudaGraphDestroy(graph);
@@ -714,7 +796,13 @@ class CudaExecutable final : public Executable {
   std::vector<Step> steps_;
   std::vector<Staged> inputs_, outputs_;
   std::unique_ptr<PinnedBuffer> pinned_in_, pinned_out_;
-  cudaGraphExec_t graph_exec_ = nullptr;
+  // run_rgb_bytes' buffers, made at its first call
+  size_t byte_count_ = 0;
+  std::unique_ptr<PinnedBuffer> pinned_bytes_in_, pinned_bytes_out_, pinned_levels_;
+  DeviceBuffer bytes_in_, bytes_out_, levels_;
+  RgbBytesIo byte_io_;
+  bool byte_io_ready_ = false;
+  cudaGraphExec_t graph_exec_[2] = {nullptr, nullptr};  // per Io
   bool graph_failed_ = false, profiling_ = false;
 };
 

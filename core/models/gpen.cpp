@@ -8,6 +8,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/face_tensor.h"
 
 namespace gpen {
 namespace {
@@ -363,6 +364,39 @@ Tensor GpenRunner::forward(const Tensor& x) {
   return oom_fallback_ ? oom_fallback_(x.to(DType::F32)) : forward_here(x);
 }
 
+std::vector<Image> GpenRunner::forward_faces(const std::vector<const Image*>& faces, Tensor& scratch,
+                                             ThreadPool* pool) {
+  std::vector<Image> restored;
+  if (forward_bytes(faces, restored)) return restored;
+  faces_into_tensor(faces, scratch, pool);  // the previous call's buffer, when it fits
+  return tensor_to_faces(forward(scratch), pool);
+}
+
+// The byte path of forward_faces; false (nothing run) where the float path must take it.
+bool GpenRunner::forward_bytes(const std::vector<const Image*>& faces, std::vector<Image>& restored) {
+  if (bytes_refused_ || coalescer_ || runs_on_cpu() || faces.empty()) return false;
+  const int n = int(faces.size());
+  if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < n)) return false;
+  const int S = model_->config().size;
+  for (const Image* f : faces)
+    if (f->width != S || f->height != S || f->channels != 3) return false;  // the float path says what is wrong
+  restored.assign(size_t(n), Image(S, S, 3));
+  std::vector<const uint8_t*> in;
+  std::vector<uint8_t*> out;
+  for (int i = 0; i < n; ++i) {
+    in.push_back(faces[size_t(i)]->pixels.data());
+    out.push_back(restored[size_t(i)].pixels.data());
+  }
+  try {
+    if (executable(n).run_rgb_bytes(gpen_rgb_bytes_io(), in.data(), n, out.data())) return true;
+    bytes_refused_ = true;
+  } catch (const OutOfDeviceMemory&) {
+    if (!oom_fallback_) throw;  // no fallback asked for: the caller sees the error, as with forward()
+  }
+  restored.clear();
+  return false;
+}
+
 Tensor GpenRunner::forward_here(const Tensor& x) {
   const int batch = int(x.dim(0));
   std::vector<Tensor> outs(1);
@@ -391,6 +425,7 @@ void GpenRunner::enable_oom_fallback(std::function<void(const std::string&)> war
   auto policy = std::make_shared<OomFallbackForward>([this](const Tensor& x) { return forward_here(x); },
                                                      [this](const Tensor& x) { return forward_on_cpu(x); },
                                                      1 << 20, std::move(warn));
+  oom_policy_ = policy;
   oom_fallback_ = [policy](const Tensor& x) { return (*policy)(x); };
 }
 

@@ -24,6 +24,7 @@
 #include "core/backend.h"
 #include "core/forward_coalescer.h"
 #include "core/graph.h"
+#include "core/image.h"
 #include "weights/state_dict.h"
 
 namespace gpen {
@@ -63,6 +64,9 @@ class GpenModel {
   std::vector<std::string> conv_keys_;       // the prepared_ entries only convolutions read
 };
 
+class OomFallbackForward;
+class ThreadPool;
+
 // Runs a GpenModel on a backend, compiling one executable per batch size on first use.
 // Executables share one kernel cache, so the convolution weights are packed once; after the first
 // compile the runner keeps a copy of the model without its f32 conv weights, so they are freed
@@ -74,6 +78,13 @@ class GpenRunner {
   GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<Backend> backend, CompileOptions opt);
   // x: [N,3,S,S] f32 in [-1,1]; returns [N,3,S,S].
   Tensor forward(const Tensor& x);
+  // Faces (S x S RGB) through GPEN with its scaling, restored faces out: what faces_into_tensor,
+  // forward() and tensor_to_faces give. On a device whose executables take bytes
+  // (Executable::run_rgb_bytes) the faces cross the bus as bytes and are scaled there. The float
+  // path instead (`scratch`: its input tensor, reused from call to call) on the CPU, for a runner
+  // shared between threads, once the out-of-memory fallback has cut the batch or moved to the
+  // CPU, and when the device runs out of memory now (the fallback then takes over).
+  std::vector<Image> forward_faces(const std::vector<const Image*>& faces, Tensor& scratch, ThreadPool* pool = nullptr);
   Executable& executable(int batch);
   const GpenModel& model() const { return *model_; }
   // Whether the forwards run on the CPU (then they compete with the pipeline's CPU stages).
@@ -108,6 +119,7 @@ class GpenRunner {
  private:
   Tensor forward_here(const Tensor& x);
   Tensor forward_on_cpu(const Tensor& x);
+  bool forward_bytes(const std::vector<const Image*>& faces, std::vector<Image>& restored);
 
   std::shared_ptr<const GpenModel> model_;
   std::shared_ptr<Backend> backend_;
@@ -116,6 +128,8 @@ class GpenRunner {
   std::map<int, std::unique_ptr<Executable>> cache_;
   std::map<int, Tensor> spare_outputs_;  // the last output per batch size, reused once unshared
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
+  std::shared_ptr<OomFallbackForward> oom_policy_;     // its state (batch that fits, on the CPU)
+  bool bytes_refused_ = false;                          // the backend has no byte path
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
   std::function<void(const std::string&)> oom_warn_;    // kept for twins
   std::vector<std::shared_ptr<GpenRunner>> stream_twins_;  // share_between_threads' extra streams

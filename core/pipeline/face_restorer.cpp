@@ -123,8 +123,7 @@ void FaceRestorer::run_gpen(const std::vector<FaceInProgress*>& faces, const Res
     std::vector<const Image*> crops;
     for (size_t j = 0; j < n; ++j) crops.push_back(&faces[i + j]->aligned.crop);
     const auto t0 = Clock::now();
-    faces_into_tensor(crops, gpen_input_, pool_);  // the previous batch's buffer, when it fits
-    std::vector<Image> restored = tensor_to_faces(gpen_->forward(gpen_input_), pool_);
+    std::vector<Image> restored = gpen_->forward_faces(crops, gpen_input_, pool_);
     for (size_t j = 0; j < n; ++j) faces[i + j]->restored = std::move(restored[j]);
     const double share = ms_since(t0) / double(n);
     for (size_t j = 0; j < n; ++j) faces[i + j]->gpen_ms = share;

@@ -1,0 +1,176 @@
+// GpenRunner::forward_faces: faces as bytes through an executable that takes them
+// (Executable::run_rgb_bytes, the CUDA backend's path; a stand-in here that does on the host what
+// the device kernels do, from the RgbBytesIo alone), against the float path, byte for byte; the
+// fall-backs to the float path (no byte path, out of device memory, the batch cut or on the CPU).
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <memory>
+#include <random>
+
+#include "core/device.h"
+#include "core/face_tensor.h"
+#include "core/models/gpen.h"
+#include "tests/test_util.h"
+
+using namespace gpen;
+
+namespace {
+
+enum class Mode { Bytes, Refuse, OutOfMemory };
+
+// The CPU executable, plus run_rgb_bytes computed from the RgbBytesIo as the CUDA kernels do.
+class StandInExecutable final : public Executable {
+ public:
+  StandInExecutable(std::unique_ptr<Executable> cpu, Shape shape, Mode mode, std::atomic<int>& calls)
+      : cpu_(std::move(cpu)), shape_(std::move(shape)), mode_(mode), calls_(calls) {}
+  void run(const std::vector<Tensor>& in, std::vector<Tensor>& out) override { cpu_->run(in, out); }
+  bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) override {
+    ++calls_;
+    if (mode_ == Mode::Refuse) return false;
+    if (mode_ == Mode::OutOfMemory) throw OutOfDeviceMemory("stand-in device: out of memory");
+    if (shape_[0] != n) return false;
+    const int64_t plane = shape_[2] * shape_[3];
+    Tensor x = Tensor::empty(DType::F32, shape_);
+    for (int i = 0; i < n; ++i)
+      for (int64_t p = 0; p < plane; ++p)
+        for (int c = 0; c < 3; ++c) x.data<float>()[(i * 3 + c) * plane + p] = io.in_levels[in[i][p * 3 + c]];
+    std::vector<Tensor> y(1);
+    cpu_->run({x}, y);
+    for (int i = 0; i < n; ++i)
+      for (int64_t p = 0; p < plane; ++p)
+        for (int c = 0; c < 3; ++c) {
+          float v = y[0].data<float>()[(i * 3 + c) * plane + p] * io.out_scale + io.out_offset;
+          v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+          out[i][p * 3 + c] = uint8_t(int(v * 255.f));
+        }
+    return true;
+  }
+  size_t arena_bytes() const override { return cpu_->arena_bytes(); }
+  size_t weight_bytes() const override { return cpu_->weight_bytes(); }
+  void enable_profiling(bool on) override { cpu_->enable_profiling(on); }
+  std::vector<NodeProfile> profile() const override { return cpu_->profile(); }
+
+ private:
+  std::unique_ptr<Executable> cpu_;
+  Shape shape_;
+  Mode mode_;
+  std::atomic<int>& calls_;
+};
+
+class StandInBackend final : public Backend {
+ public:
+  explicit StandInBackend(Mode mode) : cpu_(make_cpu_backend()), mode_(mode) {}
+  std::string name() const override { return "stand-in device"; }
+  std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
+    return std::make_unique<StandInExecutable>(cpu_->compile(g, opt), g.value(g.inputs()[0]).shape, mode_, calls);
+  }
+  std::atomic<int> calls{0};
+
+ private:
+  std::unique_ptr<Backend> cpu_;
+  Mode mode_;
+};
+
+std::shared_ptr<const GpenModel> tiny_model() {
+  static auto m = std::make_shared<const GpenModel>(
+      GpenModel::from_state_dict(load_gpen_weights(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth"))));
+  return m;
+}
+
+std::vector<Image> random_faces(int n, int size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<Image> faces(size_t(n), Image(size, size, 3));
+  for (Image& f : faces)
+    for (uint8_t& v : f.pixels) v = uint8_t(rng());
+  return faces;
+}
+
+std::vector<const Image*> pointers(const std::vector<Image>& faces) {
+  std::vector<const Image*> p;
+  for (const Image& f : faces) p.push_back(&f);
+  return p;
+}
+
+// The float path on the CPU: what forward_faces must give.
+std::vector<Image> float_path(const std::vector<Image>& faces) {
+  GpenRunner cpu(tiny_model(), std::shared_ptr<Backend>(make_cpu_backend()), {});
+  return tensor_to_faces(cpu.forward(faces_to_tensor(pointers(faces))));
+}
+
+void check_same(const std::vector<Image>& got, const std::vector<Image>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("face " << i);
+    CHECK(got[i].width == want[i].width);
+    CHECK(got[i].pixels == want[i].pixels);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("forward_faces: bytes through the device's byte path equal the float path", "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> faces = random_faces(3, S, 31);
+  const std::vector<Image> want = float_path(faces);
+  auto backend = std::make_shared<StandInBackend>(Mode::Bytes);
+  GpenRunner runner(tiny_model(), backend, {});
+  Tensor scratch;
+  check_same(runner.forward_faces(pointers(faces), scratch), want);
+  check_same(runner.forward_faces(pointers(faces), scratch), want);
+  CHECK(backend->calls == 2);
+  CHECK(!scratch.defined());  // the float path never ran
+  // The byte I/O is GPEN's scaling: what faces_into_tensor and tensor_to_faces do.
+  CHECK(gpen_rgb_bytes_io().in_levels[0] == -1.f);
+  CHECK(gpen_rgb_bytes_io().in_levels[255] == 1.f);
+}
+
+TEST_CASE("forward_faces: the float path when the backend has no byte path, on the CPU, or for a shared runner",
+          "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> faces = random_faces(2, S, 32);
+  const std::vector<Image> want = float_path(faces);
+  Tensor scratch;
+  {
+    auto refusing = std::make_shared<StandInBackend>(Mode::Refuse);
+    GpenRunner runner(tiny_model(), refusing, {});
+    check_same(runner.forward_faces(pointers(faces), scratch), want);
+    check_same(runner.forward_faces(pointers(faces), scratch), want);
+    CHECK(refusing->calls == 1);  // asked once, then not again
+  }
+  {
+    GpenRunner cpu(tiny_model(), std::shared_ptr<Backend>(make_cpu_backend()), {});
+    check_same(cpu.forward_faces(pointers(faces), scratch), want);
+  }
+  {
+    auto bytes = std::make_shared<StandInBackend>(Mode::Bytes);
+    GpenRunner shared(tiny_model(), bytes, {});
+    shared.share_between_threads(4);
+    check_same(shared.forward_faces(pointers(faces), scratch), want);
+    CHECK(bytes->calls == 0);  // the coalescer batches float tensors
+  }
+  // A face of the wrong size: the float path's clear error.
+  auto bytes = std::make_shared<StandInBackend>(Mode::Bytes);
+  GpenRunner runner(tiny_model(), bytes, {});
+  const std::vector<Image> wrong = random_faces(1, S + 1, 33);
+  CHECK_THROWS_AS(runner.forward_faces(pointers(wrong), scratch), Error);
+}
+
+TEST_CASE("forward_faces: out of device memory falls back to the float path and its policy", "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> faces = random_faces(2, S, 34);
+  const std::vector<Image> want = float_path(faces);
+  Tensor scratch;
+  {
+    auto oom = std::make_shared<StandInBackend>(Mode::OutOfMemory);
+    GpenRunner runner(tiny_model(), oom, {});
+    runner.enable_oom_fallback([](const std::string&) {});
+    check_same(runner.forward_faces(pointers(faces), scratch), want);  // run() of the stand-in works
+    CHECK(oom->calls == 1);
+  }
+  {
+    auto oom = std::make_shared<StandInBackend>(Mode::OutOfMemory);
+    GpenRunner runner(tiny_model(), oom, {});  // no fallback asked for: the error reaches the caller
+    CHECK_THROWS_AS(runner.forward_faces(pointers(faces), scratch), OutOfDeviceMemory);
+  }
+}
