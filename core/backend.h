@@ -21,11 +21,14 @@ struct NodeProfile {
   int64_t flops = 0;  // per run
 };
 
-// Byte images in and out of a graph whose one input and one output are [N, 3, H, W] (GPEN):
-// input value = in_levels[byte]; output byte = trunc(clip(y * out_scale + out_offset, 0, 1) * 255),
+// Byte images in (and out) of a graph whose one input is [N, 3, H, W]: input plane c at a pixel
+// is in_levels[c * 256 + byte], the byte being the pixel's channel c, or 2 - c with
+// reverse_channels (RetinaFace's planes are B, G, R); GPEN: x / 127.5 - 1, RetinaFace: x - mean.
+// An output [N, 3, H, W] back to bytes is trunc(clip(y * out_scale + out_offset, 0, 1) * 255),
 // each float operation rounded on its own (core/face_tensor.cpp does the same on the host).
 struct RgbBytesIo {
-  std::array<float, 256> in_levels{};
+  std::array<float, 3 * 256> in_levels{};
+  bool reverse_channels = false;
   float out_scale = 1.f, out_offset = 0.f;
 };
 
@@ -41,6 +44,12 @@ class Executable {
   // (the caller then converts on the host and calls run()).
   virtual bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) {
     (void)io, (void)in, (void)n, (void)out;
+    return false;
+  }
+  // Bytes in only (the detector's photo: a quarter of its float input), f32 outputs as run()
+  // gives them. False when the backend has no such path.
+  virtual bool run_from_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, std::vector<Tensor>& outputs) {
+    (void)io, (void)in, (void)n, (void)outputs;
     return false;
   }
   virtual size_t arena_bytes() const = 0;

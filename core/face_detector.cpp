@@ -89,7 +89,11 @@ std::vector<Detection> FaceDetector::detect_single(const Image& image, float sco
   if (image.empty() || image.width < 1 || image.height < 1) fail("detect: empty image");
   const int H = image.height, W = image.width;
   std::vector<Tensor> outs;
-  executable(H, W).run({retinaface_input(image, pool_.get())}, outs);
+  Executable& exe = executable(H, W);
+  // A GPU takes the photo as bytes (a quarter of the float input) and scales it itself.
+  const uint8_t* bytes = image.pixels.data();
+  if (image.channels != 3 || !exe.run_from_rgb_bytes(retinaface_rgb_bytes_io(), &bytes, 1, outs))
+    exe.run({retinaface_input(image, pool_.get())}, outs);
   const RetinaFaceConfig& cfg = model_->config();
   if (outs.size() != 3) fail("RetinaFace: internal: ", outs.size(), " outputs");
 

@@ -102,7 +102,7 @@ std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool) {
 const RgbBytesIo& gpen_rgb_bytes_io() {
   static const RgbBytesIo io = [] {
     RgbBytesIo r;
-    r.in_levels = input_levels();
+    for (int c = 0; c < 3; ++c) std::copy(input_levels().begin(), input_levels().end(), r.in_levels.begin() + c * 256);
     r.out_scale = 0.5f;  // planes_to_face: (y * 0.5 + 0.5) clipped, * 255, truncated
     r.out_offset = 0.5f;
     return r;

@@ -10,7 +10,9 @@
 
 #include "core/device.h"
 #include "core/face_tensor.h"
+#include "core/face_detector.h"
 #include "core/models/gpen.h"
+#include "core/models/retinaface.h"
 #include "tests/test_util.h"
 
 using namespace gpen;
@@ -31,12 +33,8 @@ class StandInExecutable final : public Executable {
     if (mode_ == Mode::OutOfMemory) throw OutOfDeviceMemory("stand-in device: out of memory");
     if (shape_[0] != n) return false;
     const int64_t plane = shape_[2] * shape_[3];
-    Tensor x = Tensor::empty(DType::F32, shape_);
-    for (int i = 0; i < n; ++i)
-      for (int64_t p = 0; p < plane; ++p)
-        for (int c = 0; c < 3; ++c) x.data<float>()[(i * 3 + c) * plane + p] = io.in_levels[in[i][p * 3 + c]];
     std::vector<Tensor> y(1);
-    cpu_->run({x}, y);
+    cpu_->run({from_bytes(io, in, n)}, y);
     for (int i = 0; i < n; ++i)
       for (int64_t p = 0; p < plane; ++p)
         for (int c = 0; c < 3; ++c) {
@@ -46,12 +44,29 @@ class StandInExecutable final : public Executable {
         }
     return true;
   }
+  bool run_from_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, std::vector<Tensor>& out) override {
+    ++calls_;
+    if (mode_ != Mode::Bytes) return false;
+    cpu_->run({from_bytes(io, in, n)}, out);
+    return true;
+  }
   size_t arena_bytes() const override { return cpu_->arena_bytes(); }
   size_t weight_bytes() const override { return cpu_->weight_bytes(); }
   void enable_profiling(bool on) override { cpu_->enable_profiling(on); }
   std::vector<NodeProfile> profile() const override { return cpu_->profile(); }
 
  private:
+  // What the device's input kernel does: channel c of each pixel through its table.
+  Tensor from_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n) const {
+    const int64_t plane = shape_[2] * shape_[3];
+    Tensor x = Tensor::empty(DType::F32, shape_);
+    for (int i = 0; i < n; ++i)
+      for (int64_t p = 0; p < plane; ++p)
+        for (int c = 0; c < 3; ++c)
+          x.data<float>()[(i * 3 + c) * plane + p] =
+              io.in_levels[size_t(c) * 256 + in[i][p * 3 + (io.reverse_channels ? 2 - c : c)]];
+    return x;
+  }
   std::unique_ptr<Executable> cpu_;
   Shape shape_;
   Mode mode_;
@@ -121,8 +136,10 @@ TEST_CASE("forward_faces: bytes through the device's byte path equal the float p
   CHECK(backend->calls == 2);
   CHECK(!scratch.defined());  // the float path never ran
   // The byte I/O is GPEN's scaling: what faces_into_tensor and tensor_to_faces do.
-  CHECK(gpen_rgb_bytes_io().in_levels[0] == -1.f);
-  CHECK(gpen_rgb_bytes_io().in_levels[255] == 1.f);
+  for (int c = 0; c < 3; ++c) {
+    CHECK(gpen_rgb_bytes_io().in_levels[size_t(c) * 256] == -1.f);
+    CHECK(gpen_rgb_bytes_io().in_levels[size_t(c) * 256 + 255] == 1.f);
+  }
 }
 
 TEST_CASE("forward_faces: the float path when the backend has no byte path, on the CPU, or for a shared runner",
@@ -172,5 +189,32 @@ TEST_CASE("forward_faces: out of device memory falls back to the float path and 
     auto oom = std::make_shared<StandInBackend>(Mode::OutOfMemory);
     GpenRunner runner(tiny_model(), oom, {});  // no fallback asked for: the error reaches the caller
     CHECK_THROWS_AS(runner.forward_faces(pointers(faces), scratch), OutOfDeviceMemory);
+  }
+}
+
+TEST_CASE("RetinaFace's byte input is retinaface_input, and a device taking bytes finds the same faces", "[detect]") {
+  const Image photo = to_rgb(load_image(test::shared_path("images/group_solvay_1927.png")));
+  const RgbBytesIo& io = retinaface_rgb_bytes_io();
+  const Tensor want = retinaface_input(photo);
+  const int64_t plane = int64_t(photo.width) * photo.height;
+  for (int64_t p = 0; p < plane; ++p)
+    for (int c = 0; c < 3; ++c)
+      REQUIRE(io.in_levels[size_t(c) * 256 + photo.pixels[size_t(p) * 3 + size_t(2 - c)]] ==
+              want.data<float>()[c * plane + p]);
+
+  auto model = std::make_shared<const RetinaFaceModel>(
+      RetinaFaceModel::load(test::shared_path("weights/retinaface_mobilenet0.25.pth")));
+  FaceDetector cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), {});
+  auto standin = std::make_shared<StandInBackend>(Mode::Bytes);
+  FaceDetector device(model, standin, {});
+  DetectOptions opt;
+  const std::vector<Detection> a = cpu.detect(photo, opt), b = device.detect(photo, opt);
+  CHECK(standin->calls >= 1);  // every pass took the photo as bytes
+  REQUIRE(a.size() == b.size());
+  CHECK(a.size() >= 20);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("face " << i);
+    for (int k = 0; k < 4; ++k) CHECK(a[i].box[k] == b[i].box[k]);
+    CHECK(a[i].score == b[i].score);
   }
 }

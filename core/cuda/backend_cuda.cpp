@@ -218,22 +218,21 @@ class CudaExecutable final : public Executable {
   }
 
   // Bytes cross the bus (a quarter of the floats) and are scaled on the device, before and after
-  // the same steps run() runs; captured as a CUDA graph of its own.
+  // the same steps run() runs; each way of I/O captured as a CUDA graph of its own.
   bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) override {
-    if (profiling_ || !byte_io_shape(n)) return false;
-    check(cudaSetDevice(device_), "cudaSetDevice");
-    prepare_byte_io(io);
+    if (profiling_ || !byte_io_shape(n, true)) return false;
+    run_bytes(io, in, n, Io::Bytes);
     const size_t image_bytes = byte_count_ / size_t(n);
-    for (int i = 0; i < n; ++i)
-      staging_copy(static_cast<uint8_t*>(pinned_bytes_in_->get()) + size_t(i) * image_bytes, in[i], image_bytes);
-    if (graphs_enabled() && !graph_failed_)
-      run_graph(Io::Bytes);
-    else
-      enqueue_all(stream_->get(), Io::Bytes);
-    check(cudaStreamSynchronize(stream_->get()), "forward (a kernel failed; see the CUDA error)");
     for (int i = 0; i < n; ++i)
       staging_copy(out[i], static_cast<const uint8_t*>(pinned_bytes_out_->get()) + size_t(i) * image_bytes,
                    image_bytes);
+    return true;
+  }
+  bool run_from_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n,
+                          std::vector<Tensor>& outputs) override {
+    if (profiling_ || !byte_io_shape(n, false)) return false;
+    run_bytes(io, in, n, Io::BytesIn);
+    copy_outputs_from_pinned(outputs);
     return true;
   }
 
@@ -268,7 +267,8 @@ class CudaExecutable final : public Executable {
     int value;
     size_t pinned_offset, bytes;
   };
-  enum Io { Floats = 0, Bytes = 1 };  // what run() / run_rgb_bytes() move across the bus
+  // What crosses the bus: run(), run_rgb_bytes(), run_from_rgb_bytes().
+  enum Io { Floats = 0, Bytes = 1, BytesIn = 2 };
 
   // --- views and uploads ---
   DevView view(int v) const {
@@ -657,12 +657,24 @@ class CudaExecutable final : public Executable {
   }
 
   // --- byte images in and out (run_rgb_bytes) ---
-  // Whether the graph is one [n, 3, H, W] input and one output of that shape.
-  bool byte_io_shape(int n) const {
-    if (inputs_.size() != 1 || outputs_.size() != 1) return false;
+  // Whether the graph is one [n, 3, H, W] input (and, for bytes out, one output of that shape).
+  bool byte_io_shape(int n, bool bytes_out) const {
+    if (inputs_.size() != 1) return false;
     const Shape& in = graph_.value(inputs_[0].value).shape;
-    const Shape& out = graph_.value(outputs_[0].value).shape;
-    return in.size() == 4 && in[0] == n && in[1] == 3 && out == in;
+    if (in.size() != 4 || in[0] != n || in[1] != 3) return false;
+    return !bytes_out || (outputs_.size() == 1 && graph_.value(outputs_[0].value).shape == in);
+  }
+  void run_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, Io mode) {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    prepare_byte_io(io);
+    const size_t image_bytes = byte_count_ / size_t(n);
+    for (int i = 0; i < n; ++i)
+      staging_copy(static_cast<uint8_t*>(pinned_bytes_in_->get()) + size_t(i) * image_bytes, in[i], image_bytes);
+    if (graphs_enabled() && !graph_failed_)
+      run_graph(mode);
+    else
+      enqueue_all(stream_->get(), mode);
+    check(cudaStreamSynchronize(stream_->get()), "forward (a kernel failed; see the CUDA error)");
   }
   void prepare_byte_io(const RgbBytesIo& io) {
     if (!pinned_levels_) {  // all or nothing: an allocation that fails (out of memory) leaves none
@@ -678,27 +690,30 @@ class CudaExecutable final : public Executable {
       levels_ = std::move(levels);
       pinned_levels_ = std::move(pinned_levels);
     }
-    // The table is an operand of the captured graph (by address): refreshed in place when the
-    // caller's differs from the last one; the scale and offset are kernel arguments, so a change
-    // of them needs a new capture.
+    // The table is an operand of the captured graphs (by address): refreshed in place when the
+    // caller's differs from the last one; the channel order, scale and offset are kernel
+    // arguments, so a change of them needs new captures.
     if (!byte_io_ready_ || std::memcmp(&io.in_levels, &byte_io_.in_levels, sizeof(io.in_levels)) != 0) {
       std::memcpy(pinned_levels_->get(), io.in_levels.data(), sizeof(io.in_levels));
       check(cudaMemcpyAsync(levels_.get(), pinned_levels_->get(), sizeof(io.in_levels), cudaMemcpyHostToDevice,
                             stream_->get()),
             "copy the byte levels to the device");
     }
-    if (byte_io_ready_ && (io.out_scale != byte_io_.out_scale || io.out_offset != byte_io_.out_offset) &&
-        graph_exec_[Io::Bytes]) {
-      cudaGraphExecDestroy(graph_exec_[Io::Bytes]);
-      graph_exec_[Io::Bytes] = nullptr;
-    }
+    if (byte_io_ready_ && (io.out_scale != byte_io_.out_scale || io.out_offset != byte_io_.out_offset ||
+                           io.reverse_channels != byte_io_.reverse_channels))
+      for (Io mode : {Io::Bytes, Io::BytesIn})
+        if (graph_exec_[mode]) {
+          cudaGraphExecDestroy(graph_exec_[mode]);
+          graph_exec_[mode] = nullptr;
+        }
     byte_io_ = io;
     byte_io_ready_ = true;
   }
   void copy_bytes_in(cudaStream_t st) {
     check(cudaMemcpyAsync(bytes_in_.get(), pinned_bytes_in_->get(), byte_count_, cudaMemcpyHostToDevice, st),
           "copy input bytes to device");
-    launched(launch_rgb_bytes_to_planes(bytes_in_.as<uint8_t>(), levels_.as<float>(), view(inputs_[0].value), st),
+    launched(launch_rgb_bytes_to_planes(bytes_in_.as<uint8_t>(), levels_.as<float>(), byte_io_.reverse_channels,
+                                        view(inputs_[0].value), st),
              "rgb_bytes_to_planes");
   }
   void copy_bytes_out(cudaStream_t st) {
@@ -711,10 +726,10 @@ class CudaExecutable final : public Executable {
 
   // --- running ---
   void enqueue_all(cudaStream_t st, Io io) {
-    if (io == Io::Bytes)
-      copy_bytes_in(st);
-    else
+    if (io == Io::Floats)
       copy_in(st);
+    else
+      copy_bytes_in(st);
     for (Step& s : steps_) s.run(st);
     if (io == Io::Bytes)
       copy_bytes_out(st);
@@ -802,7 +817,7 @@ class CudaExecutable final : public Executable {
   DeviceBuffer bytes_in_, bytes_out_, levels_;
   RgbBytesIo byte_io_;
   bool byte_io_ready_ = false;
-  cudaGraphExec_t graph_exec_[2] = {nullptr, nullptr};  // per Io
+  cudaGraphExec_t graph_exec_[3] = {nullptr, nullptr, nullptr};  // per Io
   bool graph_failed_ = false, profiling_ = false;
 };
 

@@ -343,6 +343,19 @@ Graph RetinaFaceModel::build_graph(int batch, int height, int width) const {
   return g;
 }
 
+constexpr float kMeanRgb[3] = {123.f, 117.f, 104.f};  // the reference's (104, 117, 123), in RGB order
+
+const RgbBytesIo& retinaface_rgb_bytes_io() {
+  static const RgbBytesIo io = [] {
+    RgbBytesIo r;
+    r.reverse_channels = true;  // planes B, G, R from RGB pixels
+    for (int plane = 0; plane < 3; ++plane)
+      for (int v = 0; v < 256; ++v) r.in_levels[size_t(plane) * 256 + size_t(v)] = float(v) - kMeanRgb[2 - plane];
+    return r;
+  }();
+  return io;
+}
+
 Tensor retinaface_input(const Image& img, ThreadPool* pool) {
   const Image rgb = img.channels == 3 ? Image() : to_rgb(img);
   const Image& src = img.channels == 3 ? img : rgb;
@@ -351,7 +364,6 @@ Tensor retinaface_input(const Image& img, ThreadPool* pool) {
   float* b = t.data<float>();
   float* gch = b + int64_t(H) * W;
   float* r = gch + int64_t(H) * W;
-  static constexpr float kMeanRgb[3] = {123.f, 117.f, 104.f};
   const auto to_planes = cpu::photo_row_kernels().rgb_to_planes;
   parallel_for(pool, H, 16, [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y) to_planes(src.row(int(y)), W, kMeanRgb, r + y * W, gch + y * W, b + y * W);

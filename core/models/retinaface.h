@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/backend.h"
 #include "core/graph.h"
 #include "core/models/conv_table.h"
 #include "core/image.h"
@@ -86,6 +87,8 @@ class RetinaFaceModel {
 // The network input for an RGB (or gray / RGBA: converted) image: [1, 3, H, W], B, G, R order
 // minus (104, 117, 123). Rows are converted in parallel on `pool` when given.
 Tensor retinaface_input(const Image& rgb, ThreadPool* pool = nullptr);
+// The same scaling as a backend's byte input (Executable::run_from_rgb_bytes): x - mean[c].
+const RgbBytesIo& retinaface_rgb_bytes_io();
 
 // A state dict with the published layout of `body` and seeded random values (BatchNorm running
 // statistics included, running_var > 0), scaled so that activations stay O(1) through the net.

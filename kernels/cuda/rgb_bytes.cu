@@ -6,14 +6,16 @@ namespace {
 
 // One thread per pixel: three bytes read together, one float written to each plane.
 __global__ void rgb_bytes_to_planes_kernel(const uint8_t* __restrict__ in, const float* __restrict__ levels,
-                                           float* __restrict__ y, int64_t plane, int64_t batch_stride, int n) {
+                                           bool reverse, float* __restrict__ y, int64_t plane, int64_t batch_stride,
+                                           int n) {
   GPEN_GRID_STRIDE(i, int64_t(n) * plane) {
     const int64_t b = i / plane, p = i % plane;
     const uint8_t* px = in + i * 3;
+    const uint8_t first = reverse ? px[2] : px[0], last = reverse ? px[0] : px[2];
     float* yb = y + b * batch_stride + p;
-    yb[0] = levels[px[0]];
-    yb[plane] = levels[px[1]];
-    yb[2 * plane] = levels[px[2]];
+    yb[0] = levels[first];
+    yb[plane] = levels[256 + px[1]];
+    yb[2 * plane] = levels[512 + last];
   }
 }
 
@@ -39,12 +41,13 @@ __global__ void planes_to_rgb_bytes_kernel(const float* __restrict__ x, int64_t 
 
 }  // namespace
 
-cudaError_t launch_rgb_bytes_to_planes(const uint8_t* in, const float* levels, DevView y, cudaStream_t stream) {
+cudaError_t launch_rgb_bytes_to_planes(const uint8_t* in, const float* levels, bool reverse_channels, DevView y,
+                                       cudaStream_t stream) {
   if (y.c != 3) return cudaErrorInvalidValue;
   const int64_t total = int64_t(y.n) * y.plane();
   if (total == 0) return cudaSuccess;
-  rgb_bytes_to_planes_kernel<<<grid_blocks(total), kThreads, 0, stream>>>(in, levels, y.data, y.plane(),
-                                                                          y.batch_stride, y.n);
+  rgb_bytes_to_planes_kernel<<<grid_blocks(total), kThreads, 0, stream>>>(in, levels, reverse_channels, y.data,
+                                                                          y.plane(), y.batch_stride, y.n);
   return cudaGetLastError();
 }
 
