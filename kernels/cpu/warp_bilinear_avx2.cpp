@@ -47,6 +47,21 @@ int leave(int i, int n, int32_t* left, int count) {
   return count;
 }
 
+// Runs body(i, taps) on each group of 8 pixels whose taps are all inside; lists the others (and
+// the row's last width % 8 pixels) in `left`; returns how many it listed.
+template <class Body>
+int for_inside_groups(const BilinearRow& r, int max_offset, int channels, int32_t* left, Body body) {
+  int count = 0, i = 0;
+  for (; i + 8 <= r.width; i += 8) {
+    const Taps t = taps_of(r, i, max_offset, channels);
+    if (t.inside)
+      body(i, t);
+    else
+      count = leave(i, i + 8, left, count);
+  }
+  return leave(i, r.width, left, count);
+}
+
 // Channel c of four packed RGBx pixels per lane: (byte c of lo) | (byte c of hi) << 16.
 inline __m256i channel_pair(__m256i lo, __m256i hi, int shift) {
   const __m256i byte = _mm256_set1_epi32(0xFF);
@@ -66,13 +81,7 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
   // Per 128-bit half: four pixels of 4 bytes (R, G, B, 0) -> 12 bytes.
   const __m256i compact = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,  //
                                            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
-  int count = 0, i = 0;
-  for (; i + 8 <= r.width; i += 8) {
-    const Taps t = taps_of(r, i, max_offset, 3);
-    if (!t.inside) {
-      count = leave(i, i + 8, left, count);
-      continue;
-    }
+  return for_inside_groups(r, max_offset, 3, left, [&](int i, const Taps& t) {
     const __m256i off = t.offset;
     const __m256i off_below = _mm256_add_epi32(off, _mm256_set1_epi32(int(r.stride)));
     const __m256i three = _mm256_set1_epi32(3);
@@ -94,20 +103,13 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
     _mm256_store_si256(reinterpret_cast<__m256i*>(packed), _mm256_shuffle_epi8(rgb, compact));
     std::memcpy(dst + size_t(i) * 3, packed, 12);
     std::memcpy(dst + size_t(i) * 3 + 12, packed + 16, 12);
-  }
-  return leave(i, r.width, left, count);
+  });
 }
 
 int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const float* /*weights*/, float* dst,
                                  int32_t* left) {
   const int max_offset = int(r.src_elems - r.stride) - 2;
-  int count = 0, i = 0;
-  for (; i + 8 <= r.width; i += 8) {
-    const Taps t = taps_of(r, i, max_offset, 1);
-    if (!t.inside) {
-      count = leave(i, i + 8, left, count);
-      continue;
-    }
+  return for_inside_groups(r, max_offset, 1, left, [&](int i, const Taps& t) {
     const __m256i off = t.offset;
     const __m256 p00 = _mm256_i32gather_ps(src, off, 4);
     const __m256 p01 = _mm256_i32gather_ps(src + 1, off, 4);
@@ -123,8 +125,7 @@ int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const f
     sum = _mm256_add_ps(sum, _mm256_mul_ps(p10, _mm256_mul_ps(fy, gx)));
     sum = _mm256_add_ps(sum, _mm256_mul_ps(p11, _mm256_mul_ps(fy, fx)));
     _mm256_storeu_ps(dst + i, sum);
-  }
-  return leave(i, r.width, left, count);
+  });
 }
 
 }  // namespace gpen::cpu
