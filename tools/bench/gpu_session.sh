@@ -20,7 +20,7 @@
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
 # Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile streams photos serve report"),
-# GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (128).
+# GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (256).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -113,7 +113,7 @@ if want streams; then
 fi
 if want photos; then
   stage "whole photos: 1920x1080 one face, --device cuda --batch-size 16"
-  N="${GPEN_GPU_PHOTOS:-128}"
+  N="${GPEN_GPU_PHOTOS:-256}"  # enough photos after the first for a steady rate
   rm -rf /tmp/photos /tmp/photos_out && mkdir -p /tmp/photos
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
   # Run 1: everything on the GPU, defaults (--workers cores / 2, --streams 2 with GPEN on a GPU);
