@@ -59,6 +59,9 @@ size_t env_size(const char* name, size_t fallback) {
 size_t workspace_cap() { return env_size("GPEN_CUDA_WORKSPACE_MB", 256) << 20; }
 // GPEN_CUDA_GRAPHS=0 runs node by node (for debugging a capture problem).
 bool graphs_enabled() { return env_size("GPEN_CUDA_GRAPHS", 1) != 0; }
+// GPEN_CUDA_BYTES=0: images always cross as floats (run_rgb_bytes / run_from_rgb_bytes decline),
+// for comparing the two paths or ruling the byte path out.
+bool bytes_enabled() { return env_size("GPEN_CUDA_BYTES", 1) != 0; }
 
 // Algorithms chosen per convolution shape, shared by every executable of one backend.
 class AlgoCache {
@@ -220,7 +223,7 @@ class CudaExecutable final : public Executable {
   // Bytes cross the bus (a quarter of the floats) and are scaled on the device, before and after
   // the same steps run() runs; each way of I/O captured as a CUDA graph of its own.
   bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) override {
-    if (profiling_ || !byte_io_shape(n, true)) return false;
+    if (profiling_ || !bytes_enabled() || !byte_io_shape(n, true)) return false;
     run_bytes(io, in, n, Io::Bytes);
     const size_t image_bytes = byte_count_ / size_t(n);
     for (int i = 0; i < n; ++i)
@@ -230,7 +233,7 @@ class CudaExecutable final : public Executable {
   }
   bool run_from_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n,
                           std::vector<Tensor>& outputs) override {
-    if (profiling_ || !byte_io_shape(n, false)) return false;
+    if (profiling_ || !bytes_enabled() || !byte_io_shape(n, false)) return false;
     run_bytes(io, in, n, Io::BytesIn);
     copy_outputs_from_pinned(outputs);
     return true;
