@@ -141,6 +141,8 @@ std::vector<Affine> warp_maps() {
       const double a = scale * std::cos(angle), b = scale * std::sin(angle);
       maps.push_back(Affine{a, -b, 11.3 - 20 * scale, b, a, -7.6 + 5 * scale});
     }
+  maps.push_back(Affine{1, 0, 3, 0, 1, -2});       // whole-pixel positions: weight-table row 0
+  maps.push_back(Affine{1, 0, 3.5, 0, 1, -2.25});  // every pixel on one other row
   return maps;
 }
 

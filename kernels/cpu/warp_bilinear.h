@@ -26,7 +26,8 @@ struct BilinearRow {
   int width;            // destination pixels in the row
 };
 
-// uint8 RGB: `weights` is the 32x32 x 4 table of int16 weights (sum 2^15); dst gets width * 3
+// uint8 RGB: `weights` is the 32x32 x 4 table of int16 weights (sum 2^15), of which the kernel
+// reads row 0 (OpenCV's rounding makes it irregular) and computes the others; dst gets width * 3
 // bytes. Returns how many pixel indices it wrote to `left` (ascending) for the caller.
 int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const int16_t* weights, uint8_t* dst,
                                 int32_t* left);

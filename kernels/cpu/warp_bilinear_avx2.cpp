@@ -47,6 +47,21 @@ int leave(int i, int n, int32_t* left, int count) {
   return count;
 }
 
+// The fixed-point bilinear weights of table rows `table` (fy * 32 + fx), computed: 32 (32 - f or
+// f)(32 - f or f), which is what the table holds (exact products of 1/32 steps times 2^15) for
+// every row but 0, where OpenCV's saturation and sum correction left (32767, 0, 0, 1): that row
+// comes from the table (`row0_01`, `row0_23`, packed like the results).
+inline void fixed_weights(__m256i table, __m256i row0_01, __m256i row0_23, __m256i* w01, __m256i* w23) {
+  const __m256i fx = _mm256_and_si256(table, _mm256_set1_epi32(31)), fy = _mm256_srli_epi32(table, 5);
+  const __m256i n32 = _mm256_set1_epi32(32);
+  const __m256i gx = _mm256_sub_epi32(n32, fx), gy = _mm256_sub_epi32(n32, fy);
+  const __m256i w0 = _mm256_slli_epi32(_mm256_mullo_epi32(gy, gx), 5), w1 = _mm256_slli_epi32(_mm256_mullo_epi32(gy, fx), 5);
+  const __m256i w2 = _mm256_slli_epi32(_mm256_mullo_epi32(fy, gx), 5), w3 = _mm256_slli_epi32(_mm256_mullo_epi32(fy, fx), 5);
+  const __m256i row0 = _mm256_cmpeq_epi32(table, _mm256_setzero_si256());
+  *w01 = _mm256_blendv_epi8(_mm256_or_si256(w0, _mm256_slli_epi32(w1, 16)), row0_01, row0);
+  *w23 = _mm256_blendv_epi8(_mm256_or_si256(w2, _mm256_slli_epi32(w3, 16)), row0_23, row0);
+}
+
 // Runs body(i, taps) on each group of 8 pixels whose taps are all inside; lists the others (and
 // the row's last width % 8 pixels) in `left`; returns how many it listed.
 template <class Body>
@@ -76,7 +91,8 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
   // The gathers read 4 bytes at each tap: the right-hand taps read one byte past their pixel.
   const int max_offset = int(r.src_elems - r.stride) - 7;
   const int* base = reinterpret_cast<const int*>(src);
-  const int* wbase = reinterpret_cast<const int*>(weights);
+  const __m256i row0_01 = _mm256_set1_epi32(int(uint16_t(weights[0])) | int(uint32_t(uint16_t(weights[1])) << 16));
+  const __m256i row0_23 = _mm256_set1_epi32(int(uint16_t(weights[2])) | int(uint32_t(uint16_t(weights[3])) << 16));
   const __m256i round = _mm256_set1_epi32(1 << 14), zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
   // Per 128-bit half: four pixels of 4 bytes (R, G, B, 0) -> 12 bytes.
   const __m256i compact = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,  //
@@ -89,8 +105,8 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
     const __m256i p01 = _mm256_i32gather_epi32(base, _mm256_add_epi32(off, three), 1);
     const __m256i p10 = _mm256_i32gather_epi32(base, off_below, 1);
     const __m256i p11 = _mm256_i32gather_epi32(base, _mm256_add_epi32(off_below, three), 1);
-    const __m256i w01 = _mm256_i32gather_epi32(wbase, t.table, 8);       // int16 w0 | w1 << 16
-    const __m256i w23 = _mm256_i32gather_epi32(wbase + 1, t.table, 8);   // int16 w2 | w3 << 16
+    __m256i w01, w23;  // int16 w0 | w1 << 16, w2 | w3 << 16
+    fixed_weights(t.table, row0_01, row0_23, &w01, &w23);
     __m256i rgb = zero;
     for (int c = 0; c < 3; ++c) {
       const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(channel_pair(p00, p01, 8 * c), w01),
