@@ -19,10 +19,10 @@ const std::array<float, 256>& input_levels() {
   return lut;
 }
 
-// One face into its [3][S][S] slot: a table lookup per byte, read in order, written per plane.
-void face_to_planes(const Image& f, float* base, int64_t plane) {
+// One face (S x S x 3 bytes) into its [3][S][S] slot: a table lookup per byte, read in order,
+// written per plane.
+void face_to_planes(const uint8_t* px, float* base, int64_t plane) {
   const std::array<float, 256>& lut = input_levels();
-  const uint8_t* px = f.pixels.data();
   float* r = base;
   float* g = base + plane;
   float* b = base + 2 * plane;
@@ -35,7 +35,7 @@ void face_to_planes(const Image& f, float* base, int64_t plane) {
 
 // (y + 1) / 2 clipped to [0, 1], * 255, truncated (numpy's astype(uint8)), a row at a time: each
 // plane's row in contiguous float lanes (vectorised), then interleaved.
-void planes_to_face(const float* base, int64_t plane, int W, int H, Image& img) {
+void planes_to_face(const float* base, int64_t plane, int W, int H, uint8_t* img) {
   std::vector<uint8_t> rgb(size_t(W) * 3);
   for (int y = 0; y < H; ++y) {
     uint8_t* lanes = rgb.data();
@@ -47,7 +47,7 @@ void planes_to_face(const float* base, int64_t plane, int W, int H, Image& img) 
         dst[x] = uint8_t(int((v < 0.f ? 0.f : v > 1.f ? 1.f : v) * 255.f));
       }
     }
-    uint8_t* out = img.row(y);
+    uint8_t* out = img + size_t(y) * W * 3;
     for (int x = 0; x < W; ++x) {
       out[3 * x] = lanes[x];
       out[3 * x + 1] = lanes[W + x];
@@ -66,11 +66,26 @@ void faces_into_tensor(const std::vector<const Image*>& faces, Tensor& t, Thread
     if (f.width != S || f.height != S || f.channels != 3)
       fail("face ", n, " is ", f.width, "x", f.height, "x", f.channels, ", expected ", S, "x", S, "x3");
   }
-  const Shape shape = {int64_t(faces.size()), 3, S, S};
+  std::vector<const uint8_t*> bytes;
+  for (const Image* f : faces) bytes.push_back(f->pixels.data());
+  rgb_bytes_into_tensor(bytes.data(), int(faces.size()), S, t, pool);
+}
+
+void rgb_bytes_into_tensor(const uint8_t* const* in, int n, int S, Tensor& t, ThreadPool* pool) {
+  const Shape shape = {int64_t(n), 3, S, S};
   if (!t.unshared() || t.shape() != shape || t.dtype() != DType::F32) t = Tensor::empty(DType::F32, shape);
   const int64_t plane = int64_t(S) * S;
-  parallel_for(pool, int64_t(faces.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) face_to_planes(*faces[size_t(n)], t.data<float>() + n * 3 * plane, plane);
+  parallel_for(pool, int64_t(n), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) face_to_planes(in[i], t.data<float>() + i * 3 * plane, plane);
+  });
+}
+
+void tensor_into_rgb_bytes(const Tensor& t, uint8_t* const* out, ThreadPool* pool) {
+  if (t.ndim() != 4 || t.dim(1) != 3 || t.dtype() != DType::F32) fail("tensor_into_rgb_bytes: bad tensor ", shape_str(t.shape()));
+  const int H = int(t.dim(2)), W = int(t.dim(3));
+  const int64_t plane = int64_t(H) * W;
+  parallel_for(pool, t.dim(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) planes_to_face(t.data<float>() + i * 3 * plane, plane, W, H, out[i]);
   });
 }
 
@@ -86,7 +101,7 @@ Image tensor_to_face(const Tensor& t, int n) {
   const int H = int(t.dim(2)), W = int(t.dim(3));
   const int64_t plane = int64_t(H) * W;
   Image img(W, H, 3);
-  planes_to_face(t.data<float>() + int64_t(n) * 3 * plane, plane, W, H, img);
+  planes_to_face(t.data<float>() + int64_t(n) * 3 * plane, plane, W, H, img.pixels.data());
   return img;
 }
 

@@ -20,6 +20,11 @@ Image tensor_to_face(const Tensor& t, int n);
 // Every sample, spread over `pool`.
 std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool = nullptr);
 
+// The same on faces given as bytes (n faces of S x S x 3 at in[i] / out[i]): the float path of a
+// batch that arrived as bytes (GpenRunner's shared runner).
+void rgb_bytes_into_tensor(const uint8_t* const* in, int n, int S, Tensor& t, ThreadPool* pool = nullptr);
+void tensor_into_rgb_bytes(const Tensor& t, uint8_t* const* out, ThreadPool* pool = nullptr);
+
 // GPEN's scaling of faces_into_tensor and tensor_to_faces as a backend's byte I/O
 // (Executable::run_rgb_bytes): the same levels, the same output rounding.
 const RgbBytesIo& gpen_rgb_bytes_io();

@@ -29,9 +29,11 @@ namespace {
 
 int64_t row_elems(const Tensor& t) { return t.numel() / t.dim(0); }
 
+// Any dtype: rows are copied as bytes.
 void copy_rows(const Tensor& from, int64_t from_row, Tensor& to, int64_t to_row, int64_t count) {
-  const int64_t e = row_elems(from);
-  std::memcpy(to.data<float>() + to_row * e, from.data<float>() + from_row * e, size_t(count * e) * sizeof(float));
+  const size_t row_bytes = size_t(row_elems(from)) * dtype_size(from.dtype());
+  std::memcpy(static_cast<char*>(to.raw()) + size_t(to_row) * row_bytes,
+              static_cast<const char*>(from.raw()) + size_t(from_row) * row_bytes, size_t(count) * row_bytes);
 }
 
 }  // namespace
@@ -77,7 +79,6 @@ int64_t ForwardCoalescer::queued_samples() const {
 
 Tensor ForwardCoalescer::operator()(const Tensor& x) {
   if (x.ndim() < 1 || x.dim(0) < 1) fail("batched forward: empty input ", shape_str(x.shape()));
-  if (x.dtype() != DType::F32) fail("batched forward: input must be f32, got ", dtype_name(x.dtype()));
   auto req = std::make_shared<Request>();
   req->x = &x;  // the caller waits below, so x outlives every batch that reads it
   req->n = x.dim(0);
@@ -94,7 +95,7 @@ Tensor ForwardCoalescer::operator()(const Tensor& x) {
   if (req->results.size() == 1 && first.batch_row == 0 && first.batch_out->dim(0) == req->n) return *first.batch_out;
   Shape s = first.batch_out->shape();
   s[0] = req->n;
-  Tensor y = Tensor::empty(DType::F32, s);
+  Tensor y = Tensor::empty(first.batch_out->dtype(), s);
   for (const Request::Result& r : req->results) copy_rows(*r.batch_out, r.batch_row, y, r.request_row, r.count);
   return y;
 }
@@ -106,10 +107,20 @@ int ForwardCoalescer::batch_size_for(int64_t queued) const {
   return b;
 }
 
+int64_t ForwardCoalescer::queued_like_front() const {
+  int64_t n = 0;
+  for (const std::shared_ptr<Request>& r : queue_) {
+    if (r->x->dtype() != queue_.front()->x->dtype()) break;
+    n += r->n - r->taken;
+  }
+  return n;
+}
+
 std::vector<ForwardCoalescer::Piece> ForwardCoalescer::take_pieces(int batch) {
   std::vector<Piece> pieces;
   int64_t row = 0;
-  while (row < batch && !queue_.empty()) {
+  const DType dtype = queue_.front()->x->dtype();  // a batch is of one dtype
+  while (row < batch && !queue_.empty() && queue_.front()->x->dtype() == dtype) {
     const std::shared_ptr<Request>& r = queue_.front();
     const int64_t count = std::min<int64_t>(batch - row, r->n - r->taken);
     pieces.push_back(Piece{r, r->taken, row, count});
@@ -138,7 +149,7 @@ void ForwardCoalescer::dispatch_loop(const Forward& forward) {
         work_cv_.notify_all();
         return;
       }
-      batch = batch_size_for(queued_);
+      batch = batch_size_for(queued_like_front());
       pieces = take_pieces(batch);
     }
     run_batch(forward, pieces, batch);
@@ -156,7 +167,7 @@ void ForwardCoalescer::run_batch(const Forward& forward, const std::vector<Piece
     } else {
       Shape s = first.shape();
       s[0] = batch;
-      in = Tensor::empty(DType::F32, s);
+      in = Tensor::empty(first.dtype(), s);
       for (const Piece& p : pieces) {
         if (row_elems(*p.request->x) != row_elems(first))
           fail("batched forward: requests of different sample shapes (", shape_str(p.request->x->shape()), " and ",
@@ -165,7 +176,7 @@ void ForwardCoalescer::run_batch(const Forward& forward, const std::vector<Piece
       }
     }
     out = std::make_shared<const Tensor>(forward(in));
-    if (out->ndim() < 1 || out->dim(0) != batch || out->dtype() != DType::F32)
+    if (out->ndim() < 1 || out->dim(0) != batch)
       fail("batched forward: a batch of ", batch, " gave ", dtype_name(out->dtype()), " ", shape_str(out->shape()));
   } catch (...) {
     error = std::current_exception();

@@ -48,8 +48,9 @@ class ForwardCoalescer {
   ForwardCoalescer(const ForwardCoalescer&) = delete;
   ForwardCoalescer& operator=(const ForwardCoalescer&) = delete;
 
-  // Thread-safe; blocks until every sample of x has been through a batch. x: [n, ...] f32, n >= 1.
-  // Same result as forward(x) for a forward whose samples do not interact.
+  // Thread-safe; blocks until every sample of x has been through a batch. x: [n, ...], n >= 1, any
+  // dtype (a batch holds requests of one dtype: GPEN's float tensors, or faces as bytes). Same
+  // result as forward(x) for a forward whose samples do not interact.
   Tensor operator()(const Tensor& x);
 
   // The largest batch, and the allowed sizes: powers of two up to it, and it (applies to the
@@ -69,6 +70,7 @@ class ForwardCoalescer {
   struct Piece;
   void dispatch_loop(const Forward& forward);
   int batch_size_for(int64_t queued) const;  // under mu_
+  int64_t queued_like_front() const;          // under mu_: samples queued from the front on, of its dtype
   std::vector<Piece> take_pieces(int batch);  // under mu_
   void run_batch(const Forward& forward, const std::vector<Piece>& pieces, int batch);
 

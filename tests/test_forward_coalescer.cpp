@@ -33,7 +33,11 @@ class RecordingForward {
       cv_.wait(lock, [&] { return open_; });
     }
     if (fail_size_ > 0 && x.dim(0) == fail_size_) throw Error("fake device fault");
-    Tensor y = Tensor::empty(DType::F32, x.shape());
+    Tensor y = Tensor::empty(x.dtype(), x.shape());
+    if (x.dtype() == DType::U8) {  // bytes: 255 - x
+      for (int64_t i = 0; i < x.numel(); ++i) y.data<uint8_t>()[i] = uint8_t(255 - x.data<uint8_t>()[i]);
+      return y;
+    }
     for (int64_t i = 0; i < x.numel(); ++i) y.data<float>()[i] = 3 * x.data<float>()[i] - 1;
     return y;
   }
@@ -142,9 +146,50 @@ TEST_CASE("malformed requests are refused before they are queued", "[coalescer]"
   RecordingForward fake;
   ForwardCoalescer c([&](const Tensor& x) { return fake(x); }, 4);
   CHECK_THROWS_WITH(c(Tensor::empty(DType::F32, {0, 3})), Catch::Contains("empty input"));
-  CHECK_THROWS_WITH(c(Tensor::empty(DType::F16, {1, 3})), Catch::Contains("must be f32"));
   CHECK(fake.sizes().empty());
   CHECK_THROWS_WITH(ForwardCoalescer([](const Tensor& x) { return x; }, 0), Catch::Contains("at least 1"));
+}
+
+TEST_CASE("requests of different dtypes queue together but never share a batch", "[coalescer]") {
+  RecordingForward fake;
+  ForwardCoalescer c([&](const Tensor& x) { return fake(x); }, 8);
+  fake.close_gate();
+  const Tensor hold = test::random_tensor({1, 4}, 40);
+  std::thread t0([&] { check_three_x_minus_one(hold, c(hold)); });
+  fake.wait_entered(1);
+  // Queued meanwhile: floats (2), bytes (3), floats (1), bytes (2).
+  std::vector<Tensor> xs;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t n = std::vector<int64_t>{2, 3, 1, 2}[size_t(i)];
+    if (i % 2 == 0) {
+      xs.push_back(test::random_tensor({n, 4}, uint64_t(41 + i)));
+    } else {
+      Tensor b = Tensor::empty(DType::U8, {n, 4});
+      for (int64_t k = 0; k < b.numel(); ++k) b.data<uint8_t>()[k] = uint8_t(k * 37 + i);
+      xs.push_back(b);
+    }
+  }
+  std::vector<Tensor> ys(xs.size());
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    ts.emplace_back([&, i] { ys[i] = c(xs[i]); });
+    wait_queued(c, std::vector<int64_t>{2, 5, 6, 8}[i]);  // in this order
+  }
+  fake.open_gate();
+  t0.join();
+  for (std::thread& t : ts) t.join();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    INFO("request " << i);
+    REQUIRE(ys[i].dtype() == xs[i].dtype());
+    if (xs[i].dtype() == DType::F32) {
+      check_three_x_minus_one(xs[i], ys[i]);
+    } else {
+      for (int64_t k = 0; k < xs[i].numel(); ++k) REQUIRE(ys[i].data<uint8_t>()[k] == 255 - xs[i].data<uint8_t>()[k]);
+    }
+  }
+  // Each batch takes the run of one dtype at the queue's front: 2 floats, 2 + 1 bytes (3 is not
+  // an allowed size), 1 float, 2 bytes.
+  CHECK(fake.sizes() == std::vector<int64_t>{1, 2, 2, 1, 1, 2});
 }
 
 TEST_CASE("requests of different sample shapes in one batch fail cleanly", "[coalescer]") {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <random>
+#include <thread>
 
 #include "core/device.h"
 #include "core/face_tensor.h"
@@ -142,7 +143,7 @@ TEST_CASE("forward_faces: bytes through the device's byte path equal the float p
   }
 }
 
-TEST_CASE("forward_faces: the float path when the backend has no byte path, on the CPU, or for a shared runner",
+TEST_CASE("forward_faces: the float path when the backend has no byte path or on the CPU, shared or not",
           "[gpen]") {
   const int S = tiny_model()->config().size;
   const std::vector<Image> faces = random_faces(2, S, 32);
@@ -160,11 +161,11 @@ TEST_CASE("forward_faces: the float path when the backend has no byte path, on t
     check_same(cpu.forward_faces(pointers(faces), scratch), want);
   }
   {
-    auto bytes = std::make_shared<StandInBackend>(Mode::Bytes);
-    GpenRunner shared(tiny_model(), bytes, {});
+    // A shared runner on the CPU: the faces queue as bytes and are converted around the float path.
+    GpenRunner shared(tiny_model(), std::shared_ptr<Backend>(make_cpu_backend()), {});
     shared.share_between_threads(4);
     check_same(shared.forward_faces(pointers(faces), scratch), want);
-    CHECK(bytes->calls == 0);  // the coalescer batches float tensors
+    CHECK(shared.sharing_stats().samples == 2);
   }
   // A face of the wrong size: the float path's clear error.
   auto bytes = std::make_shared<StandInBackend>(Mode::Bytes);
@@ -217,4 +218,33 @@ TEST_CASE("RetinaFace's byte input is retinaface_input, and a device taking byte
     for (int k = 0; k < 4; ++k) CHECK(a[i].box[k] == b[i].box[k]);
     CHECK(a[i].score == b[i].score);
   }
+}
+
+TEST_CASE("forward_faces: a shared runner on a device takes the byte path from every thread", "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> a = random_faces(2, S, 35), b = random_faces(1, S, 36);
+  const std::vector<Image> want_a = float_path(a), want_b = float_path(b);
+  auto bytes = std::make_shared<StandInBackend>(Mode::Bytes);
+  GpenRunner shared(tiny_model(), bytes, {});
+  shared.share_between_threads(4, 2);  // two dispatchers, each on its own twin
+  std::vector<std::vector<Image>> got(6);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 6; ++i)
+    ts.emplace_back([&, i] {
+      Tensor scratch;
+      got[size_t(i)] = shared.forward_faces(pointers(i % 2 ? b : a), scratch);
+    });
+  for (std::thread& t : ts) t.join();
+  for (int i = 0; i < 6; ++i) {
+    INFO("request " << i);
+    check_same(got[size_t(i)], i % 2 ? want_b : want_a);
+  }
+  CHECK(bytes->calls >= 1);
+  CHECK(shared.sharing_stats().samples == 9);
+  // Float tensors still go through the same runner (forward()), in batches of their own.
+  GpenRunner cpu(tiny_model(), std::shared_ptr<Backend>(make_cpu_backend()), {});
+  const Tensor x = faces_to_tensor(pointers(a));
+  const Tensor y = shared.forward(x), y_cpu = cpu.forward(x);
+  REQUIRE(y.dtype() == DType::F32);
+  CHECK(test::max_abs_diff(y.data<float>(), y_cpu.data<float>(), size_t(y.numel())) == 0);
 }

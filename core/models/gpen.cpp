@@ -1,5 +1,6 @@
 #include "core/models/gpen.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -366,35 +367,68 @@ Tensor GpenRunner::forward(const Tensor& x) {
 
 std::vector<Image> GpenRunner::forward_faces(const std::vector<const Image*>& faces, Tensor& scratch,
                                              ThreadPool* pool) {
-  std::vector<Image> restored;
-  if (forward_bytes(faces, restored)) return restored;
-  faces_into_tensor(faces, scratch, pool);  // the previous call's buffer, when it fits
+  const int S = model_->config().size;
+  const bool square_rgb = std::all_of(faces.begin(), faces.end(), [&](const Image* f) {
+    return f->width == S && f->height == S && f->channels == 3;
+  });
+  if (!faces.empty() && square_rgb && coalescer_) {
+    // A shared runner: the faces queue as bytes; the dispatcher's runner takes the device's byte
+    // path or converts the batch (forward_unshared).
+    const int64_t face_bytes = int64_t(S) * S * 3;
+    Tensor in = Tensor::empty(DType::U8, {int64_t(faces.size()), S, S, 3});
+    for (size_t i = 0; i < faces.size(); ++i)
+      std::memcpy(in.data<uint8_t>() + int64_t(i) * face_bytes, faces[i]->pixels.data(), size_t(face_bytes));
+    const Tensor out = (*coalescer_)(in);
+    std::vector<Image> restored(faces.size(), Image(S, S, 3));
+    for (size_t i = 0; i < faces.size(); ++i)
+      std::memcpy(restored[i].pixels.data(), out.data<uint8_t>() + int64_t(i) * face_bytes, size_t(face_bytes));
+    return restored;
+  }
+  if (!faces.empty() && square_rgb && !coalescer_) {
+    std::vector<Image> restored(faces.size(), Image(S, S, 3));
+    std::vector<const uint8_t*> in;
+    std::vector<uint8_t*> out;
+    for (size_t i = 0; i < faces.size(); ++i) {
+      in.push_back(faces[i]->pixels.data());
+      out.push_back(restored[i].pixels.data());
+    }
+    if (forward_bytes_here(in.data(), int(faces.size()), out.data())) return restored;
+  }
+  faces_into_tensor(faces, scratch, pool);  // the previous call's buffer, when it fits; says what is wrong
   return tensor_to_faces(forward(scratch), pool);
 }
 
-// The byte path of forward_faces; false (nothing run) where the float path must take it.
-bool GpenRunner::forward_bytes(const std::vector<const Image*>& faces, std::vector<Image>& restored) {
-  if (bytes_refused_ || coalescer_ || runs_on_cpu() || faces.empty()) return false;
-  const int n = int(faces.size());
+// The device's byte path for n faces; false (nothing run) where the float path must take them.
+bool GpenRunner::forward_bytes_here(const uint8_t* const* in, int n, uint8_t* const* out) {
+  if (bytes_refused_ || runs_on_cpu()) return false;
   if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < n)) return false;
-  const int S = model_->config().size;
-  for (const Image* f : faces)
-    if (f->width != S || f->height != S || f->channels != 3) return false;  // the float path says what is wrong
-  restored.assign(size_t(n), Image(S, S, 3));
-  std::vector<const uint8_t*> in;
-  std::vector<uint8_t*> out;
-  for (int i = 0; i < n; ++i) {
-    in.push_back(faces[size_t(i)]->pixels.data());
-    out.push_back(restored[size_t(i)].pixels.data());
-  }
   try {
-    if (executable(n).run_rgb_bytes(gpen_rgb_bytes_io(), in.data(), n, out.data())) return true;
+    if (executable(n).run_rgb_bytes(gpen_rgb_bytes_io(), in, n, out)) return true;
     bytes_refused_ = true;
   } catch (const OutOfDeviceMemory&) {
     if (!oom_fallback_) throw;  // no fallback asked for: the caller sees the error, as with forward()
   }
-  restored.clear();
   return false;
+}
+
+// What a dispatcher of the shared runner runs: f32 [n, 3, S, S] as forward() does, or faces as
+// bytes [n, S, S, 3] through the device's byte path, else converted around the float path.
+Tensor GpenRunner::forward_unshared(const Tensor& x) {
+  if (x.dtype() != DType::U8) return oom_fallback_ ? oom_fallback_(x.to(DType::F32)) : forward_here(x);
+  const int n = int(x.dim(0));
+  const int64_t face_bytes = x.numel() / n;
+  Tensor y = Tensor::empty(DType::U8, x.shape());
+  std::vector<const uint8_t*> in;
+  std::vector<uint8_t*> out;
+  for (int i = 0; i < n; ++i) {
+    in.push_back(x.data<uint8_t>() + i * face_bytes);
+    out.push_back(y.data<uint8_t>() + i * face_bytes);
+  }
+  if (forward_bytes_here(in.data(), n, out.data())) return y;
+  Tensor floats;
+  rgb_bytes_into_tensor(in.data(), n, int(x.dim(1)), floats);
+  tensor_into_rgb_bytes(oom_fallback_ ? oom_fallback_(floats) : forward_here(floats), out.data());
+  return y;
 }
 
 Tensor GpenRunner::forward_here(const Tensor& x) {
@@ -443,12 +477,11 @@ void GpenRunner::share_between_threads(int max_batch, int streams) {
   if (streams < 1) fail("GpenRunner: streams must be at least 1, got ", streams);
   if (coalescer_) fail("GpenRunner: share_between_threads twice");
   // Each forward runs on its own dispatcher thread only, one batch at a time.
-  std::vector<ForwardCoalescer::Forward> forwards = {
-      [this](const Tensor& x) { return oom_fallback_ ? oom_fallback_(x) : forward_here(x); }};
+  std::vector<ForwardCoalescer::Forward> forwards = {[this](const Tensor& x) { return forward_unshared(x); }};
   for (int k = 1; k < streams; ++k) {
     stream_twins_.push_back(twin());
     GpenRunner* t = stream_twins_.back().get();
-    forwards.push_back([t](const Tensor& x) { return t->forward(x); });
+    forwards.push_back([t](const Tensor& x) { return t->forward_unshared(x); });
   }
   coalescer_ = std::make_unique<ForwardCoalescer>(std::move(forwards), max_batch);
 }

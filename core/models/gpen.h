@@ -80,10 +80,10 @@ class GpenRunner {
   Tensor forward(const Tensor& x);
   // Faces (S x S RGB) through GPEN with its scaling, restored faces out: what faces_into_tensor,
   // forward() and tensor_to_faces give. On a device whose executables take bytes
-  // (Executable::run_rgb_bytes) the faces cross the bus as bytes and are scaled there. The float
-  // path instead (`scratch`: its input tensor, reused from call to call) on the CPU, for a runner
-  // shared between threads, once the out-of-memory fallback has cut the batch or moved to the
-  // CPU, and when the device runs out of memory now (the fallback then takes over).
+  // (Executable::run_rgb_bytes) the faces cross the bus as bytes and are scaled there; a shared
+  // runner queues them as bytes too. The float path instead (`scratch`: its input tensor, reused
+  // from call to call) on the CPU, once the out-of-memory fallback has cut the batch or moved to
+  // the CPU, and when the device runs out of memory now (the fallback then takes over).
   std::vector<Image> forward_faces(const std::vector<const Image*>& faces, Tensor& scratch, ThreadPool* pool = nullptr);
   Executable& executable(int batch);
   const GpenModel& model() const { return *model_; }
@@ -119,7 +119,8 @@ class GpenRunner {
  private:
   Tensor forward_here(const Tensor& x);
   Tensor forward_on_cpu(const Tensor& x);
-  bool forward_bytes(const std::vector<const Image*>& faces, std::vector<Image>& restored);
+  bool forward_bytes_here(const uint8_t* const* in, int n, uint8_t* const* out);
+  Tensor forward_unshared(const Tensor& x);
 
   std::shared_ptr<const GpenModel> model_;
   std::shared_ptr<Backend> backend_;

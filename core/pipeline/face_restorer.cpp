@@ -47,7 +47,8 @@ Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& 
   face = denoise_photo(face, controls.denoise);
   Image out = face;
   if (controls.strength > 0) {
-    const Image restored = tensor_to_face(gpen.forward(faces_to_tensor({&face})), 0);
+    Tensor scratch;
+    const Image restored = std::move(gpen.forward_faces({&face}, scratch).at(0));
     out = compose_face(face, restored, controls, /*small_face=*/false);
     if (controls.skin_protect) protect_skin_colour(out, face, Rect{0, 0, S, S});
   }

@@ -26,7 +26,8 @@ Image resized(const Image& image, int width, int height) {
 
 // One S x S RGB image through the network, with GPEN's uint8 <-> [-1, 1] conversions.
 Image run_network(const Image& input, GpenRunner& runner) {
-  return tensor_to_face(runner.forward(faces_to_tensor({&input})), 0);
+  Tensor scratch;
+  return std::move(runner.forward_faces({&input}, scratch).at(0));
 }
 
 // `color` with its luma (BT.601 Y, as cv2's BGR2YUV) replaced by `gray`'s, keeping its chroma:
