@@ -5,8 +5,8 @@
 //
 // A row kernel handles groups of 8 destination pixels whose four taps all lie inside the source
 // (AVX2 gathers; the same integer / float operations in the same order as the scalar code, so
-// the same bytes) and lists the pixels it left for the caller's scalar code: the groups that
-// touch the border. Coordinates follow image_ops.cpp: X = (x0 + adelta[i]) >> 5 in 1/32 px,
+// the same bytes) and groups wholly outside it (zeros, the border value), and lists the pixels it
+// left for the caller's scalar code: the groups that straddle the border. Coordinates follow image_ops.cpp: X = (x0 + adelta[i]) >> 5 in 1/32 px,
 // integer part X >> 5, fraction X & 31 (Y likewise); the caller guarantees that x0 + adelta[i]
 // and y0 + bdelta[i] fit in int32, that src_elems < 2^31, and that the source has at least
 // 2 x 2 pixels (else nothing is inside and every pixel is left to it).

@@ -17,6 +17,7 @@ constexpr int kInterBits = 5;  // 1/32 px
 struct Taps {
   __m256i offset, table;  // element offset of the top-left tap; weight-table row
   bool inside;            // all eight pixels have their four taps inside the source
+  bool outside;           // none of the eight has a tap inside: all are 0 (the border value)
 };
 
 // Group [i, i + 8): top-left tap offsets, table rows and whether every tap is inside (with no
@@ -39,6 +40,12 @@ Taps taps_of(const BilinearRow& r, int i, int max_offset, int channels) {
                               _mm256_mullo_epi32(ix, _mm256_set1_epi32(channels)));
   ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32(max_offset + 1), t.offset));
   t.inside = _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xFF;
+  // As the scalar code: no tap inside when ix >= W, ix + 1 < 0, iy >= H or iy + 1 < 0.
+  const __m256i minus2 = _mm256_set1_epi32(-2);
+  const __m256i out = _mm256_or_si256(
+      _mm256_or_si256(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(r.src_width - 1)), _mm256_cmpgt_epi32(minus2, ix)),
+      _mm256_or_si256(_mm256_cmpgt_epi32(iy, _mm256_set1_epi32(r.src_height - 1)), _mm256_cmpgt_epi32(minus2, iy)));
+  t.outside = _mm256_movemask_ps(_mm256_castsi256_ps(out)) == 0xFF;
   return t;
 }
 
@@ -62,15 +69,19 @@ inline void fixed_weights(__m256i table, __m256i row0_01, __m256i row0_23, __m25
   *w23 = _mm256_blendv_epi8(_mm256_or_si256(w2, _mm256_slli_epi32(w3, 16)), row0_23, row0);
 }
 
-// Runs body(i, taps) on each group of 8 pixels whose taps are all inside; lists the others (and
-// the row's last width % 8 pixels) in `left`; returns how many it listed.
-template <class Body>
-int for_inside_groups(const BilinearRow& r, int max_offset, int channels, int32_t* left, Body body) {
+// Runs body(i, taps) on each group of 8 pixels whose taps are all inside, zeroes the 8 * channels
+// values of `dst` of each group wholly outside (the parts of a face's bounding box beyond its
+// rotated crop), lists the others (and the row's last width % 8 pixels) in `left`; returns how
+// many it listed.
+template <class T, class Body>
+int for_inside_groups(const BilinearRow& r, int max_offset, int channels, T* dst, int32_t* left, Body body) {
   int count = 0, i = 0;
   for (; i + 8 <= r.width; i += 8) {
     const Taps t = taps_of(r, i, max_offset, channels);
     if (t.inside)
       body(i, t);
+    else if (t.outside)
+      std::memset(dst + size_t(i) * channels, 0, sizeof(T) * 8 * size_t(channels));
     else
       count = leave(i, i + 8, left, count);
   }
@@ -97,7 +108,7 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
   // Per 128-bit half: four pixels of 4 bytes (R, G, B, 0) -> 12 bytes.
   const __m256i compact = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,  //
                                            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
-  return for_inside_groups(r, max_offset, 3, left, [&](int i, const Taps& t) {
+  return for_inside_groups(r, max_offset, 3, dst, left, [&](int i, const Taps& t) {
     const __m256i off = t.offset;
     const __m256i off_below = _mm256_add_epi32(off, _mm256_set1_epi32(int(r.stride)));
     const __m256i three = _mm256_set1_epi32(3);
@@ -125,7 +136,7 @@ int warp_bilinear_u8c3_row_avx2(const uint8_t* src, const BilinearRow& r, const 
 int warp_bilinear_f32c1_row_avx2(const float* src, const BilinearRow& r, const float* /*weights*/, float* dst,
                                  int32_t* left) {
   const int max_offset = int(r.src_elems - r.stride) - 2;
-  return for_inside_groups(r, max_offset, 1, left, [&](int i, const Taps& t) {
+  return for_inside_groups(r, max_offset, 1, dst, left, [&](int i, const Taps& t) {
     const __m256i off = t.offset;
     const __m256 p00 = _mm256_i32gather_ps(src, off, 4);
     const __m256 p01 = _mm256_i32gather_ps(src + 1, off, 4);
