@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/rounding.h"
 #include "kernels/cpu/photo_colour.h"

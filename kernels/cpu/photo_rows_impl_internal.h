@@ -1,5 +1,5 @@
 // The photo row kernels (photo_rows.h), included inside one namespace per ISA unit after
-// <algorithm>, <cmath>, <cstdint>, core/rounding.h and kernels/cpu/photo_colour.h.
+// <algorithm>, <cmath>, <cstdint>, <cstring>, core/rounding.h and kernels/cpu/photo_colour.h.
 
 // img * (1 - w) + face * w, rounded half to even, where w > 0: GPEN's composite, whose img * 1 +
 // face * 0 == img exactly, and which never takes a face pixel whose mask is not above 0
@@ -44,6 +44,8 @@ void protect_skin_row(uint8_t* p, const uint8_t* o, int width, bool mono) {
   int32_t nr[B], ng[B], nb[B];  // 32-bit lanes like the floats: one vector width for the loop
   for (int x0 = 0; x0 < width; x0 += B) {
     const int n = std::min(B, width - x0);
+    // A block paste-back left alone (outside the faces' masks) keeps its bytes: skip the work.
+    if (C == 3 && std::memcmp(p + size_t(x0) * 3, o + size_t(x0) * 3, size_t(n) * 3) == 0) continue;
     for (int i = 0; i < B; ++i) {
       const int x = x0 + (i < n ? i : 0);  // the tail repeats the first pixel; never written
       pr[i] = p[size_t(x) * C], pg[i] = p[size_t(x) * C + 1], pb[i] = p[size_t(x) * C + 2];
