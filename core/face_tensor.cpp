@@ -106,11 +106,11 @@ Image tensor_to_face(const Tensor& t, int n) {
 }
 
 std::vector<Image> tensor_to_faces(const Tensor& t, ThreadPool* pool) {
-  if (t.ndim() != 4) fail("tensor_to_faces: bad tensor ", shape_str(t.shape()));
-  std::vector<Image> faces(size_t(t.dim(0)));
-  parallel_for(pool, t.dim(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) faces[size_t(n)] = tensor_to_face(t, int(n));
-  });
+  if (t.ndim() != 4 || t.dim(1) != 3 || t.dtype() != DType::F32) fail("tensor_to_faces: bad tensor ", shape_str(t.shape()));
+  std::vector<Image> faces(size_t(t.dim(0)), Image(int(t.dim(3)), int(t.dim(2)), 3));
+  std::vector<uint8_t*> out;
+  for (Image& f : faces) out.push_back(f.pixels.data());
+  tensor_into_rgb_bytes(t, out.data(), pool);
   return faces;
 }
 
