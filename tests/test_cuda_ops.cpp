@@ -41,13 +41,24 @@ struct Tolerance {
   double rel_l2 = 0;      // 0: not checked
 };
 
-// Runs `g` on the CPU (generic kernels) and on CUDA in `p`; every output must agree.
-void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, Tolerance tol) {
+// Whether an executable runs some node on f16 NHWC activations (its kernels say so).
+bool runs_f16_nhwc(const Executable& exe) {
+  for (const NodeProfile& p : exe.profile())
+    if (p.kernel.find("f16_nhwc") != std::string::npos) return true;
+  return false;
+}
+
+// Runs `g` on the CPU (generic kernels) and on CUDA in `p`; every output must agree. f16_nhwc:
+// compiled in the f16 activation mode (GPEN_CUDA_NHWC16=1, fp16), which the graph must take.
+void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, Tolerance tol, bool f16_nhwc = false) {
+  test::ScopedEnv mode("GPEN_CUDA_NHWC16", f16_nhwc ? "1" : "0");
   auto cpu = make_cpu_backend();
   auto gpu = CudaModule::instance().make_backend(0, p);
   std::vector<Tensor> want, got, again;
   compile_on(*cpu, g, true)->run(inputs, want);
   auto exe = compile_on(*gpu, g, false);
+  INFO("f16 NHWC activations requested: " << f16_nhwc);
+  REQUIRE(runs_f16_nhwc(*exe) == f16_nhwc);
   exe->run(inputs, got);    // records the CUDA graph
   exe->run(inputs, again);  // replays it: the same result, bit for bit
   REQUIRE(got.size() == want.size());
@@ -88,7 +99,7 @@ struct ConvCase {
 
 // One convolution, optionally modulated, writing into a channel slice of a wider buffer (concat
 // in place), with StyleGAN's bias + leaky-ReLU epilogue.
-void check_conv(const ConvCase& c, GpuPrecision p, Tolerance tol) {
+void check_conv(const ConvCase& c, GpuPrecision p, Tolerance tol, bool f16_nhwc = false) {
   Graph g;
   const cpu::ConvDesc& d = c.d;
   const int x = g.input("x", {c.n, d.C, c.h, c.w});
@@ -109,7 +120,7 @@ void check_conv(const ConvCase& c, GpuPrecision p, Tolerance tol) {
   inputs.push_back(rnd({c.n, 3, oh, ow}, 6));
   g.mark_output(cat);
   INFO(c.name);
-  compare(g, inputs, p, tol);
+  compare(g, inputs, p, tol, f16_nhwc);
 }
 
 const ConvCase kConvCases[] = {
@@ -226,6 +237,68 @@ TEST_CASE("cuda resampling ops match the generic kernels", "[cuda]") {
   compare(g, {rnd({2, 6, 17, 19}, 1), rnd({2, 3, 12, 8}, 2)}, GpuPrecision::FP32, {0, 0});
 }
 
+// The f16 activation mode (GPEN_CUDA_NHWC16=1): image values as NHWC f16 views, each op's f16
+// kernel against the generic f32 one. Odd channel counts take the one-channel path, even ones
+// the __half2 path; the f16 roundings of every stored value set the tolerances.
+TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  const Tolerance f16{1e-2, 5e-3};
+  SECTION("convolutions (cuDNN on the view or on x * style, the direct 1x1), into a concat slice") {
+    for (const ConvCase& c : kConvCases)
+      if (c.d.groups == 1) check_conv(c, GpuPrecision::FP16, f16, true);
+  }
+  SECTION("convolutions reading a channel slice (compacted first)") {
+    for (int k : {3, 1}) {
+      Graph g;
+      const int x = g.input("x", {2, 10, 10, 11});
+      const cpu::ConvDesc d = conv_desc(6, 4, k, 1, k / 2);
+      g.mark_output(g.conv2d("conv", g.channel_slice(x, 2, 8), d, rnd({4, 6, k, k}, 7), EpilogueSpec::with_bias(rnd({4}, 8))));
+      INFO("kernel " << k);
+      compare(g, {rnd({2, 10, 10, 11}, 9)}, GpuPrecision::FP16, f16, true);
+    }
+  }
+  SECTION("upfirdn2d") {
+    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    const Tensor k3 = rnd({3, 3}, 1);
+    struct Case {
+      Tensor k;
+      int up, down, pad0, pad1;
+    };
+    for (const Shape& xs : {Shape{2, 5, 9, 7}, Shape{2, 6, 67, 45}, Shape{1, 64, 16, 12}}) {
+      for (const Case& c : {Case{k4, 1, 1, 2, 1}, Case{k4, 2, 1, 2, 1}, Case{k4, 1, 2, 1, 1}, Case{k3, 2, 1, 1, 1},
+                            Case{k3, 1, 1, -1, 2}, Case{k4, 3, 1, 2, 2}, Case{k3, 1, 3, 1, 1}}) {
+        Graph g;
+        const int x = g.input("x", xs);
+        g.mark_output(g.upfirdn2d("fir", x, c.k, c.up, c.down, c.pad0, c.pad1, EpilogueSpec::fused_lrelu(rnd({xs[1]}, 2))));
+        INFO(shape_str(xs) << " up " << c.up << " down " << c.down << " pad " << c.pad0 << "," << c.pad1);
+        compare(g, {rnd(xs, 3)}, GpuPrecision::FP16, {5e-3, 2e-3}, true);
+      }
+    }
+  }
+  SECTION("add, scale_bias_act into concat slices, broadcast") {
+    for (int c : {5, 8}) {
+      Graph g;
+      const int a = g.input("a", {3, c, 7, 9}), b = g.input("b", {3, c, 7, 9});
+      g.mark_output(g.add("sum", a, b));
+      const int cat = g.buffer("cat", {3, 2 * c, 7, 9});
+      g.scale_bias_act("sba_lo", a, 0.7f, EpilogueSpec::fused_lrelu(rnd({c}, 1)), g.channel_slice(cat, 0, c));
+      g.scale_bias_act("sba_hi", g.channel_slice(cat, 0, c), -1.3f, EpilogueSpec::with_bias(rnd({c}, 2)),
+                       g.channel_slice(cat, c, 2 * c));
+      g.mark_output(cat);
+      g.mark_output(g.broadcast("const", rnd({1, c - 1, 3, 5}, 3), 3));
+      INFO(c << " channels");
+      compare(g, {rnd({3, c, 7, 9}, 4), rnd({3, c, 7, 9}, 5)}, GpuPrecision::FP16, {5e-3, 2e-3}, true);
+    }
+  }
+  SECTION("a Linear on a reshaped image (flattened in NCHW order)") {
+    Graph g;
+    const int x = g.input("x", {2, 6, 3, 5});
+    const int img = g.scale_bias_act("img", x, 1.f, EpilogueSpec::with_bias(rnd({6}, 1)));
+    g.mark_output(g.linear("fc", g.reshape(img, {2, 90}), rnd({7, 90}, 2), EpilogueSpec::fused_lrelu(rnd({7}, 3))));
+    compare(g, {rnd({2, 6, 3, 5}, 4)}, GpuPrecision::FP16, {5e-3, 2e-3}, true);
+  }
+}
+
 // --- whole models ---
 
 namespace {
@@ -250,14 +323,17 @@ void check_gpen(int size, int batch) {
     INFO("GPEN-" << size << " fp32 max abs err " << err);
     CHECK(err <= 1e-3);
   }
-  {
+  for (const bool f16_nhwc : {false, true}) {  // f32 activations, then f16 NHWC ones
+    test::ScopedEnv mode("GPEN_CUDA_NHWC16", f16_nhwc ? "1" : "0");
     GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), opt);
+    REQUIRE(runs_f16_nhwc(gpu.executable(batch)) == f16_nhwc);
     const Tensor got = gpu.forward(x);
     const double rel = test::rel_l2(got.data<float>(), want.data<float>(), n);
     const auto a = to_uint8(got.data<float>(), n), b = to_uint8(want.data<float>(), n);
     size_t close = 0;
     for (size_t i = 0; i < n; ++i) close += std::abs(int(a[i]) - int(b[i])) <= 2;
-    INFO("GPEN-" << size << " fp16 rel L2 " << rel << ", uint8 within 2: " << double(close) / double(n));
+    INFO("GPEN-" << size << " fp16" << (f16_nhwc ? " (f16 NHWC activations)" : "") << " rel L2 " << rel
+                 << ", uint8 within 2: " << double(close) / double(n));
     CHECK(rel <= 1e-2);
     CHECK(double(close) >= 0.99 * double(n));
   }
@@ -366,7 +442,10 @@ TEST_CASE("cuda faces in and out as bytes give the float path's bytes (GPEN-256,
     for (uint8_t& v : f.pixels) v = uint8_t(rng());
   std::vector<const Image*> ptrs;
   for (const Image& f : faces) ptrs.push_back(&f);
-  for (GpuPrecision p : {GpuPrecision::FP32, GpuPrecision::FP16}) {
+  // fp32, fp16, and fp16 with f16 NHWC activations (whose bytes kernels read NHWC views).
+  for (int variant = 0; variant < 3; ++variant) {
+    const GpuPrecision p = variant == 0 ? GpuPrecision::FP32 : GpuPrecision::FP16;
+    test::ScopedEnv mode("GPEN_CUDA_NHWC16", variant == 2 ? "1" : "0");
     GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, p)), {});
     const std::vector<Image> want = tensor_to_faces(gpu.forward(faces_to_tensor(ptrs)));
     // Directly: the executable takes bytes (this is the path forward_faces uses).
@@ -387,7 +466,7 @@ TEST_CASE("cuda faces in and out as bytes give the float path's bytes (GPEN-256,
           differ += d != 0;
           worst = std::max(worst, d);
         }
-      INFO(gpu_precision_name(p) << ", round " << round << ": " << differ << " of " << total << " bytes differ, worst "
+      INFO(gpu_precision_name(p) << (variant == 2 ? " f16 NHWC" : "") << ", round " << round << ": " << differ << " of " << total << " bytes differ, worst "
                                  << worst);
       // The same forward on the same device: equal, but for a shape with only a non-deterministic
       // algorithm (then a last-bit float difference may flip a truncation).

@@ -59,17 +59,6 @@ Run gpen_cli(const std::string& env, const std::string& args, const std::string&
   return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
 
-// Restores an environment variable when the test ends.
-struct ScopedEnv {
-  std::string name;
-  std::optional<std::string> old;
-  ScopedEnv(const std::string& n, const std::string& value) : name(n) {
-    if (const char* v = std::getenv(n.c_str())) old = v;
-    ::setenv(n.c_str(), value.c_str(), 1);
-  }
-  ~ScopedEnv() { old ? (void)::setenv(name.c_str(), old->c_str(), 1) : (void)::unsetenv(name.c_str()); }
-};
-
 }  // namespace
 
 TEST_CASE("the registry holds every supported model with an https URL", "[models]") {
@@ -108,12 +97,12 @@ TEST_CASE("the registry's MobileNet-0.25 hash and size match the known release f
 }
 
 TEST_CASE("the cache folder follows --models-dir, GPEN_MODELS, then XDG_CACHE_HOME", "[models]") {
-  ScopedEnv xdg("XDG_CACHE_HOME", "/tmp/xdg-test");
+  test::ScopedEnv xdg("XDG_CACHE_HOME", "/tmp/xdg-test");
   {
-    ScopedEnv models("GPEN_MODELS", "");
+    test::ScopedEnv models("GPEN_MODELS", "");
     CHECK(default_models_dir() == "/tmp/xdg-test/gpen");
   }
-  ScopedEnv models("GPEN_MODELS", "/tmp/gpen-models-test");
+  test::ScopedEnv models("GPEN_MODELS", "/tmp/gpen-models-test");
   CHECK(default_models_dir() == "/tmp/gpen-models-test");
   ModelFetchOptions opt;
   opt.models_dir = "/elsewhere";
@@ -122,7 +111,7 @@ TEST_CASE("the cache folder follows --models-dir, GPEN_MODELS, then XDG_CACHE_HO
 }
 
 TEST_CASE("GPEN_MIRROR is tried before the official URLs", "[models]") {
-  ScopedEnv mirror("GPEN_MIRROR", "http://mirror.example/models/");
+  test::ScopedEnv mirror("GPEN_MIRROR", "http://mirror.example/models/");
   const auto urls = model_urls(*find_model("GPEN-BFR-256"));
   REQUIRE(urls.size() == 2);
   CHECK(urls[0] == "http://mirror.example/models/GPEN-BFR-256.pth");
@@ -151,7 +140,7 @@ TEST_CASE("a missing model is pulled on first use, its hash recorded and then en
   test::LocalHttpServer server;
   const std::string body = std::string(40000, 'g') + "pen", dir = scratch("tofu");
   server.serve("/mirror/GPEN-BFR-256.pth", body);
-  ScopedEnv mirror("GPEN_MIRROR", server.url("/mirror"));
+  test::ScopedEnv mirror("GPEN_MIRROR", server.url("/mirror"));
   const ModelEntry& e = *find_model("GPEN-BFR-256");
   ModelFetchOptions opt;
   opt.models_dir = dir;

@@ -36,9 +36,13 @@
 #include "core/cuda/cudnn_conv.h"
 #include "core/cuda/resources.h"
 #include "core/dtype.h"
+#include "core/f16_activations.h"
 #include "core/graph.h"
 #include "kernels/cuda/bias_act.cuh"
 #include "kernels/cuda/conv1x1_direct.cuh"
+#include "kernels/cuda/f16_nhwc.cuh"
+#include "kernels/cuda/f16_nhwc_conv1x1_direct.cuh"
+#include "kernels/cuda/f16_nhwc_upfirdn2d.cuh"
 #include "kernels/cuda/modulation.cuh"
 #include "kernels/cuda/pixel_norm.cuh"
 #include "kernels/cuda/resample.cuh"
@@ -62,6 +66,9 @@ bool graphs_enabled() { return env_size("GPEN_CUDA_GRAPHS", 1) != 0; }
 // GPEN_CUDA_BYTES=0: images always cross as floats (run_rgb_bytes / run_from_rgb_bytes decline),
 // for comparing the two paths or ruling the byte path out.
 bool bytes_enabled() { return env_size("GPEN_CUDA_BYTES", 1) != 0; }
+// GPEN_CUDA_NHWC16=1: in fp16, image-like values live as NHWC f16 (core/f16_activations.h) where
+// the graph allows it; 0 (the default until measured on a GPU): the f32 NCHW arena.
+bool nhwc16_requested() { return env_size("GPEN_CUDA_NHWC16", 0) != 0; }
 
 // Algorithms chosen per convolution shape, shared by every executable of one backend.
 class AlgoCache {
@@ -183,10 +190,12 @@ std::vector<uint8_t> f16_bytes(const std::vector<float>& v) {
 
 class CudaExecutable final : public Executable {
  public:
-  CudaExecutable(const Graph& g, const CompileOptions& opt, std::shared_ptr<BackendState> state)
+  // allow_f16: the f16 activation mode may be used where requested (GPEN_CUDA_NHWC16).
+  CudaExecutable(const Graph& g, const CompileOptions& opt, std::shared_ptr<BackendState> state, bool allow_f16)
       : graph_(g.without_weights()), plan_(g.plan_memory()), state_(std::move(state)), device_(state_->device),
         cache_(std::dynamic_pointer_cast<CudaKernelCache>(opt.kernel_cache)) {
     check(cudaSetDevice(device_), "cudaSetDevice");  // before anything is created on the device
+    if (allow_f16) choose_activation_form();
     stream_ = std::make_unique<Stream>();
     upload_weights(g);
     arena_ = DeviceBuffer(device_, std::max<size_t>(1, size_t(plan_.arena_elems) * sizeof(float)));
@@ -287,6 +296,44 @@ class CudaExecutable final : public Executable {
   }
   const float* ptr(int v) const { return v < 0 ? nullptr : view(v).data; }
 
+  // --- the f16 activation mode (GPEN_CUDA_NHWC16; core/f16_activations.h) ---
+  void choose_activation_form() {
+    if (state_->precision != GpuPrecision::FP16 || !nhwc16_requested()) return;
+    act_ = plan_f16_activations(graph_);
+    f16_ = act_.supported;
+    if (!f16_) {
+      static std::once_flag noted;
+      std::call_once(noted, [&] {
+        std::fprintf(stderr, "gpen: note: f16 NHWC activations not used for a graph: %s\n", act_.why.c_str());
+      });
+    }
+  }
+  bool is_f16(int v) const { return f16_ && v >= 0 && act_.form[size_t(v)] == ActivationForm::F16Nhwc; }
+  bool is_flattened(int v) const { return f16_ && v >= 0 && act_.form[size_t(v)] == ActivationForm::Flattened; }
+  // An F16Nhwc value: its root's f16 elements start where the f32 plan puts the root (the f32
+  // plan's room is twice what they need, so every offset and lifetime of the plan holds).
+  DevView16 view16(int v) const {
+    const NhwcPlacement pl = nhwc_placement(graph_, v);
+    const int64_t root_offset = plan_.offset[size_t(pl.root)];
+    if (root_offset < 0) fail("cuda backend: value '", graph_.value(v).name, "' has no memory");
+    const Shape& s = graph_.value(v).shape;
+    DevView16 d;
+    d.data = reinterpret_cast<uint16_t*>(arena_.as<float>() + root_offset) + pl.c0;
+    d.n = int(s[0]);
+    d.c = int(s[1]);
+    d.h = int(s[2]);
+    d.w = int(s[3]);
+    d.pixel_stride = pl.pixel_stride;
+    d.batch_stride = pl.batch_stride;
+    return d;
+  }
+  // The f32 [N, C*H*W] copy of a flattened value (made by its reader, see linear_step).
+  float* flat_buffer(int v) {
+    DeviceBuffer& b = flat_[v];
+    if (!b.get()) b = DeviceBuffer(device_, size_t(shape_numel(graph_.value(v).shape)) * sizeof(float));
+    return b.as<float>();
+  }
+
   // The device copy of node `node`'s tensor `host` in form `form`, from the kernel cache when
   // another executable of the model made it already, else made by `bytes` and uploaded now.
   std::shared_ptr<DeviceBuffer> upload(const std::string& node, const std::string& form, const Tensor& host,
@@ -323,6 +370,19 @@ class CudaExecutable final : public Executable {
       return f16 ? f16_bytes(f) : f32_bytes(f.data(), f.size());
     });
   }
+  // A Broadcast's per-sample [C][H][W] parameter as f16 [H*W][C] (the f16 mode's NHWC).
+  const uint16_t* upload_param_f16_hwc(const Node& n) {
+    const Shape& y = graph_.value(n.output).shape;
+    const int64_t C = y[1], P = y[2] * y[3];
+    if (n.weight.numel() != C * P) fail("cuda backend: broadcast '", n.name, "' size mismatch");
+    return upload(n.name, "f16 hwc", n.weight, [&] {
+             const Tensor f = n.weight.to(DType::F32);
+             std::vector<float> hwc(size_t(C * P));
+             for (int64_t c = 0; c < C; ++c)
+               for (int64_t p = 0; p < P; ++p) hwc[size_t(p * C + c)] = f.data<float>()[c * P + p];
+             return f16_bytes(hwc);
+           })->as<uint16_t>();
+  }
   ScratchLayout preferred_layout() const {
     return state_->precision == GpuPrecision::FP16 ? ScratchLayout::NHWC : ScratchLayout::NCHW;
   }
@@ -333,6 +393,10 @@ class CudaExecutable final : public Executable {
   void upload_weights(const Graph& g) {
     for (const Node& n : g.nodes()) {
       if (n.epi.bias.defined() && n.epi.bias.numel()) upload_f32(n.epi.bias, n.name, "bias");
+      if (n.op == OpType::Broadcast && is_f16(n.output)) {
+        upload_param_f16_hwc(n);
+        continue;
+      }
       switch (n.op) {
         case OpType::Conv2d:
           if (direct_1x1(n.conv))
@@ -366,6 +430,10 @@ class CudaExecutable final : public Executable {
     s.prof.op = op_name(n.op);
     s.prof.kernel = std::string("cuda_") + op_name(n.op);
     const int in0 = n.inputs.empty() ? -1 : n.inputs[0], out = n.output;
+    if (is_f16(out)) {
+      s.run = f16_step(n, kept, s.prof);
+      return s;
+    }
     switch (n.op) {
       case OpType::Broadcast: {
         const float* p = upload_f32(n.weight, n.name, "f32");
@@ -442,6 +510,39 @@ class CudaExecutable final : public Executable {
     return s;
   }
 
+  // A node whose output is an f16 NHWC image (plan_f16_activations has checked its inputs).
+  std::function<void(cudaStream_t)> f16_step(const Node& n, const Node& kept, NodeProfile& prof) {
+    prof.kernel = std::string("cuda_f16_nhwc_") + op_name(n.op);
+    const int in0 = n.inputs.empty() ? -1 : n.inputs[0];
+    const DevView16 y = view16(n.output);
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    switch (n.op) {
+      case OpType::Broadcast: {
+        const uint16_t* p = upload_param_f16_hwc(n);
+        return [p, y](cudaStream_t st) { launched(launch_f16_nhwc_broadcast(p, y, st), "f16 broadcast"); };
+      }
+      case OpType::Conv2d: return f16_conv_step(n, kept, prof);
+      case OpType::Upfirdn2d: {
+        const float* k = upload_f32(n.weight, n.name, "f32");
+        const int kh = int(n.weight.dim(0)), kw = int(n.weight.dim(1)), up = n.up, down = n.down, pad0 = n.pad0;
+        const DevView16 x = view16(in0);
+        return [=](cudaStream_t st) {
+          launched(launch_f16_nhwc_upfirdn2d(x, y, k, kh, kw, up, down, pad0, ep, st), "f16 upfirdn2d");
+        };
+      }
+      case OpType::ScaleBiasAct: {
+        const DevView16 x = view16(in0);
+        const float scale = n.scalar;
+        return [=](cudaStream_t st) { launched(launch_f16_nhwc_scale_bias_act(x, y, scale, ep, st), "f16 scale_bias_act"); };
+      }
+      case OpType::Add: {
+        const DevView16 a = view16(in0), b = view16(n.inputs[1]);
+        return [=](cudaStream_t st) { launched(launch_f16_nhwc_add(a, b, y, st), "f16 add"); };
+      }
+      default: fail("cuda backend: ", op_name(n.op), " '", n.name, "' has no f16 NHWC kernel");
+    }
+  }
+
   // y[n][o] = ep(sum_i x[n][i] w[o][i]): a cuBLAS SGEMM (row-major y = x w^T is column-major
   // y^T = w x^T, i.e. op(w) = T), then the epilogue in place.
   std::function<void(cudaStream_t)> linear_step(const Node& n, NodeProfile& prof) {
@@ -455,9 +556,14 @@ class CudaExecutable final : public Executable {
     prof.kernel = "cublas_sgemm";
     prof.flops = 2 * int64_t(rows) * n.weight.numel();
     cublasHandle_t h = cublas_->get();
+    // A reshaped f16 image (f16 activation mode) is first flattened to f32 in NCHW order.
+    const bool flatten = is_flattened(n.inputs[0]);
+    const DevView16 image = flatten ? view16(graph_.value(n.inputs[0]).root) : DevView16{};
+    const float* xs = flatten ? flat_buffer(n.inputs[0]) : x.data;
     return [=](cudaStream_t st) {
+      if (flatten) launched(launch_f16_nhwc_to_f32_nchw(image, const_cast<float*>(xs), st), "flatten f16 image");
       const float one = 1.f, zero = 0.f;
-      check(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, outd, rows, in, &one, w, in, x.data, in, &zero, y.data, outd),
+      check(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, outd, rows, in, &one, w, in, xs, in, &zero, y.data, outd),
             "cublasSgemm (linear)");
       if (has_epilogue) launched(launch_scale_bias_act(y, y, 1.f, ep, st), "linear epilogue");
     };
@@ -494,7 +600,7 @@ class CudaExecutable final : public Executable {
     } catch (const OutOfDeviceMemory&) {
       throw;
     } catch (const Error& e) {
-      if (preferred_layout() != ScratchLayout::NHWC) throw;
+      if (!nchw_fallback_possible()) throw;
       std::fprintf(stderr, "gpen: note: %s: cuDNN refuses NHWC f16 (%s); using NCHW\n", n.name.c_str(), e.what());
       describe_conv(*cs, n.weight, ScratchLayout::NCHW);
     }
@@ -519,13 +625,56 @@ class CudaExecutable final : public Executable {
     };
   }
 
-  // (Re)describes a convolution in `layout` and uploads its filter in the matching form.
+  // (Re)describes a convolution in `layout` and uploads its filter in the matching form. An f16
+  // image input that is a whole buffer already is cuDNN's NHWC f16 operand.
   void describe_conv(ConvStep& c, const Tensor& weight, ScratchLayout layout) {
     const Node& n = *c.node;
     const bool has_in_scale = n.inputs.size() > 1;
-    c.conv = std::make_unique<CudnnConv>(n.conv, c.n, c.h, c.w, view(n.inputs[0]).batch_stride, has_in_scale,
-                                         state_->precision, layout);
+    const int x = n.inputs[0];
+    const bool packed_f16 = is_f16(x) && view16(x).pixel_stride == view16(x).c;
+    const int64_t x_batch_stride = is_f16(x) ? 0 : view(x).batch_stride;
+    c.conv = std::make_unique<CudnnConv>(n.conv, c.n, c.h, c.w, x_batch_stride, has_in_scale, state_->precision,
+                                         layout, packed_f16);
     c.weight = upload_filter(n, weight, layout);
+  }
+  // Only the f32 arena can switch a convolution to NCHW operands when cuDNN refuses NHWC f16.
+  bool nchw_fallback_possible() const { return preferred_layout() == ScratchLayout::NHWC && !f16_; }
+
+  // The f16 activation mode's convolution: a 1x1 with a small side directly; otherwise cuDNN on
+  // the NHWC f16 view itself (a whole buffer, unmodulated) or on the prepared x * style, and the
+  // epilogue kernel from cuDNN's packed output into the destination view.
+  std::function<void(cudaStream_t)> f16_conv_step(const Node& n, const Node& kept, NodeProfile& prof) {
+    const DevView16 x = view16(n.inputs[0]), y = view16(n.output);
+    const float* in_scale = n.inputs.size() > 1 ? ptr(n.inputs[1]) : nullptr;
+    const float* out_scale = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    prof.flops = n.conv.flops(x.n, x.h, x.w);
+    if (direct_1x1(n.conv)) {
+      const float* w = upload_f32(n.weight, n.name, "f32");
+      prof.kernel = "f16_nhwc_conv1x1_direct";
+      return [=](cudaStream_t st) {
+        launched(launch_f16_nhwc_conv1x1_direct(x, in_scale, w, out_scale, ep, y, st), "f16 conv1x1_direct");
+      };
+    }
+    auto cs = std::make_unique<ConvStep>();
+    cs->node = &kept;
+    cs->n = x.n;
+    cs->h = x.h;
+    cs->w = x.w;
+    describe_conv(*cs, n.weight, ScratchLayout::NHWC);
+    ConvStep* c = cs.get();
+    convs_.push_back(std::move(cs));
+    return [this, c, x, y, in_scale, out_scale, ep](cudaStream_t st) {
+      const CudnnConv& conv = *c->conv;
+      const void* operand = x.data;
+      if (conv.needs_prepared_input()) {
+        launched(launch_f16_nhwc_prepare_conv_input(x, in_scale, scratch_in_.as<uint16_t>(), st),
+                 "f16 prepare_conv_input");
+        operand = scratch_in_.get();
+      }
+      conv.run(cudnn_->get(), operand, c->weight->get(), scratch_out_.get(), workspace_.get());
+      launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), out_scale, ep, y, st), "f16 conv_epilogue");
+    };
   }
 
   // Scratch operands sized for the largest convolution, then an algorithm per convolution
@@ -550,7 +699,7 @@ class CudaExecutable final : public Executable {
         } catch (const OutOfDeviceMemory&) {
           throw;
         } catch (const Error& e) {
-          if (c->conv->layout() != ScratchLayout::NHWC) throw;
+          if (c->conv->layout() != ScratchLayout::NHWC || !nchw_fallback_possible()) throw;
           std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", c->node->name.c_str(),
                        e.what());
           describe_conv(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, ScratchLayout::NCHW);
@@ -570,7 +719,7 @@ class CudaExecutable final : public Executable {
     workspace_ = DeviceBuffer(device_, need);
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
       if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv))
-        steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name();
+        steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name() + (f16_ ? "+f16_nhwc_io" : "");
   }
 
   // An algorithm an earlier process measured for this shape, when cuDNN still takes it.
@@ -584,7 +733,10 @@ class CudaExecutable final : public Executable {
 
   ConvAlgo find_algo(const ConvStep& c, const DeviceBuffer& probe) {
     const CudnnConv& conv = *c.conv;
-    const void* x = conv.needs_prepared_input() ? scratch_in_.get() : static_cast<const void*>(ptr(c.node->inputs[0]));
+    const int xv = c.node->inputs[0];
+    const void* x = conv.needs_prepared_input() ? scratch_in_.get()
+                    : is_f16(xv)                ? static_cast<const void*>(view16(xv).data)
+                                                : static_cast<const void*>(ptr(xv));
     const ConvAlgo a = conv.find(cudnn_->get(), x, c.weight->get(), scratch_out_.get(), probe.get(), probe.bytes());
     check(cudaStreamSynchronize(stream_->get()), "cudnnFind");
     state_->algos.put(conv.key(), a);
@@ -621,6 +773,12 @@ class CudaExecutable final : public Executable {
     }
     pinned_in_ = std::make_unique<PinnedBuffer>(in);
     pinned_out_ = std::make_unique<PinnedBuffer>(out);
+    // f16 images cross as f32 (the host's tensors) and change layout on the device, through a
+    // device copy of the staging area (inputs and outputs at their pinned offsets).
+    bool any_f16 = false;
+    for (int v : graph_.inputs()) any_f16 |= is_f16(v);
+    for (int v : graph_.outputs()) any_f16 |= is_f16(v);
+    if (any_f16) io_f32_ = DeviceBuffer(device_, std::max<size_t>({in, out, 1}));
   }
 
   void copy_inputs_to_pinned(const std::vector<Tensor>& inputs) {
@@ -647,16 +805,29 @@ class CudaExecutable final : public Executable {
   }
 
   void copy_in(cudaStream_t st) {
-    for (const Staged& s : inputs_)
-      check(cudaMemcpyAsync(const_cast<float*>(ptr(s.value)), static_cast<char*>(pinned_in_->get()) + s.pinned_offset,
-                            s.bytes, cudaMemcpyHostToDevice, st),
+    for (const Staged& s : inputs_) {
+      float* to = is_f16(s.value) ? io_f32(s.pinned_offset) : const_cast<float*>(ptr(s.value));
+      check(cudaMemcpyAsync(to, static_cast<char*>(pinned_in_->get()) + s.pinned_offset, s.bytes,
+                            cudaMemcpyHostToDevice, st),
             "copy input to device");
+      if (is_f16(s.value)) launched(launch_f16_nhwc_from_f32_nchw(to, view16(s.value), st), "input to f16 NHWC");
+    }
   }
   void copy_out(cudaStream_t st) {
-    for (const Staged& s : outputs_)
-      check(cudaMemcpyAsync(static_cast<char*>(pinned_out_->get()) + s.pinned_offset, ptr(s.value), s.bytes,
+    for (const Staged& s : outputs_) {
+      const float* from = ptr_or_f32_copy(s, st);
+      check(cudaMemcpyAsync(static_cast<char*>(pinned_out_->get()) + s.pinned_offset, from, s.bytes,
                             cudaMemcpyDeviceToHost, st),
             "copy output to host");
+    }
+  }
+  float* io_f32(size_t byte_offset) const { return reinterpret_cast<float*>(io_f32_.as<char>() + byte_offset); }
+  // Output `s` as f32 NCHW on the device: the arena view itself, or (f16) its converted copy.
+  const float* ptr_or_f32_copy(const Staged& s, cudaStream_t st) {
+    if (!is_f16(s.value)) return ptr(s.value);
+    float* f = io_f32(s.pinned_offset);
+    launched(launch_f16_nhwc_to_f32_nchw(view16(s.value), f, st), "output from f16 NHWC");
+    return f;
   }
 
   // --- byte images in and out (run_rgb_bytes) ---
@@ -715,14 +886,26 @@ class CudaExecutable final : public Executable {
   void copy_bytes_in(cudaStream_t st) {
     check(cudaMemcpyAsync(bytes_in_.get(), pinned_bytes_in_->get(), byte_count_, cudaMemcpyHostToDevice, st),
           "copy input bytes to device");
-    launched(launch_rgb_bytes_to_planes(bytes_in_.as<uint8_t>(), levels_.as<float>(), byte_io_.reverse_channels,
-                                        view(inputs_[0].value), st),
-             "rgb_bytes_to_planes");
+    const int in = inputs_[0].value;
+    if (is_f16(in))
+      launched(launch_f16_nhwc_from_rgb_bytes(bytes_in_.as<uint8_t>(), levels_.as<float>(), byte_io_.reverse_channels,
+                                              view16(in), st),
+               "rgb bytes to f16 NHWC");
+    else
+      launched(launch_rgb_bytes_to_planes(bytes_in_.as<uint8_t>(), levels_.as<float>(), byte_io_.reverse_channels,
+                                          view(in), st),
+               "rgb_bytes_to_planes");
   }
   void copy_bytes_out(cudaStream_t st) {
-    launched(launch_planes_to_rgb_bytes(view(outputs_[0].value), byte_io_.out_scale, byte_io_.out_offset,
-                                        bytes_out_.as<uint8_t>(), st),
-             "planes_to_rgb_bytes");
+    const int out = outputs_[0].value;
+    if (is_f16(out))
+      launched(launch_f16_nhwc_to_rgb_bytes(view16(out), byte_io_.out_scale, byte_io_.out_offset,
+                                            bytes_out_.as<uint8_t>(), st),
+               "f16 NHWC to rgb bytes");
+    else
+      launched(launch_planes_to_rgb_bytes(view(out), byte_io_.out_scale, byte_io_.out_offset,
+                                          bytes_out_.as<uint8_t>(), st),
+               "planes_to_rgb_bytes");
     check(cudaMemcpyAsync(pinned_bytes_out_->get(), bytes_out_.get(), byte_count_, cudaMemcpyDeviceToHost, st),
           "copy output bytes to host");
   }
@@ -807,6 +990,12 @@ class CudaExecutable final : public Executable {
   std::shared_ptr<CudaKernelCache> cache_;
   std::unique_ptr<Stream> stream_;
   DeviceBuffer arena_, cublas_ws_, scratch_in_, scratch_out_, workspace_;
+  // The f16 activation mode: which values are f16 NHWC, the f32 staging of f16 inputs and
+  // outputs, and the f32 copies of flattened images (by value).
+  F16ActivationPlan act_;
+  bool f16_ = false;
+  DeviceBuffer io_f32_;
+  std::map<int, DeviceBuffer> flat_;
   std::unique_ptr<CudnnHandle> cudnn_;
   std::unique_ptr<CublasHandle> cublas_;
   std::map<std::string, std::shared_ptr<DeviceBuffer>> weights_;  // by upload key
@@ -831,8 +1020,20 @@ class CudaBackend final : public Backend {
   std::string name() const override {
     return "cuda:" + std::to_string(state_->device) + " " + gpu_precision_name(state_->precision);
   }
+  // A graph the f16 activation mode cannot compile (e.g. a convolution cuDNN refuses in NHWC f16)
+  // compiles again in the f32 layout, with a note: slower, never a failure.
   std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
-    return std::make_unique<CudaExecutable>(g, opt, state_);
+    if (state_->precision != GpuPrecision::FP16 || !nhwc16_requested())
+      return std::make_unique<CudaExecutable>(g, opt, state_, false);
+    try {
+      return std::make_unique<CudaExecutable>(g, opt, state_, true);
+    } catch (const OutOfDeviceMemory&) {
+      throw;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "gpen: note: f16 NHWC activations failed to compile (%s); using f32 activations\n",
+                   e.what());
+      return std::make_unique<CudaExecutable>(g, opt, state_, false);
+    }
   }
   std::shared_ptr<KernelCache> make_kernel_cache() const override { return std::make_shared<CudaKernelCache>(); }
 

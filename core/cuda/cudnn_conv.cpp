@@ -82,13 +82,13 @@ std::vector<float> cudnn_filter_layout(const cpu::ConvDesc& d, const float* weig
 }
 
 CudnnConv::CudnnConv(const cpu::ConvDesc& d, int n, int h, int w, int64_t x_batch_stride, bool has_in_scale,
-                     GpuPrecision precision, ScratchLayout layout)
+                     GpuPrecision precision, ScratchLayout layout, bool x_packed_operand)
     : d_(d), precision_(precision), layout_(layout),
       type_(precision == GpuPrecision::FP16 ? ScratchType::F16 : ScratchType::F32),
-      prepared_(has_in_scale || type_ != ScratchType::F32 || layout != ScratchLayout::NCHW),
+      prepared_(has_in_scale || (!x_packed_operand && (type_ != ScratchType::F32 || layout != ScratchLayout::NCHW))),
       n_(n), h_(h), w_(w), oh_(d.out_h(h)), ow_(d.out_w(w)) {
   const cudnnDataType_t dt = data_type(type_);
-  if (prepared_)
+  if (prepared_ || x_packed_operand)
     check(cudnnSetTensor4dDescriptor(x_desc_.get(), format(layout_), dt, n, d.C, h, w), "input descriptor");
   else
     check(cudnnSetTensor4dDescriptorEx(x_desc_.get(), dt, n, d.C, h, w, int(x_batch_stride), h * w, w, 1),
@@ -115,7 +115,7 @@ CudnnConv::CudnnConv(const cpu::ConvDesc& d, int n, int h, int w, int64_t x_batc
   k << (d.transposed ? "bwd" : "fwd") << " n" << n << " c" << d.C << " " << h << "x" << w << " k" << d.K << " "
     << d.kh << "x" << d.kw << " s" << d.stride << " p" << d.pad << " g" << d.groups << " "
     << gpu_precision_name(precision) << (layout == ScratchLayout::NHWC ? " nhwc" : " nchw")
-    << (prepared_ ? "" : " xs" + std::to_string(x_batch_stride));
+    << (prepared_ || x_packed_operand ? "" : " xs" + std::to_string(x_batch_stride));
   key_ = k.str();
 }
 

@@ -4,8 +4,9 @@
 //
 // Operands: the output always goes to a packed scratch buffer (the backend's epilogue kernel then
 // applies demodulation, bias and activation and writes the destination view). The input is read
-// straight from the arena view in f32 NCHW without modulation; otherwise the backend first fills a
-// packed scratch buffer with x * style in the operand's type and layout (needs_prepared_input).
+// straight from the arena view in f32 NCHW without modulation (or, in the f16 activation mode,
+// from a packed NHWC f16 view); otherwise the backend first fills a packed scratch buffer with
+// x * style in the operand's type and layout (needs_prepared_input).
 //
 // Precision: FP32 runs FMA-only kernels (no TF32), TF32 lets cuDNN use TF32 tensor cores, FP16
 // runs f16 operands with f32 accumulation (cuDNN's pseudo-half configuration) in NHWC.
@@ -34,8 +35,10 @@ std::vector<float> cudnn_filter_layout(const cpu::ConvDesc& d, const float* weig
 class CudnnConv {
  public:
   // n, h, w: the input's size; x_batch_stride: the input view's (used when not prepared).
+  // x_packed_operand: the input view already is the operand (f16 activation mode: a packed NHWC
+  // f16 arena value), so without modulation cuDNN reads it in place.
   CudnnConv(const cpu::ConvDesc& d, int n, int h, int w, int64_t x_batch_stride, bool has_in_scale,
-            GpuPrecision precision, ScratchLayout layout);
+            GpuPrecision precision, ScratchLayout layout, bool x_packed_operand = false);
 
   bool needs_prepared_input() const { return prepared_; }
   ScratchLayout layout() const { return layout_; }

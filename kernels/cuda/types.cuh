@@ -4,7 +4,9 @@
 // Layout: the CUDA backend keeps the graph's NCHW f32 layout and the memory plan's offsets in its
 // device arena, exactly as the CPU backend does, so every op reads the same views (channel slices
 // with a batch stride: concat in place) and the generic CPU kernels are a direct oracle. Only the
-// convolution operands are re-laid out: see ConvScratch.
+// convolution operands are re-laid out: see ConvScratch. In the f16 activation mode (DevView16)
+// the image-like values live as NHWC f16 at the same arena offsets instead, and only the small
+// per-sample vectors (styles, demodulation factors) stay f32.
 #pragma once
 #include <cstdint>
 
@@ -23,6 +25,22 @@ struct DevView {
   int64_t batch_stride = 0;
   GPEN_HD int64_t plane() const { return int64_t(h) * w; }
   GPEN_HD int64_t numel() const { return int64_t(n) * c * h * w; }
+};
+
+// An NHWC f16 tensor in device memory (the backend's f16 activation mode, GPEN_CUDA_NHWC16):
+// element (n, c, pixel p) is data[n * batch_stride + p * pixel_stride + c]. A channel slice of a
+// concat buffer has pixel_stride = the buffer's channel count and data at its first channel.
+// data holds IEEE half bits (uint16_t: this header is also compiled without cuda_fp16.h).
+struct DevView16 {
+  uint16_t* data = nullptr;
+  int n = 0, c = 0, h = 0, w = 0;
+  int pixel_stride = 0;
+  int64_t batch_stride = 0;
+  GPEN_HD int64_t plane() const { return int64_t(h) * w; }
+  // Whether channel pairs can move as one 32-bit __half2 (even channels, stride, address).
+  GPEN_HD bool pairs() const {
+    return c % 2 == 0 && pixel_stride % 2 == 0 && batch_stride % 2 == 0 && (uintptr_t(data) & 3) == 0;
+  }
 };
 
 // y = act(y + bias[c]) * gain, act(v) = v >= 0 ? v : slope * v (as cpu::Epilogue).

@@ -14,12 +14,14 @@
 #  4. whole-model parity [cuda][large] (GPEN-256/512, fp32 and fp16 vs the CPU);
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
 #     then gpen alone in fp32 and tf32;
-#  6. per-layer profile (fp16, batch 16); two runners forwarding at once (fp16, --streams 2);  7. whole photos: a 1920x1080 one-face photo x N
+#  6. per-layer profile (fp16, batch 16); the f16 NHWC activation mode (GPEN_CUDA_NHWC16=1): bench
+#     and profile; two runners forwarding at once (fp16, --streams 2);
+#  7. whole photos: a 1920x1080 one-face photo x N
 #     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
 #  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile streams photos serve report"),
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile nhwc16 streams photos serve report"),
 # GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (256).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,7 +30,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile streams photos serve report}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile nhwc16 streams photos serve report}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -105,6 +107,15 @@ if want profile; then
   stage "per-layer profile, fp16 batch 16"
   run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 16 --runs 5 \
     --profile --top 32
+fi
+if want nhwc16; then
+  # The f16 activation mode (GPEN_CUDA_NHWC16=1: NHWC f16 values end to end, no re-layout passes
+  # around the convolutions); its parity ran in the [cuda] and [cuda][large] stages above.
+  stage "f16 NHWC activations (GPEN_CUDA_NHWC16=1): bench and per-layer profile, fp16"
+  GPEN_CUDA_NHWC16=1 run_logged nhwc16 120 12 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
+    --batch-size 1,4,8,16 --runs 20
+  GPEN_CUDA_NHWC16=1 run_logged nhwc16_profile 90 60 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
+    --batch-size 16 --runs 5 --profile --top 32
 fi
 if want streams; then
   stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"

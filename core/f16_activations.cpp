@@ -1,0 +1,105 @@
+#include "core/f16_activations.h"
+
+#include <sstream>
+
+#include "core/error.h"
+
+namespace gpen {
+namespace {
+
+bool is_image(const Shape& s) { return s.size() == 4; }
+bool is_vectors(const Shape& s) { return s.size() == 2; }
+
+// The form of value v from its shape and its root's, or false when it has none.
+bool value_form(const Graph& g, int v, ActivationForm* form) {
+  const Value& val = g.value(v);
+  const Shape& root = g.value(val.root).shape;
+  if (is_image(val.shape) && is_image(root) && val.shape[0] == root[0] && val.shape[2] == root[2] &&
+      val.shape[3] == root[3]) {
+    *form = ActivationForm::F16Nhwc;  // a whole buffer or a channel slice
+    return true;
+  }
+  if (is_vectors(val.shape) && is_vectors(root) && val.root == v) {
+    *form = ActivationForm::F32;
+    return true;
+  }
+  if (is_vectors(val.shape) && is_image(root) && val.shape[0] == root[0]) {
+    *form = ActivationForm::Flattened;
+    return true;
+  }
+  return false;
+}
+
+struct Checker {
+  const Graph& g;
+  const std::vector<ActivationForm>& form;
+  std::ostringstream why;
+
+  bool is(int v, ActivationForm f) const { return v >= 0 && form[size_t(v)] == f; }
+  bool images(const Node& n) const {
+    for (int v : n.inputs)
+      if (!is(v, ActivationForm::F16Nhwc)) return false;
+    return is(n.output, ActivationForm::F16Nhwc);
+  }
+  bool vectors_in(const Node& n, size_t from) const {
+    for (size_t i = from; i < n.inputs.size(); ++i)
+      if (!is(n.inputs[i], ActivationForm::F32)) return false;
+    return true;
+  }
+
+  bool node_ok(const Node& n) const {
+    switch (n.op) {
+      case OpType::Broadcast: return is(n.output, ActivationForm::F16Nhwc);
+      case OpType::Linear:
+        return (is(n.inputs[0], ActivationForm::F32) || is(n.inputs[0], ActivationForm::Flattened)) &&
+               is(n.output, ActivationForm::F32);
+      case OpType::PixelNorm:
+      case OpType::DemodFactors: return vectors_in(n, 0) && is(n.output, ActivationForm::F32);
+      case OpType::Conv2d:
+        return n.conv.groups == 1 && is(n.inputs[0], ActivationForm::F16Nhwc) && vectors_in(n, 1) &&
+               is(n.output, ActivationForm::F16Nhwc);
+      case OpType::Upfirdn2d:
+        return images(n) && n.weight.dim(0) <= 8 && n.weight.dim(1) <= 8 && n.up >= 1 && n.down >= 1;
+      case OpType::ScaleBiasAct:
+      case OpType::Add: return images(n);
+      default: return false;
+    }
+  }
+};
+
+}  // namespace
+
+F16ActivationPlan plan_f16_activations(const Graph& g) {
+  F16ActivationPlan plan;
+  plan.form.resize(g.values().size());
+  for (size_t v = 0; v < g.values().size(); ++v)
+    if (!value_form(g, int(v), &plan.form[v])) {
+      plan.why = "value '" + g.value(int(v)).name + "' " + shape_str(g.value(int(v)).shape) + " has no f16 NHWC form";
+      return plan;
+    }
+  Checker check{g, plan.form, {}};
+  for (const Node& n : g.nodes())
+    if (!check.node_ok(n)) {
+      plan.why = std::string(op_name(n.op)) + " '" + n.name + "' does not run on f16 NHWC activations";
+      return plan;
+    }
+  // A flattened value is read by Linear only (checked above); the graph keeps views out of its
+  // inputs and outputs, so one is never staged from or to the host.
+  plan.supported = true;
+  return plan;
+}
+
+NhwcPlacement nhwc_placement(const Graph& g, int v) {
+  const Value& val = g.value(v);
+  const Shape& root = g.value(val.root).shape;
+  if (!is_image(val.shape) || !is_image(root)) fail("nhwc_placement: '", val.name, "' is not an image value");
+  const int64_t plane = root[2] * root[3];
+  NhwcPlacement p;
+  p.root = val.root;
+  p.c0 = int(plane ? val.offset / plane : 0);
+  p.pixel_stride = int(root[1]);
+  p.batch_stride = root[1] * plane;
+  return p;
+}
+
+}  // namespace gpen

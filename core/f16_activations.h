@@ -1,0 +1,42 @@
+// Which values of a graph a GPU backend can hold as NHWC f16 ("f16 activation mode", the CUDA
+// backend's GPEN_CUDA_NHWC16), decided on the graph alone so that it is tested without a GPU.
+//
+// In that mode the image-like values ([N, C, H, W]: whole buffers and their channel slices) live
+// in the arena as NHWC f16 at their memory plan offsets (a slice is a strided view of its root:
+// its first channel, the root's channel count as pixel stride), the per-sample vectors ([N, C]:
+// styles, demodulation factors, the mapping network) stay f32, and a reshape of an image to
+// vectors (GPEN's final_linear input) is flattened to f32 NCHW order for its Linear. A graph with
+// any op or value outside that set runs in the f32 layout instead (`why` says what stopped it).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+
+namespace gpen {
+
+enum class ActivationForm {
+  F32,        // NCHW / NC f32, as the CPU backend holds it
+  F16Nhwc,    // NHWC f16 view of its root buffer
+  Flattened,  // a reshape of an F16Nhwc buffer to [N, C*H*W]: f32 in a side buffer
+};
+
+struct F16ActivationPlan {
+  bool supported = false;
+  std::string why;                   // the first obstacle, when not supported
+  std::vector<ActivationForm> form;  // per value (when supported)
+};
+
+F16ActivationPlan plan_f16_activations(const Graph& g);
+
+// Where an F16Nhwc value sits in its root [N, Cr, H, W] buffer: channels [c0, c0 + C) of every
+// pixel, pixels Cr elements apart, samples Cr*H*W apart.
+struct NhwcPlacement {
+  int64_t root = -1;  // the root value
+  int c0 = 0, pixel_stride = 0;
+  int64_t batch_stride = 0;
+};
+NhwcPlacement nhwc_placement(const Graph& g, int v);
+
+}  // namespace gpen
