@@ -94,6 +94,10 @@ struct CompileOptions {
   // Optional: host backends then run in this arena instead of one of their own; the executables
   // sharing it must never run concurrently.
   std::shared_ptr<SharedArena> shared_arena;
+  // CPU only, for accuracy studies: every [N, C, H, W] value is rounded to f16 precision where it
+  // is written (graph inputs and node outputs), as a GPU's f16 activation storage does
+  // (GPEN_CUDA_NHWC16); the arithmetic stays f32. Overflow becomes inf, as it would there.
+  bool round_images_to_f16 = false;
 };
 
 class Backend {

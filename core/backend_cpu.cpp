@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/backend.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/generic.h"
@@ -58,7 +59,7 @@ class CpuExecutable final : public Executable {
   // kernels their packed copy), so the caller may free the original weights once this returns.
   CpuExecutable(const Graph& g, const CompileOptions& opt)
       : graph_(g.without_weights()), pool_(opt.threads),
-        cache_(std::dynamic_pointer_cast<CpuKernelCache>(opt.kernel_cache)) {
+        cache_(std::dynamic_pointer_cast<CpuKernelCache>(opt.kernel_cache)), round_f16_(opt.round_images_to_f16) {
     cpu::KernelOptions kopt;
     kopt.isa = std::min(opt.max_isa, cpu::active_isa());
     kopt.precision = opt.precision;
@@ -80,15 +81,18 @@ class CpuExecutable final : public Executable {
         fail("executable: input '", v.name, "' must be f32 ", shape_str(v.shape), ", got ",
              dtype_name(inputs[i].dtype()), " ", shape_str(inputs[i].shape()));
       std::memcpy(arena + plan_.offset[size_t(ins[i])], inputs[i].data<float>(), inputs[i].nbytes());
+      round_if_image(arena, ins[i]);
     }
-    for (Step& s : steps_) {
+    for (size_t t = 0; t < steps_.size(); ++t) {
+      Step& s = steps_[t];
       if (!profiling_) {
         s.run(arena);
-        continue;
+      } else {
+        auto t0 = std::chrono::steady_clock::now();
+        s.run(arena);
+        s.prof.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       }
-      auto t0 = std::chrono::steady_clock::now();
-      s.run(arena);
-      s.prof.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      round_if_image(arena, graph_.nodes()[t].output);
     }
     const auto outs = graph_.outputs();
     outputs.resize(outs.size());
@@ -114,6 +118,18 @@ class CpuExecutable final : public Executable {
 
  private:
   View view(float* arena, int v) const { return view_of(graph_, plan_, arena, v); }
+
+  // CompileOptions::round_images_to_f16: value v, when an image, to f16 precision in place.
+  void round_if_image(float* arena, int v) const {
+    if (!round_f16_ || graph_.value(v).shape.size() != 4) return;
+    const View x = view(arena, v);
+    const int64_t plane = int64_t(x.h) * x.w;
+    for (int n = 0; n < x.n; ++n)
+      for (int64_t i = 0; i < x.c * plane; ++i) {
+        float& e = x.data[n * x.batch_stride + i];
+        e = f16_to_f32(f32_to_f16(e));
+      }
+  }
 
   std::shared_ptr<cpu::ConvKernel> conv_kernel(const Node& n, const cpu::KernelOptions& kopt) {
     const std::string key = cache_ ? conv_cache_key(n, kopt) : std::string();
@@ -256,6 +272,7 @@ class CpuExecutable final : public Executable {
   MemoryPlan plan_;
   ThreadPool pool_;
   std::shared_ptr<CpuKernelCache> cache_;
+  const bool round_f16_;  // CompileOptions::round_images_to_f16
   std::shared_ptr<SharedArena> shared_arena_;  // when set, used instead of arena_
   Tensor arena_;
   std::vector<Step> steps_;

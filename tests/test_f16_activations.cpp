@@ -2,6 +2,10 @@
 // views (core/f16_activations.h); its kernels run on a GPU only, its plan is checked here.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+
+#include "core/backend.h"
 #include "core/f16_activations.h"
 #include "core/models/gpen.h"
 #include "core/models/retinaface.h"
@@ -81,4 +85,32 @@ TEST_CASE("f16 activations: graphs with other ops or layouts keep the f32 arena,
     CHECK_FALSE(plan.supported);
     CHECK_THAT(plan.why, Catch::Contains("has no f16 NHWC form"));
   }
+}
+
+// What f16 storage of every image value does to GPEN's accuracy, measured on the CPU (the
+// arithmetic stays f32, as in the CUDA kernels): the issue's fp16 bounds must hold with room to
+// spare for the f16 convolution operands the GPU adds, and nothing may overflow to inf.
+TEST_CASE("f16 activations: GPEN-512 with every image value stored as f16 keeps fp16 accuracy (CPU emulation)",
+          "[f16-activations]") {
+  auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(512), 11)));
+  const Tensor x = test::random_tensor({1, 3, 512, 512}, 12, -1.f, 1.f);
+  CompileOptions opt;
+  opt.threads = 2;
+  const Tensor want = GpenRunner(model, std::shared_ptr<Backend>(make_cpu_backend()), opt).forward(x);
+  opt.round_images_to_f16 = true;
+  const Tensor got = GpenRunner(model, std::shared_ptr<Backend>(make_cpu_backend()), opt).forward(x);
+  const size_t n = size_t(want.numel());
+  size_t finite = 0, close = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = got.data<float>()[i], w = want.data<float>()[i];
+    finite += std::isfinite(g);
+    const auto u8 = [](float v) { return int(std::lround(std::clamp((v + 1.f) * 127.5f, 0.f, 255.f))); };
+    close += std::abs(u8(g) - u8(w)) <= 2;
+  }
+  const double rel = test::rel_l2(got.data<float>(), want.data<float>(), n);
+  INFO("rel L2 " << rel << ", uint8 within 2: " << double(close) / double(n));
+  REQUIRE(finite == n);
+  CHECK(rel > 0);  // the rounding did act
+  CHECK(rel <= 2e-3);
+  CHECK(double(close) >= 0.999 * double(n));
 }
