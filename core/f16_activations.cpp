@@ -67,6 +67,29 @@ struct Checker {
   }
 };
 
+bool identity(const EpilogueSpec& e) { return !(e.bias.defined() && e.bias.numel()) && e.slope == 1.f && e.gain == 1.f; }
+
+// Conv2d (modulated, nothing after the demodulation) -> its output, a whole buffer read by one
+// Upfirdn2d only: that FIR applies the demodulation instead (see F16ActivationPlan).
+void move_demodulation_into_firs(const Graph& g, F16ActivationPlan* plan) {
+  const size_t nodes = g.nodes().size();
+  plan->demod_fir.assign(nodes, -1);
+  std::vector<int> readers(g.values().size(), 0), reader(g.values().size(), -1);
+  for (size_t i = 0; i < nodes; ++i)
+    for (int v : g.nodes()[i].inputs) {
+      ++readers[size_t(g.value(v).root)];
+      reader[size_t(g.value(v).root)] = int(i);
+    }
+  for (size_t i = 0; i < nodes; ++i) {
+    const Node& conv = g.nodes()[i];
+    const int t = conv.output;
+    if (conv.op != OpType::Conv2d || conv.inputs.size() != 3 || !identity(conv.epi)) continue;
+    if (g.value(t).root != t || g.value(t).is_output || readers[size_t(t)] != 1) continue;
+    const int j = reader[size_t(t)];
+    if (g.nodes()[size_t(j)].op == OpType::Upfirdn2d && g.nodes()[size_t(j)].inputs[0] == t) plan->demod_fir[i] = j;
+  }
+}
+
 }  // namespace
 
 F16ActivationPlan plan_f16_activations(const Graph& g) {
@@ -86,6 +109,7 @@ F16ActivationPlan plan_f16_activations(const Graph& g) {
   // A flattened value is read by Linear only (checked above); the graph keeps views out of its
   // inputs and outputs, so one is never staged from or to the host.
   plan.supported = true;
+  move_demodulation_into_firs(g, &plan);
   return plan;
 }
 

@@ -26,6 +26,13 @@ struct F16ActivationPlan {
   bool supported = false;
   std::string why;                   // the first obstacle, when not supported
   std::vector<ActivationForm> form;  // per value (when supported)
+  // Demodulation moved into the FIR that follows (StyleGAN's transposed conv + blur): per node,
+  // for a modulated Conv2d with nothing after its demodulation whose output (a whole buffer) only
+  // an Upfirdn2d reads, that node's index, else -1. The convolution then writes cuDNN's raw
+  // output straight into its value and the FIR multiplies by the demodulation factors first,
+  // sparing a read and a write of the largest activations; exact in real arithmetic, as the
+  // FIR is linear and acts on each channel alone.
+  std::vector<int> demod_fir;
 };
 
 F16ActivationPlan plan_f16_activations(const Graph& g);

@@ -1,7 +1,8 @@
 // Every op of the CUDA backend against the CPU backend's generic kernels (the oracle), one op per
 // graph on odd sizes, and whole GPEN models [large]. These need the CUDA module and a device:
-// without them each test prints "SKIPPED: no CUDA device (...)" as a warning and checks nothing
-// (Catch2 v2 has no skip; docs/ARCHITECTURE.md says so, so their "passed" means nothing here).
+// without them each test prints "SKIPPED: no CUDA device (...)" as a warning and checks no GPU
+// result (Catch2 v2 has no skip; docs/ARCHITECTURE.md says so, so their "passed" means only
+// that the per-op graphs built and ran on the CPU).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -50,12 +51,14 @@ bool runs_f16_nhwc(const Executable& exe) {
 
 // Runs `g` on the CPU (generic kernels) and on CUDA in `p`; every output must agree. f16_nhwc:
 // compiled in the f16 activation mode (GPEN_CUDA_NHWC16=1, fp16), which the graph must take.
+// Without a device only the CPU side runs (the graph and its inputs are still checked).
 void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, Tolerance tol, bool f16_nhwc = false) {
   test::ScopedEnv mode("GPEN_CUDA_NHWC16", f16_nhwc ? "1" : "0");
   auto cpu = make_cpu_backend();
-  auto gpu = CudaModule::instance().make_backend(0, p);
   std::vector<Tensor> want, got, again;
   compile_on(*cpu, g, true)->run(inputs, want);
+  if (!CudaModule::instance().usable()) return;
+  auto gpu = CudaModule::instance().make_backend(0, p);
   auto exe = compile_on(*gpu, g, false);
   INFO("f16 NHWC activations requested: " << f16_nhwc);
   REQUIRE(runs_f16_nhwc(*exe) == f16_nhwc);
@@ -144,7 +147,7 @@ const ConvCase kConvCases[] = {
 }  // namespace
 
 TEST_CASE("cuda conv2d matches the generic kernel (fp32, tf32, fp16)", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   for (const ConvCase& c : kConvCases) {
     check_conv(c, GpuPrecision::FP32, {1e-4, 0});
     check_conv(c, GpuPrecision::TF32, {5e-3, 5e-3});
@@ -153,7 +156,7 @@ TEST_CASE("cuda conv2d matches the generic kernel (fp32, tf32, fp16)", "[cuda]")
 }
 
 TEST_CASE("cuda conv2d reads a channel-slice input view", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   for (GpuPrecision p : {GpuPrecision::FP32, GpuPrecision::FP16}) {
     for (int k : {3, 1}) {  // cuDNN, and the direct 1x1 kernel
       Graph g;
@@ -167,7 +170,7 @@ TEST_CASE("cuda conv2d reads a channel-slice input view", "[cuda]") {
 }
 
 TEST_CASE("cuda linear, pixel norm and demodulation factors match the generic kernels", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   {
     Graph g;
     const int x = g.input("x", {3, 37});
@@ -189,7 +192,7 @@ TEST_CASE("cuda linear, pixel norm and demodulation factors match the generic ke
 }
 
 TEST_CASE("cuda upfirdn2d matches the generic kernel (blur, upsample, downsample)", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
   const Tensor k3 = rnd({3, 3}, 1);  // asymmetric: catches a missing kernel flip
   struct Case {
@@ -211,7 +214,7 @@ TEST_CASE("cuda upfirdn2d matches the generic kernel (blur, upsample, downsample
 }
 
 TEST_CASE("cuda elementwise ops match the generic kernels, on views", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   Graph g;
   const int a = g.input("a", {3, 5, 7, 9}), b = g.input("b", {3, 5, 7, 9});
   g.mark_output(g.add("sum", a, b));
@@ -225,7 +228,7 @@ TEST_CASE("cuda elementwise ops match the generic kernels, on views", "[cuda]") 
 }
 
 TEST_CASE("cuda resampling ops match the generic kernels", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   Graph g;
   const int x = g.input("x", {2, 6, 17, 19});
   g.mark_output(g.upsample_nearest("up", x, 35, 40));
@@ -241,7 +244,7 @@ TEST_CASE("cuda resampling ops match the generic kernels", "[cuda]") {
 // kernel against the generic f32 one. Odd channel counts take the one-channel path, even ones
 // the __half2 path; the f16 roundings of every stored value set the tolerances.
 TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[cuda]") {
-  if (!cuda_or_skip()) return;
+  cuda_or_skip();  // warns; the CPU side still runs
   const Tolerance f16{1e-2, 5e-3};
   SECTION("convolutions (cuDNN on the view or on x * style, the direct 1x1), into a concat slice") {
     for (const ConvCase& c : kConvCases)
@@ -288,6 +291,30 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
       g.mark_output(g.broadcast("const", rnd({1, c - 1, 3, 5}, 3), 3));
       INFO(c << " channels");
       compare(g, {rnd({3, c, 7, 9}, 4), rnd({3, c, 7, 9}, 5)}, GpuPrecision::FP16, {5e-3, 2e-3}, true);
+    }
+  }
+  SECTION("StyleGAN's upsampling: modulated transposed conv, then the blur applies its demodulation") {
+    for (const int C : {5, 16}) {  // odd channels (one at a time) and pairs
+      Graph g;
+      const int n = 2, K = C + 2;
+      const int x = g.input("x", {n, C, 9, 7}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
+      const int t = g.conv2d("up", x, conv_desc(C, K, 3, 2, 0, 1, true), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
+                             EpilogueSpec{}, s, d);
+      const int cat = g.buffer("cat", {n, 2 * K, 18, 14});
+      const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+      g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 2)), g.channel_slice(cat, 0, K));
+      g.scale_bias_act("noise", g.input("f", {n, K, 18, 14}), 0.3f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
+      g.mark_output(cat);
+      if (CudaModule::instance().usable()) {
+        test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
+        auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
+        bool moved = false;
+        for (const NodeProfile& p : exe->profile()) moved |= p.kernel.find("+demod") != std::string::npos;
+        CHECK(moved);
+      }
+      INFO(C << " input channels");
+      compare(g, {rnd({n, C, 9, 7}, 3), rnd({n, C}, 4, 0.5f, 1.5f), rnd({n, K}, 5, 0.1f, 0.3f), rnd({n, K, 18, 14}, 6)},
+              GpuPrecision::FP16, f16, true);
     }
   }
   SECTION("a Linear on a reshaped image (flattened in NCHW order)") {

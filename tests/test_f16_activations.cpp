@@ -58,6 +58,42 @@ TEST_CASE("f16 activations: GPEN's images become NHWC f16 views, its vectors sta
   REQUIRE(hi >= 0);
   CHECK(nhwc_placement(g, hi).c0 == g.value(hi).shape[1]);
   CHECK(nhwc_placement(g, hi).pixel_stride == 2 * g.value(hi).shape[1]);
+
+  // Every upsampling StyledConv's demodulation moves from its transposed conv into its blur:
+  // GPEN-256 upsamples 4 -> 256 in 6 steps.
+  REQUIRE(plan.demod_fir.size() == g.nodes().size());
+  int moved = 0;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    if (plan.demod_fir[i] < 0) continue;
+    ++moved;
+    const Node& conv = g.nodes()[i];
+    const Node& fir = g.nodes()[size_t(plan.demod_fir[i])];
+    INFO(conv.name << " -> " << fir.name);
+    CHECK(conv.conv.transposed);
+    CHECK(fir.op == OpType::Upfirdn2d);
+    CHECK(fir.inputs[0] == conv.output);
+    CHECK(conv.name.substr(0, conv.name.size() - 7) == fir.name.substr(0, fir.name.size() - 5));  // ".conv_t", ".blur"
+  }
+  CHECK(moved == 6);
+}
+
+TEST_CASE("f16 activations: demodulation moves into a FIR only when nothing else reads the conv's output",
+          "[f16-activations]") {
+  const auto build = [](bool second_reader, bool bias) {
+    Graph g;
+    const int x = g.input("x", {1, 4, 5, 5}), s = g.input("s", {1, 4}), d = g.input("d", {1, 6});
+    cpu::ConvDesc cd;
+    cd.C = 4, cd.K = 6, cd.kh = cd.kw = 3, cd.stride = 2, cd.transposed = true;
+    const Tensor w = test::random_tensor({6, 4, 3, 3}, 1);
+    const int t = g.conv2d("up", x, cd, w, bias ? EpilogueSpec::with_bias(test::random_tensor({6}, 2)) : EpilogueSpec{},
+                           s, d);
+    g.mark_output(g.upfirdn2d("blur", t, test::random_tensor({4, 4}, 3), 1, 1, 1, 1, EpilogueSpec{}));
+    if (second_reader) g.mark_output(g.scale_bias_act("also", t, 1.f, EpilogueSpec{}));
+    return g;
+  };
+  CHECK(plan_f16_activations(build(false, false)).demod_fir[0] == 1);
+  CHECK(plan_f16_activations(build(true, false)).demod_fir[0] == -1);  // "also" reads the demodulated values
+  CHECK(plan_f16_activations(build(false, true)).demod_fir[0] == -1);  // the bias comes after the demodulation
 }
 
 TEST_CASE("f16 activations: graphs with other ops or layouts keep the f32 arena, saying why", "[f16-activations]") {

@@ -513,6 +513,7 @@ class CudaExecutable final : public Executable {
   // A node whose output is an f16 NHWC image (plan_f16_activations has checked its inputs).
   std::function<void(cudaStream_t)> f16_step(const Node& n, const Node& kept, NodeProfile& prof) {
     prof.kernel = std::string("cuda_f16_nhwc_") + op_name(n.op);
+    const size_t index = size_t(&kept - graph_.nodes().data());
     const int in0 = n.inputs.empty() ? -1 : n.inputs[0];
     const DevView16 y = view16(n.output);
     const DevEpilogue ep = epilogue(n.epi, n.name);
@@ -521,13 +522,17 @@ class CudaExecutable final : public Executable {
         const uint16_t* p = upload_param_f16_hwc(n);
         return [p, y](cudaStream_t st) { launched(launch_f16_nhwc_broadcast(p, y, st), "f16 broadcast"); };
       }
-      case OpType::Conv2d: return f16_conv_step(n, kept, prof);
+      case OpType::Conv2d: return f16_conv_step(n, kept, index, prof);
       case OpType::Upfirdn2d: {
         const float* k = upload_f32(n.weight, n.name, "f32");
         const int kh = int(n.weight.dim(0)), kw = int(n.weight.dim(1)), up = n.up, down = n.down, pad0 = n.pad0;
         const DevView16 x = view16(in0);
+        // The demodulation of the convolution before, when it moved here (f16_conv_step).
+        const auto moved = demod_copies_.find(index);
+        const float* scale = moved == demod_copies_.end() ? nullptr : moved->second.as<float>();
+        if (scale) prof.kernel += "+demod";
         return [=](cudaStream_t st) {
-          launched(launch_f16_nhwc_upfirdn2d(x, y, k, kh, kw, up, down, pad0, ep, st), "f16 upfirdn2d");
+          launched(launch_f16_nhwc_upfirdn2d(x, y, k, kh, kw, up, down, pad0, scale, ep, st), "f16 upfirdn2d");
         };
       }
       case OpType::ScaleBiasAct: {
@@ -643,17 +648,38 @@ class CudaExecutable final : public Executable {
   // The f16 activation mode's convolution: a 1x1 with a small side directly; otherwise cuDNN on
   // the NHWC f16 view itself (a whole buffer, unmodulated) or on the prepared x * style, and the
   // epilogue kernel from cuDNN's packed output into the destination view.
-  std::function<void(cudaStream_t)> f16_conv_step(const Node& n, const Node& kept, NodeProfile& prof) {
+  //
+  // When the FIR after it applies the demodulation (F16ActivationPlan::demod_fir), the
+  // convolution writes its raw result straight into its value, with no epilogue pass, and copies
+  // the demodulation factors aside for the FIR: the memory plan lets their arena space be reused
+  // once this node is done.
+  std::function<void(cudaStream_t)> f16_conv_step(const Node& n, const Node& kept, size_t index, NodeProfile& prof) {
     const DevView16 x = view16(n.inputs[0]), y = view16(n.output);
     const float* in_scale = n.inputs.size() > 1 ? ptr(n.inputs[1]) : nullptr;
     const float* out_scale = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
     const DevEpilogue ep = epilogue(n.epi, n.name);
     prof.flops = n.conv.flops(x.n, x.h, x.w);
+    const int fir = act_.demod_fir[index];
+    const float* demod_copy = nullptr;
+    size_t demod_bytes = 0;
+    if (fir >= 0) {
+      demod_bytes = size_t(shape_numel(graph_.value(n.inputs[2]).shape)) * sizeof(float);
+      demod_copy = demod_copies_.emplace(size_t(fir), DeviceBuffer(device_, demod_bytes)).first->second.as<float>();
+      out_scale = nullptr;
+    }
+    const float* demod = ptr(n.inputs.size() > 2 ? n.inputs[2] : -1);
+    // After the convolution: the demodulation factors to the FIR's copy.
+    const auto hand_over = [demod_copy, demod, demod_bytes](cudaStream_t st) {
+      if (demod_copy)
+        check(cudaMemcpyAsync(const_cast<float*>(demod_copy), demod, demod_bytes, cudaMemcpyDeviceToDevice, st),
+              "copy demodulation factors");
+    };
     if (direct_1x1(n.conv)) {
       const float* w = upload_f32(n.weight, n.name, "f32");
       prof.kernel = "f16_nhwc_conv1x1_direct";
       return [=](cudaStream_t st) {
         launched(launch_f16_nhwc_conv1x1_direct(x, in_scale, w, out_scale, ep, y, st), "f16 conv1x1_direct");
+        hand_over(st);
       };
     }
     auto cs = std::make_unique<ConvStep>();
@@ -664,7 +690,8 @@ class CudaExecutable final : public Executable {
     describe_conv(*cs, n.weight, ScratchLayout::NHWC);
     ConvStep* c = cs.get();
     convs_.push_back(std::move(cs));
-    return [this, c, x, y, in_scale, out_scale, ep](cudaStream_t st) {
+    const bool raw = fir >= 0;  // y is then a whole buffer: cuDNN's packed NHWC output itself
+    return [this, c, x, y, in_scale, out_scale, ep, raw, hand_over](cudaStream_t st) {
       const CudnnConv& conv = *c->conv;
       const void* operand = x.data;
       if (conv.needs_prepared_input()) {
@@ -672,8 +699,11 @@ class CudaExecutable final : public Executable {
                  "f16 prepare_conv_input");
         operand = scratch_in_.get();
       }
-      conv.run(cudnn_->get(), operand, c->weight->get(), scratch_out_.get(), workspace_.get());
-      launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), out_scale, ep, y, st), "f16 conv_epilogue");
+      conv.run(cudnn_->get(), operand, c->weight->get(), raw ? static_cast<void*>(y.data) : scratch_out_.get(),
+               workspace_.get());
+      if (!raw)
+        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), out_scale, ep, y, st), "f16 conv_epilogue");
+      hand_over(st);
     };
   }
 
@@ -996,6 +1026,7 @@ class CudaExecutable final : public Executable {
   bool f16_ = false;
   DeviceBuffer io_f32_;
   std::map<int, DeviceBuffer> flat_;
+  std::map<size_t, DeviceBuffer> demod_copies_;  // by FIR node: its convolution's demodulation
   std::unique_ptr<CudnnHandle> cudnn_;
   std::unique_ptr<CublasHandle> cublas_;
   std::map<std::string, std::shared_ptr<DeviceBuffer>> weights_;  // by upload key

@@ -21,7 +21,8 @@ __device__ __forceinline__ int source_index(int j, int up, int pad, int in) {
 // taps sit in shared memory. grid: x = (pixel chunk, channel chunk), y = output row, z = sample.
 template <int UP, int V>
 __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict__ kernel, int kh, int kw, int up,
-                               int down, int pad0, DevEpilogue ep, int channel_chunks) {
+                               int down, int pad0, const float* __restrict__ in_scale, DevEpilogue ep,
+                               int channel_chunks) {
   __shared__ float taps[kMaxTaps * kMaxTaps];
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   for (int i = tid; i < kh * kw; i += blockDim.x * blockDim.y)  // flipped: a true convolution
@@ -31,9 +32,12 @@ __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict
   const int ox = (blockIdx.x / channel_chunks) * blockDim.y + threadIdx.y;
   const int n = blockIdx.z, c = g * V;
   if (c >= y.c || ox >= y.w) return;
-  float bias[V];
+  float bias[V], scale[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j) bias[j] = ep.bias ? ep.bias[c + j] : 0.f;
+  for (int j = 0; j < V; ++j) {
+    bias[j] = ep.bias ? ep.bias[c + j] : 0.f;
+    scale[j] = in_scale ? in_scale[int64_t(n) * y.c + c + j] : 1.f;
+  }
   for (int oy = blockIdx.y; oy < y.h; oy += gridDim.y) {
     float acc[V] = {};
     for (int ky = 0; ky < kh; ++ky) {
@@ -51,7 +55,7 @@ __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict
     }
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      float a = acc[j] + bias[j];
+      float a = acc[j] * scale[j] + bias[j];
       if (a < 0.f) a *= ep.slope;
       acc[j] = a * ep.gain;
     }
@@ -61,7 +65,7 @@ __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict
 
 template <int UP>
 void launch_up(const DevView16& x, const DevView16& y, const float* kernel, int kh, int kw, int up, int down, int pad0,
-               const DevEpilogue& ep, cudaStream_t stream) {
+               const float* in_scale, const DevEpilogue& ep, cudaStream_t stream) {
   const bool two = x.pairs() && y.pairs();
   const int groups = two ? y.c / 2 : y.c;
   int bx = 1;
@@ -71,24 +75,27 @@ void launch_up(const DevView16& x, const DevView16& y, const float* kernel, int 
   const dim3 grid(unsigned(channel_chunks * pixel_chunks), unsigned(y.h < 65535 ? y.h : 65535), unsigned(y.n));
   const dim3 block{unsigned(bx), unsigned(by)};
   if (two)
-    upfirdn2d_nhwc<UP, 2><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, ep, channel_chunks);
+    upfirdn2d_nhwc<UP, 2><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep,
+                                                                            channel_chunks);
   else
-    upfirdn2d_nhwc<UP, 1><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, ep, channel_chunks);
+    upfirdn2d_nhwc<UP, 1><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep,
+                                                                            channel_chunks);
 }
 
 }  // namespace
 
 cudaError_t launch_f16_nhwc_upfirdn2d(const DevView16& x, const DevView16& y, const float* kernel, int kh, int kw,
-                                      int up, int down, int pad0, const DevEpilogue& ep, cudaStream_t stream) {
+                                      int up, int down, int pad0, const float* in_scale, const DevEpilogue& ep,
+                                      cudaStream_t stream) {
   if (kh < 1 || kw < 1 || kh > kMaxTaps || kw > kMaxTaps || up < 1 || down < 1 || x.c != y.c || x.n != y.n)
     return cudaErrorInvalidValue;
   if (y.n == 0 || y.c == 0 || y.plane() == 0) return cudaSuccess;
   if (up == 1)
-    launch_up<1>(x, y, kernel, kh, kw, up, down, pad0, ep, stream);
+    launch_up<1>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep, stream);
   else if (up == 2)
-    launch_up<2>(x, y, kernel, kh, kw, up, down, pad0, ep, stream);
+    launch_up<2>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep, stream);
   else
-    launch_up<0>(x, y, kernel, kh, kw, up, down, pad0, ep, stream);
+    launch_up<0>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep, stream);
   return cudaGetLastError();
 }
 
