@@ -90,6 +90,18 @@ void move_demodulation_into_firs(const Graph& g, F16ActivationPlan* plan) {
   }
 }
 
+// Conv2d -> ScaleBiasAct in place on its output, next in order (nothing runs in between).
+void fuse_in_place_scale_bias_act(const Graph& g, F16ActivationPlan* plan) {
+  const size_t nodes = g.nodes().size();
+  plan->fused_after.assign(nodes, -1);
+  for (size_t i = 0; i + 1 < nodes; ++i) {
+    const Node &conv = g.nodes()[i], &next = g.nodes()[i + 1];
+    if (conv.op == OpType::Conv2d && next.op == OpType::ScaleBiasAct && next.inputs[0] == conv.output &&
+        next.output == conv.output && plan->demod_fir[i] < 0)
+      plan->fused_after[i] = int(i + 1);
+  }
+}
+
 }  // namespace
 
 F16ActivationPlan plan_f16_activations(const Graph& g) {
@@ -110,6 +122,7 @@ F16ActivationPlan plan_f16_activations(const Graph& g) {
   // inputs and outputs, so one is never staged from or to the host.
   plan.supported = true;
   move_demodulation_into_firs(g, &plan);
+  fuse_in_place_scale_bias_act(g, &plan);
   return plan;
 }
 

@@ -33,6 +33,10 @@ struct F16ActivationPlan {
   // sparing a read and a write of the largest activations; exact in real arithmetic, as the
   // FIR is linear and acts on each channel alone.
   std::vector<int> demod_fir;
+  // Per node: for a Conv2d whose result the next node, a ScaleBiasAct, rewrites in place (GPEN's
+  // recomputed encoder feature, then scaled as noise), that node's index, else -1: the backend
+  // may apply both in one pass and skip the second node.
+  std::vector<int> fused_after;
 };
 
 F16ActivationPlan plan_f16_activations(const Graph& g);

@@ -317,6 +317,21 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
               GpuPrecision::FP16, f16, true);
     }
   }
+  SECTION("a convolution, then a ScaleBiasAct in place on its result (one fused pass)") {
+    for (const int k : {1, 3}) {  // the direct 1x1 kernel, and cuDNN with the epilogue kernel
+      Graph g;
+      const int x = g.input("x", {2, 3, 13, 11});
+      const int cat = g.buffer("cat", {2, 16, 13, 11});
+      const int hi = g.channel_slice(cat, 8, 16);
+      g.conv2d("feature", x, conv_desc(3, 8, k, 1, k / 2), rnd({8, 3, k, k}, 1), EpilogueSpec::fused_lrelu(rnd({8}, 2)),
+               -1, -1, hi);
+      g.scale_bias_act("noise", hi, 0.4f, EpilogueSpec::fused_lrelu(rnd({8}, 3)), hi);
+      g.scale_bias_act("lo", g.input("f", {2, 8, 13, 11}), 1.f, EpilogueSpec{}, g.channel_slice(cat, 0, 8));
+      g.mark_output(cat);
+      INFO("kernel " << k);
+      compare(g, {rnd({2, 3, 13, 11}, 4), rnd({2, 8, 13, 11}, 5)}, GpuPrecision::FP16, f16, true);
+    }
+  }
   SECTION("a Linear on a reshaped image (flattened in NCHW order)") {
     Graph g;
     const int x = g.input("x", {2, 6, 3, 5});

@@ -75,6 +75,22 @@ TEST_CASE("f16 activations: GPEN's images become NHWC f16 views, its vectors sta
     CHECK(conv.name.substr(0, conv.name.size() - 7) == fir.name.substr(0, fir.name.size() - 5));  // ".conv_t", ".blur"
   }
   CHECK(moved == 6);
+
+  // Both top-resolution StyledConvs recompute the encoder feature (a 1x1 conv into the concat's
+  // upper half) and scale it as noise in place right after: one pass each.
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    if (plan.fused_after[i] < 0) continue;
+    ++fused;
+    const Node &conv = g.nodes()[i], &sba = g.nodes()[size_t(plan.fused_after[i])];
+    INFO(conv.name << " then " << sba.name);
+    CHECK(plan.fused_after[i] == int(i + 1));
+    CHECK(conv.op == OpType::Conv2d);
+    CHECK(sba.op == OpType::ScaleBiasAct);
+    CHECK(sba.inputs[0] == conv.output);
+    CHECK(sba.output == conv.output);
+  }
+  CHECK(fused == 2);
 }
 
 TEST_CASE("f16 activations: demodulation moves into a FIR only when nothing else reads the conv's output",

@@ -510,6 +510,18 @@ class CudaExecutable final : public Executable {
     return s;
   }
 
+  bool fused_into_conv(size_t index) const { return index > 0 && act_.fused_after[index - 1] == int(index); }
+  // The in-place ScaleBiasAct after convolution `index`, as its kernel's second stage.
+  DevThen then_stage(size_t index) {
+    DevThen t;
+    if (act_.fused_after[index] < 0) return t;
+    const Node& sba = graph_.nodes()[size_t(act_.fused_after[index])];
+    t.on = true;
+    t.scale = sba.scalar;
+    t.ep = epilogue(sba.epi, sba.name);
+    return t;
+  }
+
   // A node whose output is an f16 NHWC image (plan_f16_activations has checked its inputs).
   std::function<void(cudaStream_t)> f16_step(const Node& n, const Node& kept, NodeProfile& prof) {
     prof.kernel = std::string("cuda_f16_nhwc_") + op_name(n.op);
@@ -536,6 +548,10 @@ class CudaExecutable final : public Executable {
         };
       }
       case OpType::ScaleBiasAct: {
+        if (fused_into_conv(index)) {  // the convolution before it did this (f16_conv_step)
+          prof.kernel = "fused into " + graph_.nodes()[index - 1].name;
+          return [](cudaStream_t) {};
+        }
         const DevView16 x = view16(in0);
         const float scale = n.scalar;
         return [=](cudaStream_t st) { launched(launch_f16_nhwc_scale_bias_act(x, y, scale, ep, st), "f16 scale_bias_act"); };
@@ -605,7 +621,7 @@ class CudaExecutable final : public Executable {
     } catch (const OutOfDeviceMemory&) {
       throw;
     } catch (const Error& e) {
-      if (!nchw_fallback_possible()) throw;
+      if (preferred_layout() != ScratchLayout::NHWC) throw;
       std::fprintf(stderr, "gpen: note: %s: cuDNN refuses NHWC f16 (%s); using NCHW\n", n.name.c_str(), e.what());
       describe_conv(*cs, n.weight, ScratchLayout::NCHW);
     }
@@ -631,19 +647,17 @@ class CudaExecutable final : public Executable {
   }
 
   // (Re)describes a convolution in `layout` and uploads its filter in the matching form. An f16
-  // image input that is a whole buffer already is cuDNN's NHWC f16 operand.
+  // image input that is a whole buffer already is cuDNN's NHWC f16 operand (not its NCHW one).
   void describe_conv(ConvStep& c, const Tensor& weight, ScratchLayout layout) {
     const Node& n = *c.node;
     const bool has_in_scale = n.inputs.size() > 1;
     const int x = n.inputs[0];
-    const bool packed_f16 = is_f16(x) && view16(x).pixel_stride == view16(x).c;
+    const bool packed_f16 = is_f16(x) && view16(x).pixel_stride == view16(x).c && layout == ScratchLayout::NHWC;
     const int64_t x_batch_stride = is_f16(x) ? 0 : view(x).batch_stride;
     c.conv = std::make_unique<CudnnConv>(n.conv, c.n, c.h, c.w, x_batch_stride, has_in_scale, state_->precision,
                                          layout, packed_f16);
     c.weight = upload_filter(n, weight, layout);
   }
-  // Only the f32 arena can switch a convolution to NCHW operands when cuDNN refuses NHWC f16.
-  bool nchw_fallback_possible() const { return preferred_layout() == ScratchLayout::NHWC && !f16_; }
 
   // The f16 activation mode's convolution: a 1x1 with a small side directly; otherwise cuDNN on
   // the NHWC f16 view itself (a whole buffer, unmodulated) or on the prepared x * style, and the
@@ -668,6 +682,7 @@ class CudaExecutable final : public Executable {
       out_scale = nullptr;
     }
     const float* demod = ptr(n.inputs.size() > 2 ? n.inputs[2] : -1);
+    const DevThen then = then_stage(index);
     // After the convolution: the demodulation factors to the FIR's copy.
     const auto hand_over = [demod_copy, demod, demod_bytes](cudaStream_t st) {
       if (demod_copy)
@@ -678,7 +693,7 @@ class CudaExecutable final : public Executable {
       const float* w = upload_f32(n.weight, n.name, "f32");
       prof.kernel = "f16_nhwc_conv1x1_direct";
       return [=](cudaStream_t st) {
-        launched(launch_f16_nhwc_conv1x1_direct(x, in_scale, w, out_scale, ep, y, st), "f16 conv1x1_direct");
+        launched(launch_f16_nhwc_conv1x1_direct(x, in_scale, w, out_scale, ep, then, y, st), "f16 conv1x1_direct");
         hand_over(st);
       };
     }
@@ -687,22 +702,35 @@ class CudaExecutable final : public Executable {
     cs->n = x.n;
     cs->h = x.h;
     cs->w = x.w;
-    describe_conv(*cs, n.weight, ScratchLayout::NHWC);
+    try {
+      describe_conv(*cs, n.weight, ScratchLayout::NHWC);
+    } catch (const OutOfDeviceMemory&) {
+      throw;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "gpen: note: %s: cuDNN refuses NHWC f16 (%s); using NCHW operands\n", n.name.c_str(),
+                   e.what());
+      describe_conv(*cs, n.weight, ScratchLayout::NCHW);
+    }
     ConvStep* c = cs.get();
     convs_.push_back(std::move(cs));
-    const bool raw = fir >= 0;  // y is then a whole buffer: cuDNN's packed NHWC output itself
-    return [this, c, x, y, in_scale, out_scale, ep, raw, hand_over](cudaStream_t st) {
+    // y is then a whole buffer: cuDNN's packed NHWC output itself (checked per run: the layout
+    // may still change to NCHW in choose_conv_algorithms).
+    const bool raw = fir >= 0;
+    return [this, c, x, y, in_scale, out_scale, ep, then, raw, hand_over](cudaStream_t st) {
       const CudnnConv& conv = *c->conv;
+      const ScratchLayout layout = conv.layout();
       const void* operand = x.data;
       if (conv.needs_prepared_input()) {
-        launched(launch_f16_nhwc_prepare_conv_input(x, in_scale, scratch_in_.as<uint16_t>(), st),
+        launched(launch_f16_nhwc_prepare_conv_input(x, in_scale, scratch_in_.as<uint16_t>(), layout, st),
                  "f16 prepare_conv_input");
         operand = scratch_in_.get();
       }
-      conv.run(cudnn_->get(), operand, c->weight->get(), raw ? static_cast<void*>(y.data) : scratch_out_.get(),
+      const bool in_place = raw && layout == ScratchLayout::NHWC;
+      conv.run(cudnn_->get(), operand, c->weight->get(), in_place ? static_cast<void*>(y.data) : scratch_out_.get(),
                workspace_.get());
-      if (!raw)
-        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), out_scale, ep, y, st), "f16 conv_epilogue");
+      if (!in_place)  // (a raw output in NCHW still needs the re-layout; its epilogue is the identity)
+        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), layout, out_scale, ep, then, y, st),
+                 "f16 conv_epilogue");
       hand_over(st);
     };
   }
@@ -729,7 +757,7 @@ class CudaExecutable final : public Executable {
         } catch (const OutOfDeviceMemory&) {
           throw;
         } catch (const Error& e) {
-          if (c->conv->layout() != ScratchLayout::NHWC || !nchw_fallback_possible()) throw;
+          if (c->conv->layout() != ScratchLayout::NHWC) throw;
           std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", c->node->name.c_str(),
                        e.what());
           describe_conv(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, ScratchLayout::NCHW);

@@ -20,11 +20,13 @@ bool empty(const DevView16& v) { return v.n == 0 || v.c == 0 || v.plane() == 0; 
 bool same_shape(const DevView16& a, const DevView16& b) {
   return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
 }
-// A packed [n][P][c] f16 buffer as a view (the convolution operands).
-DevView16 packed_like(const DevView16& v, uint16_t* data) {
+// A packed f16 buffer of v's shape, NHWC or NCHW, as a view (the convolution operands).
+DevView16 packed_like(const DevView16& v, uint16_t* data, ScratchLayout layout) {
   DevView16 p = v;
   p.data = data;
-  p.pixel_stride = v.c;
+  const bool nhwc = layout == ScratchLayout::NHWC;
+  p.pixel_stride = nhwc ? v.c : 1;
+  p.channel_stride = nhwc ? 1 : int(v.plane());
   p.batch_stride = v.plane() * v.c;
   return p;
 }
@@ -63,9 +65,8 @@ __global__ void from_rgb_bytes(const uint8_t* __restrict__ in, const float* __re
   for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < P; p += gridDim.x * blockDim.x) {
     const uint8_t* px = in + (int64_t(n) * P + p) * 3;
     const uint8_t first = reverse ? px[2] : px[0], last = reverse ? px[0] : px[2];
-    uint16_t* o = at(y, n, p, 0);
     const float v[3] = {levels[first], levels[256 + px[1]], levels[512 + last]};
-    for (int c = 0; c < 3; ++c) store_f16<1>(o + c, v + c);
+    for (int c = 0; c < 3; ++c) store_f16<1>(at(y, n, p, c), v + c);
   }
 }
 
@@ -79,11 +80,10 @@ __device__ __forceinline__ uint8_t to_byte(float y, float scale, float offset) {
 __global__ void to_rgb_bytes(DevView16 x, float scale, float offset, uint8_t* __restrict__ out) {
   const int n = blockIdx.z, P = int(x.plane());
   for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < P; p += gridDim.x * blockDim.x) {
-    const uint16_t* i = at(x, n, p, 0);
     uint8_t* px = out + (int64_t(n) * P + p) * 3;
     for (int c = 0; c < 3; ++c) {
       float v;
-      load_f16<1>(i + c, &v);
+      load_f16<1>(at(x, n, p, c), &v);
       px[c] = to_byte(v, scale, offset);
     }
   }
@@ -107,7 +107,8 @@ __global__ void prepare_input(DevView16 x, const float* __restrict__ scale, DevV
 }
 
 template <int V>
-__global__ void conv_epilogue(DevView16 acc, const float* __restrict__ out_scale, DevEpilogue ep, DevView16 y) {
+__global__ void conv_epilogue(DevView16 acc, const float* __restrict__ out_scale, DevEpilogue ep, DevThen then,
+                              DevView16 y) {
   const int g = GPEN_NHWC_GROUP(), n = blockIdx.z, P = int(y.plane());
   if (g * V >= y.c) return;
   float s[V];
@@ -117,7 +118,7 @@ __global__ void conv_epilogue(DevView16 acc, const float* __restrict__ out_scale
     float v[V];
     load_f16<V>(at(acc, n, p, g * V), v);
 #pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = apply_epilogue(ep, v[j] * s[j], g * V + j);
+    for (int j = 0; j < V; ++j) v[j] = apply_then(then, apply_epilogue(ep, v[j] * s[j], g * V + j), g * V + j);
     store_f16<V>(at(y, n, p, g * V), v);
   }
 }
@@ -202,18 +203,19 @@ cudaError_t launch_f16_nhwc_to_rgb_bytes(const DevView16& x, float scale, float 
 }
 
 cudaError_t launch_f16_nhwc_prepare_conv_input(const DevView16& x, const float* in_scale, uint16_t* out,
-                                               cudaStream_t stream) {
+                                               ScratchLayout layout, cudaStream_t stream) {
   if (empty(x)) return cudaSuccess;
-  const DevView16 o = packed_like(x, out);
+  const DevView16 o = packed_like(x, out, layout);
   GPEN_LAUNCH_NHWC(prepare_input, x, x.pairs() && o.pairs(), stream, x, in_scale, o);
   return cudaGetLastError();
 }
 
-cudaError_t launch_f16_nhwc_conv_epilogue(const uint16_t* acc, const float* out_scale, const DevEpilogue& ep,
-                                          const DevView16& y, cudaStream_t stream) {
+cudaError_t launch_f16_nhwc_conv_epilogue(const uint16_t* acc, ScratchLayout layout, const float* out_scale,
+                                          const DevEpilogue& ep, const DevThen& then, const DevView16& y,
+                                          cudaStream_t stream) {
   if (empty(y)) return cudaSuccess;
-  const DevView16 a = packed_like(y, const_cast<uint16_t*>(acc));
-  GPEN_LAUNCH_NHWC(conv_epilogue, y, y.pairs() && a.pairs(), stream, a, out_scale, ep, y);
+  const DevView16 a = packed_like(y, const_cast<uint16_t*>(acc), layout);
+  GPEN_LAUNCH_NHWC(conv_epilogue, y, y.pairs() && a.pairs(), stream, a, out_scale, ep, then, y);
   return cudaGetLastError();
 }
 

@@ -27,13 +27,16 @@ cudaError_t launch_f16_nhwc_to_rgb_bytes(const DevView16& x, float scale, float 
                                          cudaStream_t stream);
 
 // --- the modulated convolution's two halves around cuDNN ---
-// out[n][p][c] = x[n][p][c] * in_scale[n][c] (in_scale may be null), packed [x.n][P][x.c] f16.
+// The operands' layout: `layout` NHWC (cuDNN's tensor-core form), or NCHW where cuDNN takes a
+// shape only so (a plain loop then: such shapes are odd and small).
+// out[n][p][c] = x[n][p][c] * in_scale[n][c] (in_scale may be null), packed f16 in `layout`.
 cudaError_t launch_f16_nhwc_prepare_conv_input(const DevView16& x, const float* in_scale, uint16_t* out,
-                                               cudaStream_t stream);
-// y[n][p][k] = ep(acc[n][p][k] * out_scale[n][k], k); acc packed [y.n][P][y.c] f16 (cuDNN's
-// output); out_scale may be null.
-cudaError_t launch_f16_nhwc_conv_epilogue(const uint16_t* acc, const float* out_scale, const DevEpilogue& ep,
-                                          const DevView16& y, cudaStream_t stream);
+                                               ScratchLayout layout, cudaStream_t stream);
+// y[n][p][k] = then(ep(acc[n][p][k] * out_scale[n][k], k)); acc packed f16 in `layout` (cuDNN's
+// output); out_scale may be null; `then` usually off.
+cudaError_t launch_f16_nhwc_conv_epilogue(const uint16_t* acc, ScratchLayout layout, const float* out_scale,
+                                          const DevEpilogue& ep, const DevThen& then, const DevView16& y,
+                                          cudaStream_t stream);
 
 // --- elementwise ops on views ---
 // y = ep(x * scale) (shapes match; y may alias x).

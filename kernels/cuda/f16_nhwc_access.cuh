@@ -30,7 +30,7 @@ inline NhwcGrid nhwc_grid(int n, int64_t pixels, int groups) {
   for (int p = blockIdx.y * blockDim.y + threadIdx.y; p < (P); p += gridDim.y * blockDim.y)
 
 __device__ __forceinline__ uint16_t* at(const DevView16& v, int n, int p, int c) {
-  return v.data + n * v.batch_stride + int64_t(p) * v.pixel_stride + c;
+  return v.data + n * v.batch_stride + int64_t(p) * v.pixel_stride + int64_t(c) * v.channel_stride;
 }
 
 template <int V>
@@ -57,6 +57,11 @@ __device__ __forceinline__ float apply_epilogue(const DevEpilogue& ep, float v, 
   if (ep.bias) v += ep.bias[c];
   if (v < 0.f) v *= ep.slope;
   return v * ep.gain;
+}
+
+// The optional second stage (DevThen) on an epilogue's result.
+__device__ __forceinline__ float apply_then(const DevThen& t, float v, int c) {
+  return t.on ? apply_epilogue(t.ep, v * t.scale, c) : v;
 }
 
 }  // namespace gpen::cuda

@@ -10,7 +10,7 @@ namespace {
 // along k read neighbouring words). XV: input channels loaded two at a time (__half2).
 template <int V, int XV>
 __global__ void conv1x1_nhwc(DevView16 x, const float* __restrict__ in_scale, const float* __restrict__ w,
-                             const float* __restrict__ out_scale, DevEpilogue ep, DevView16 y) {
+                             const float* __restrict__ out_scale, DevEpilogue ep, DevThen then, DevView16 y) {
   extern __shared__ float ws[];
   const int n = blockIdx.z, C = x.c, K = y.c, P = int(y.plane());
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
@@ -32,7 +32,7 @@ __global__ void conv1x1_nhwc(DevView16 x, const float* __restrict__ in_scale, co
     float acc[V] = {};
     for (int c = 0; c < C; c += XV) {
       float v[XV];
-      load_f16<XV>(xp + c, v);
+      load_f16<XV>(xp + int64_t(c) * x.channel_stride, v);  // XV = 2 only with channel_stride 1
 #pragma unroll
       for (int i = 0; i < XV; ++i)
 #pragma unroll
@@ -42,7 +42,7 @@ __global__ void conv1x1_nhwc(DevView16 x, const float* __restrict__ in_scale, co
     for (int j = 0; j < V; ++j) {
       float a = acc[j] * scale[j] + bias[j];
       if (a < 0.f) a *= ep.slope;
-      acc[j] = a * ep.gain;
+      acc[j] = apply_then(then, a * ep.gain, k0 + j);
     }
     store_f16<V>(at(y, n, p, k0), acc);
   }
@@ -50,26 +50,26 @@ __global__ void conv1x1_nhwc(DevView16 x, const float* __restrict__ in_scale, co
 
 template <int V>
 void launch_v(const DevView16& x, const float* in_scale, const float* weight, const float* out_scale,
-              const DevEpilogue& ep, const DevView16& y, cudaStream_t stream) {
+              const DevEpilogue& ep, const DevThen& then, const DevView16& y, cudaStream_t stream) {
   const NhwcGrid g = nhwc_grid(y.n, y.plane(), y.c / V);
   const size_t smem = size_t(x.c) * y.c * sizeof(float);
   if (x.pairs())
-    conv1x1_nhwc<V, 2><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, y);
+    conv1x1_nhwc<V, 2><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, then, y);
   else
-    conv1x1_nhwc<V, 1><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, y);
+    conv1x1_nhwc<V, 1><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, then, y);
 }
 
 }  // namespace
 
 cudaError_t launch_f16_nhwc_conv1x1_direct(const DevView16& x, const float* in_scale, const float* weight,
-                                           const float* out_scale, const DevEpilogue& ep, const DevView16& y,
-                                           cudaStream_t stream) {
+                                           const float* out_scale, const DevEpilogue& ep, const DevThen& then,
+                                           const DevView16& y, cudaStream_t stream) {
   if (!conv1x1_direct_fits(x.c, y.c) || x.n != y.n || x.h != y.h || x.w != y.w) return cudaErrorInvalidValue;
   if (y.n == 0 || y.plane() == 0) return cudaSuccess;
   if (y.pairs())
-    launch_v<2>(x, in_scale, weight, out_scale, ep, y, stream);
+    launch_v<2>(x, in_scale, weight, out_scale, ep, then, y, stream);
   else
-    launch_v<1>(x, in_scale, weight, out_scale, ep, y, stream);
+    launch_v<1>(x, in_scale, weight, out_scale, ep, then, y, stream);
   return cudaGetLastError();
 }
 

@@ -8,10 +8,10 @@
 
 namespace gpen::cuda {
 
-// y[n][p][k] = ep(out_scale[n][k] * sum_c w[k][c] * in_scale[n][c] * x[n][p][c]); weight [K][C]
-// f32 on the device; in_scale / out_scale may be null.
+// y[n][p][k] = then(ep(out_scale[n][k] * sum_c w[k][c] * in_scale[n][c] * x[n][p][c])); weight
+// [K][C] f32 on the device; in_scale / out_scale may be null; `then` usually off.
 cudaError_t launch_f16_nhwc_conv1x1_direct(const DevView16& x, const float* in_scale, const float* weight,
-                                           const float* out_scale, const DevEpilogue& ep, const DevView16& y,
-                                           cudaStream_t stream);
+                                           const float* out_scale, const DevEpilogue& ep, const DevThen& then,
+                                           const DevView16& y, cudaStream_t stream);
 
 }  // namespace gpen::cuda

@@ -27,19 +27,22 @@ struct DevView {
   GPEN_HD int64_t numel() const { return int64_t(n) * c * h * w; }
 };
 
-// An NHWC f16 tensor in device memory (the backend's f16 activation mode, GPEN_CUDA_NHWC16):
-// element (n, c, pixel p) is data[n * batch_stride + p * pixel_stride + c]. A channel slice of a
-// concat buffer has pixel_stride = the buffer's channel count and data at its first channel.
-// data holds IEEE half bits (uint16_t: this header is also compiled without cuda_fp16.h).
+// An f16 tensor in device memory, NHWC in the backend's f16 activation mode (GPEN_CUDA_NHWC16):
+// element (n, c, pixel p) is data[n * batch_stride + p * pixel_stride + c * channel_stride]. A
+// channel slice of a concat buffer has pixel_stride = the buffer's channel count and data at its
+// first channel; channel_stride is 1 except for a packed NCHW convolution operand (a fallback
+// for shapes cuDNN takes only in NCHW). data holds IEEE half bits (uint16_t: this header is also
+// compiled without cuda_fp16.h).
 struct DevView16 {
   uint16_t* data = nullptr;
   int n = 0, c = 0, h = 0, w = 0;
-  int pixel_stride = 0;
+  int pixel_stride = 0, channel_stride = 1;
   int64_t batch_stride = 0;
   GPEN_HD int64_t plane() const { return int64_t(h) * w; }
-  // Whether channel pairs can move as one 32-bit __half2 (even channels, stride, address).
+  // Whether channel pairs can move as one 32-bit __half2 (adjacent, even, aligned).
   GPEN_HD bool pairs() const {
-    return c % 2 == 0 && pixel_stride % 2 == 0 && batch_stride % 2 == 0 && (uintptr_t(data) & 3) == 0;
+    return channel_stride == 1 && c % 2 == 0 && pixel_stride % 2 == 0 && batch_stride % 2 == 0 &&
+           (uintptr_t(data) & 3) == 0;
   }
 };
 
@@ -47,6 +50,14 @@ struct DevView16 {
 struct DevEpilogue {
   const float* bias = nullptr;  // device, [channels] or null
   float slope = 1.f, gain = 1.f;
+};
+
+// A second stage after an epilogue, y = ep(y * scale): a ScaleBiasAct that ran in place on a
+// convolution's result, fused into the kernel that writes it (F16ActivationPlan::fused_after).
+struct DevThen {
+  bool on = false;
+  float scale = 1.f;
+  DevEpilogue ep;
 };
 
 // The packed buffers a convolution reads from and writes to (cuDNN's operands), per sample
