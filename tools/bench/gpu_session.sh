@@ -2,9 +2,10 @@
 # Everything a GPU session needs, in ONE call of the device tool, from the repository root:
 #
 #   here:  tools/bench/pack_gpu_carry.sh build            (binaries + libs + detector + photos)
-#   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=480)
-#          (175 s on the H200 before the streams/serve stages and the third photo run were added;
-#          expect about 4-5 minutes now; GPEN_GPU_STAGES picks a subset)
+#   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=570)
+#          (175 s on the H200 before the streams/serve stages, the third photo run and the
+#          nhwc16 stage were added; expect about 5-7 minutes now; GPEN_GPU_STAGES picks a subset,
+#          e.g. "device ops large nhwc16 photos" when the device budget is short)
 #
 # Uses the binaries carried in .gpucarry/bin (built here with the CUDA module; the GPU machine's
 # image has no libwebp/httplib/minizip to build with) and the machine's own CUDA libraries
@@ -93,7 +94,7 @@ if want ops; then
 fi
 if want large; then
   stage "whole-model parity [cuda][large] (GPEN-256, GPEN-512; fp32 and fp16 vs CPU)"
-  run_logged cuda_large 150 25 "$B/gpen_tests" "[cuda][large]" --reporter compact -d yes -s
+  run_logged cuda_large 150 25 "$B/gpen_tests" "[cuda][large]" --reporter compact -d yes -s && LARGE_OK=1
 fi
 
 W=/tmp/gpen_random_512.safetensors
@@ -108,14 +109,26 @@ if want profile; then
   run_logged profile 90 110 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 16 --runs 5 \
     --profile --top 32
 fi
+NHWC16_WINS=0
 if want nhwc16; then
   # The f16 activation mode (GPEN_CUDA_NHWC16=1: NHWC f16 values end to end, no re-layout passes
-  # around the convolutions); its parity ran in the [cuda] and [cuda][large] stages above.
-  stage "f16 NHWC activations (GPEN_CUDA_NHWC16=1): bench and per-layer profile, fp16"
-  GPEN_CUDA_NHWC16=1 run_logged nhwc16 120 12 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
-    --batch-size 1,4,8,16 --runs 20
+  # around the convolutions); its parity ran in the [cuda] and [cuda][large] stages above. A/B in
+  # one stage (f32 activations, then f16), the profile, and whether the photo runs use it too.
+  stage "f16 NHWC activations (GPEN_CUDA_NHWC16=1) vs the f32 arena: bench A/B and profile, fp16"
+  for mode in 0 1; do
+    GPEN_CUDA_NHWC16=$mode run_logged "nhwc16_$mode" 120 10 "$B/gpen" bench --model "$W" --device cuda \
+      --precision fp16 --batch-size 1,4,8,16 --runs 20
+  done
   GPEN_CUDA_NHWC16=1 run_logged nhwc16_profile 90 60 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
     --batch-size 16 --runs 5 --profile --top 32
+  b16() { awk '$1 == "fp16" && $2 == 16 && $3 ~ /^[0-9.]+$/ { print $3; exit }' "$LOGS/nhwc16_$1.log"; }
+  f32_rate=$(b16 0) f16_rate=$(b16 1)
+  echo "batch 16 faces/s: f32 arena ${f32_rate:-?}, f16 NHWC ${f16_rate:-?}; [cuda][large] passed: ${LARGE_OK:-0}"
+  if [ -n "$f32_rate" ] && [ -n "$f16_rate" ] && [ "${LARGE_OK:-0}" = 1 ] &&
+    awk -v a="$f16_rate" -v b="$f32_rate" 'BEGIN { exit !(a > b) }'; then
+    NHWC16_WINS=1
+    echo "f16 NHWC activations are faster and passed parity: the photo runs add one with them"
+  fi
 fi
 if want streams; then
   stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
@@ -129,10 +142,14 @@ if want photos; then
   for i in $(seq -w 1 "$N"); do ln -s "$C/data/oneface_1080p.jpg" "/tmp/photos/p$i.jpg"; done
   # Run 1: everything on the GPU, defaults (--workers cores / 2, --streams 2 with GPEN on a GPU);
   # run 2: --workers 4 --streams 1 (the defaults before); run 3: RetinaFace on the CPU.
-  for run in 1 2 3; do
+  # Run 4 (only when the nhwc16 stage found f16 activations faster and correct): run 1 with them.
+  runs="1 2 3"
+  [ "$NHWC16_WINS" = 1 ] && runs="1 2 3 4"
+  for run in $runs; do
     det=$([ $run = 3 ] && echo cpu || echo cuda)
     workers=$([ $run = 2 ] && echo 4 || echo 0)
     streams=$([ $run = 2 ] && echo 1 || echo 0)
+    export GPEN_CUDA_NHWC16=$([ $run = 4 ] && echo 1 || echo 0)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
     run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
@@ -140,7 +157,8 @@ if want photos; then
       --detector-device "$det" --workers "$workers" --streams "$streams" --quiet --report "/tmp/photos$run.json"
     t1=$(date +%s.%N)
     awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" -v w="$workers" \
-      'BEGIN { printf "run %d (GPEN fp16, RetinaFace on " d ", --workers/--streams " w "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
+      -v f="$GPEN_CUDA_NHWC16" \
+      'BEGIN { printf "run %d (GPEN fp16" (f == 1 ? ", f16 NHWC activations" : "") ", RetinaFace on " d ", --workers/--streams " w "): %d photos in %.2f s = %.1f photos/s (process start and model load included)\n", r, n, b - a, n / (b - a) }'
     python3 - "/tmp/photos$run.json" <<'PY' || true
 import json, statistics, sys
 report = json.load(open(sys.argv[1]))
@@ -151,6 +169,7 @@ stages = sorted({k for i in items for k in i.get("stages_ms", {})})
 print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'].get(k, 0) for i in items):.1f}" for k in stages))
 PY
   done
+  unset GPEN_CUDA_NHWC16
 fi
 if want serve; then
   stage "gpen serve on the GPU: one 1080p photo, 32 concurrent clients"
