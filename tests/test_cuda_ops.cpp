@@ -294,7 +294,9 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
     }
   }
   SECTION("StyleGAN's upsampling: modulated transposed conv, then the blur applies its demodulation") {
-    for (const int C : {5, 16}) {  // odd channels (one at a time) and pairs
+    // Channel counts cuDNN has deterministic NHWC f16 backward-data algorithms for (the replay is
+    // compared bit for bit); the one-channel kernels' path is covered by the elementwise section.
+    for (const int C : {8, 16}) {
       Graph g;
       const int n = 2, K = C + 2;
       const int x = g.input("x", {n, C, 9, 7}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
@@ -376,6 +378,7 @@ void check_gpen(int size, int batch) {
     for (size_t i = 0; i < n; ++i) close += std::abs(int(a[i]) - int(b[i])) <= 2;
     INFO("GPEN-" << size << " fp16" << (f16_nhwc ? " (f16 NHWC activations)" : "") << " rel L2 " << rel
                  << ", uint8 within 2: " << double(close) / double(n));
+    CHECK(std::isfinite(rel));  // f16 storage overflowing to inf would show here first
     CHECK(rel <= 1e-2);
     CHECK(double(close) >= 0.99 * double(n));
   }

@@ -2,8 +2,9 @@
 // algorithm chosen once per shape. Normal convolutions are cudnnConvolutionForward; transposed
 // ones are cudnnConvolutionBackwardData of the forward convolution they are the adjoint of.
 //
-// Operands: the output always goes to a packed scratch buffer (the backend's epilogue kernel then
-// applies demodulation, bias and activation and writes the destination view). The input is read
+// Operands: the output goes to a packed scratch buffer (the backend's epilogue kernel then
+// applies demodulation, bias and activation and writes the destination view), or in the f16
+// activation mode, when nothing follows the convolution, straight into its arena value. The input is read
 // straight from the arena view in f32 NCHW without modulation (or, in the f16 activation mode,
 // from a packed NHWC f16 view); otherwise the backend first fills a packed scratch buffer with
 // x * style in the operand's type and layout (needs_prepared_input).

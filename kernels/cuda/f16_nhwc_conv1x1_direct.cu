@@ -65,7 +65,7 @@ cudaError_t launch_f16_nhwc_conv1x1_direct(const DevView16& x, const float* in_s
                                            const float* out_scale, const DevEpilogue& ep, const DevThen& then,
                                            const DevView16& y, cudaStream_t stream) {
   if (!conv1x1_direct_fits(x.c, y.c) || x.n != y.n || x.h != y.h || x.w != y.w) return cudaErrorInvalidValue;
-  if (y.n == 0 || y.plane() == 0) return cudaSuccess;
+  if (y.n == 0 || y.c == 0 || x.c == 0 || y.plane() == 0) return cudaSuccess;
   if (y.pairs())
     launch_v<2>(x, in_scale, weight, out_scale, ep, then, y, stream);
   else
