@@ -334,6 +334,37 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
       compare(g, {rnd({2, 3, 13, 11}, 4), rnd({2, 8, 13, 11}, 5)}, GpuPrecision::FP16, f16, true);
     }
   }
+  SECTION("modulated convolutions on large images: per-sample filters, and x * style without them") {
+    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    for (const char* per_sample : {"1", "0"}) {
+      test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", per_sample);
+      // A 3x3 conv into a concat slice (epilogue pass), and StyleGAN's upsampling: a transposed
+      // conv whose raw output cuDNN writes in place (per-sample) or the blur demodulates.
+      Graph g;
+      const int n = 3, C = 16, K = 8;
+      const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
+      const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
+      g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
+               EpilogueSpec::fused_lrelu(rnd({K}, 2)), s, d, g.channel_slice(cat, 0, K));
+      g.scale_bias_act("rest", g.input("f", {n, K, 40, 36}), 1.f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
+      const int s2 = g.input("s2", {n, 2 * K}), d2 = g.input("d2", {n, K});
+      const int t = g.conv2d("up", cat, conv_desc(2 * K, K, 3, 2, 0, 1, true), rnd({K, 2 * K, 3, 3}, 3, -0.3f, 0.3f),
+                             EpilogueSpec{}, s2, d2);
+      g.mark_output(g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 4))));
+      if (CudaModule::instance().usable()) {
+        test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
+        auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
+        int per_sample_convs = 0;
+        for (const NodeProfile& p : exe->profile()) per_sample_convs += p.kernel.find("+per_sample") != std::string::npos;
+        CHECK(per_sample_convs == (per_sample[0] == '1' ? 2 : 0));
+      }
+      INFO("GPEN_CUDA_PER_SAMPLE=" << per_sample);
+      compare(g,
+              {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
+               rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)},
+              GpuPrecision::FP16, f16, true);
+    }
+  }
   SECTION("a Linear on a reshaped image (flattened in NCHW order)") {
     Graph g;
     const int x = g.input("x", {2, 6, 3, 5});

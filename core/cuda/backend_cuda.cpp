@@ -40,6 +40,7 @@
 #include "core/graph.h"
 #include "kernels/cuda/bias_act.cuh"
 #include "kernels/cuda/conv1x1_direct.cuh"
+#include "kernels/cuda/f16_modulated_filters.cuh"
 #include "kernels/cuda/f16_nhwc.cuh"
 #include "kernels/cuda/f16_nhwc_conv1x1_direct.cuh"
 #include "kernels/cuda/f16_nhwc_upfirdn2d.cuh"
@@ -69,6 +70,9 @@ bool bytes_enabled() { return env_size("GPEN_CUDA_BYTES", 1) != 0; }
 // GPEN_CUDA_NHWC16=1: in fp16, image-like values live as NHWC f16 (core/f16_activations.h) where
 // the graph allows it; 0 (the default until measured on a GPU): the f32 NCHW arena.
 bool nhwc16_requested() { return env_size("GPEN_CUDA_NHWC16", 0) != 0; }
+// GPEN_CUDA_PER_SAMPLE=0: in the f16 activation mode, no per-sample modulated filters (every
+// modulated convolution then prepares x * style, as in the f32 arena).
+bool per_sample_enabled() { return env_size("GPEN_CUDA_PER_SAMPLE", 1) != 0; }
 
 // Algorithms chosen per convolution shape, shared by every executable of one backend.
 class AlgoCache {
@@ -274,6 +278,11 @@ class CudaExecutable final : public Executable {
     int n = 0, h = 0, w = 0;
     std::unique_ptr<CudnnConv> conv;
     std::shared_ptr<DeviceBuffer> weight;
+    // Per-sample modulated filters (f16_per_sample_conv_step): `conv` is described for one
+    // sample and runs `samples` times; `weight` holds one f16 filter per sample, made each run
+    // from `master` (f32, cuDNN's NHWC filter layout).
+    int samples = 1;
+    std::shared_ptr<DeviceBuffer> master;
   };
   struct Staged {
     int value;
@@ -401,6 +410,8 @@ class CudaExecutable final : public Executable {
         case OpType::Conv2d:
           if (direct_1x1(n.conv))
             upload_f32(n.weight, n.name, "f32");
+          else if (per_sample_filters(n))
+            upload_master_filter(n, n.weight);
           else
             upload_filter(n, n.weight, preferred_layout());
           break;
@@ -668,6 +679,7 @@ class CudaExecutable final : public Executable {
   // the demodulation factors aside for the FIR: the memory plan lets their arena space be reused
   // once this node is done.
   std::function<void(cudaStream_t)> f16_conv_step(const Node& n, const Node& kept, size_t index, NodeProfile& prof) {
+    if (per_sample_filters(n)) return f16_per_sample_conv_step(n, kept, index, prof);
     const DevView16 x = view16(n.inputs[0]), y = view16(n.output);
     const float* in_scale = n.inputs.size() > 1 ? ptr(n.inputs[1]) : nullptr;
     const float* out_scale = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
@@ -735,6 +747,74 @@ class CudaExecutable final : public Executable {
     };
   }
 
+  // Whether a modulated convolution runs with one filter per sample: worth it where the x * style
+  // pass it spares (a read and a write of the input) outweighs making the filters (a write and a
+  // read of N filters), i.e. on large images with few outputs -- GPEN's 128-512 px layers --
+  // with a margin for the per-sample cuDNN calls. Needs the input as a whole f16 buffer.
+  bool per_sample_filters(const Node& n) const {
+    // (Channels in multiples of 8, cuDNN's tensor-core NHWC f16 shapes: the path has no NCHW
+    // fallback of its own.)
+    if (!f16_ || !per_sample_enabled() || n.op != OpType::Conv2d || n.inputs.size() < 2 || direct_1x1(n.conv) ||
+        n.conv.groups != 1 || n.conv.C % 8 || n.conv.K % 8)
+      return false;
+    const Shape& x = graph_.value(n.inputs[0]).shape;
+    const bool whole = nhwc_placement(graph_, n.inputs[0]).pixel_stride == x[1];
+    return whole && x[2] * x[3] >= 2 * int64_t(n.conv.K) * n.conv.kh * n.conv.kw;
+  }
+  // The f32 master of per-sample filters, in cuDNN's NHWC filter layout.
+  std::shared_ptr<DeviceBuffer> upload_master_filter(const Node& n, const Tensor& weight) {
+    return upload(n.name, "f32 nhwc cudnn filter", weight, [&] {
+      const Tensor w = weight.to(DType::F32);
+      const std::vector<float> f = cudnn_filter_layout(n.conv, w.data<float>(), ScratchLayout::NHWC);
+      return f32_bytes(f.data(), f.size());
+    });
+  }
+
+  // A modulated convolution with per-sample filters (style and demodulation folded into them):
+  // the filters are made first, then cuDNN runs once per sample on the activation in place, its
+  // output straight into y when nothing follows, else through the epilogue (bias, activation).
+  std::function<void(cudaStream_t)> f16_per_sample_conv_step(const Node& n, const Node& kept, size_t index,
+                                                              NodeProfile& prof) {
+    const DevView16 x = view16(n.inputs[0]), y = view16(n.output);
+    const float* style = ptr(n.inputs[1]);
+    const float* demod = n.inputs.size() > 2 ? ptr(n.inputs[2]) : nullptr;
+    const DevEpilogue ep = epilogue(n.epi, n.name);
+    const DevThen then = then_stage(index);
+    prof.flops = n.conv.flops(x.n, x.h, x.w);
+    const cpu::ConvDesc& d = n.conv;
+    const int Kf = d.transposed ? d.C : d.K, Cf = d.transposed ? d.K : d.C, R = d.kh * d.kw;
+    auto cs = std::make_unique<ConvStep>();
+    cs->node = &kept;
+    cs->n = 1;
+    cs->h = x.h;
+    cs->w = x.w;
+    cs->samples = x.n;
+    cs->conv = std::make_unique<CudnnConv>(d, 1, x.h, x.w, 0, false, state_->precision, ScratchLayout::NHWC, true);
+    cs->master = upload_master_filter(n, n.weight);
+    const size_t filter_elems = size_t(Kf) * R * Cf;
+    cs->weight = std::make_shared<DeviceBuffer>(zeroed(size_t(x.n) * filter_elems * sizeof(uint16_t)));
+    ConvStep* c = cs.get();
+    convs_.push_back(std::move(cs));
+    const bool identity = !ep.bias && ep.slope == 1.f && ep.gain == 1.f && !then.on;
+    const bool in_place = identity && y.pixel_stride == y.c;  // y a whole buffer: cuDNN's output
+    const int64_t y_sample = int64_t(y.c) * y.plane();         // elements per sample, packed
+    const bool transposed = d.transposed;
+    return [=](cudaStream_t st) {
+      uint16_t* filters = c->weight->as<uint16_t>();
+      launched(launch_f16_modulated_filters(c->master->as<float>(), Kf, R, Cf, transposed, style, demod, x.n, filters,
+                                            st),
+               "f16 modulated filters");
+      uint16_t* out = in_place ? y.data : scratch_out_.as<uint16_t>();
+      for (int s = 0; s < x.n; ++s)
+        c->conv->run(cudnn_->get(), x.data + s * x.batch_stride, filters + size_t(s) * filter_elems,
+                     out + s * y_sample, workspace_.get());
+      if (!in_place)
+        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), ScratchLayout::NHWC, nullptr, ep, then, y,
+                                               st),
+                 "f16 conv_epilogue");
+    };
+  }
+
   // Scratch operands sized for the largest convolution, then an algorithm per convolution
   // (cached per shape in the backend), then the workspace the chosen algorithms need.
   void choose_conv_algorithms(const Graph& g) {
@@ -757,7 +837,7 @@ class CudaExecutable final : public Executable {
         } catch (const OutOfDeviceMemory&) {
           throw;
         } catch (const Error& e) {
-          if (c->conv->layout() != ScratchLayout::NHWC) throw;
+          if (c->conv->layout() != ScratchLayout::NHWC || c->samples > 1) throw;  // (per-sample: f32 arena)
           std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", c->node->name.c_str(),
                        e.what());
           describe_conv(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, ScratchLayout::NCHW);
@@ -776,8 +856,10 @@ class CudaExecutable final : public Executable {
     }
     workspace_ = DeviceBuffer(device_, need);
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
-      if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv))
-        steps_[i].prof.kernel = convs_[ci++]->conv->kernel_name() + (f16_ ? "+f16_nhwc_io" : "");
+      if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv)) {
+        const ConvStep& c = *convs_[ci++];
+        steps_[i].prof.kernel = c.conv->kernel_name() + (c.samples > 1 ? "+per_sample" : "") + (f16_ ? "+f16_nhwc_io" : "");
+      }
   }
 
   // An algorithm an earlier process measured for this shape, when cuDNN still takes it.
@@ -805,7 +887,7 @@ class CudaExecutable final : public Executable {
     size_t in = 0, out = 0;
     for (auto& c : convs_) {
       in = std::max(in, c->conv->input_scratch_bytes());
-      out = std::max(out, c->conv->output_scratch_bytes());
+      out = std::max(out, c->conv->output_scratch_bytes() * size_t(c->samples));
     }
     if (in > scratch_in_.bytes()) scratch_in_ = zeroed(in);
     if (out > scratch_out_.bytes()) scratch_out_ = zeroed(out);
