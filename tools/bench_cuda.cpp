@@ -157,6 +157,16 @@ void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
   std::printf("\n");
 }
 
+// The GPEN_CUDA_* switches set in the environment ("" when none): which CUDA paths a run took
+// (f16 activations, per-sample filters, byte I/O, graphs) belongs beside its numbers.
+std::string cuda_switches() {
+  std::string s;
+  for (const char* name : {"GPEN_CUDA_NHWC16", "GPEN_CUDA_PER_SAMPLE", "GPEN_CUDA_BYTES", "GPEN_CUDA_GRAPHS",
+                           "GPEN_CUDA_WORKSPACE_MB"})
+    if (const char* v = std::getenv(name)) s += (s.empty() ? "" : " ") + std::string(name) + "=" + v;
+  return s;
+}
+
 int run_device_bench(const DeviceBenchOptions& o) {
   if (o.batches.empty() || o.precisions.empty() || o.runs < 1) fail("bench: need batch sizes, precisions and runs >= 1");
   // Fail on the device before loading anything: one line, no half-printed table.
@@ -169,6 +179,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
   if (!o.json) {
     std::printf("%s on --device %s; CUDA module: %s\n", model->config().describe().c_str(), o.device.c_str(),
                 cuda.usable() ? cuda.path().c_str() : ("unusable: " + cuda.why_unusable()).c_str());
+    if (!cuda_switches().empty()) std::printf("CUDA switches: %s\n", cuda_switches().c_str());
     std::printf("%-9s %5s %10s %10s %10s %10s %11s %11s %9s\n", "precision", "batch", "faces/s", "median ms",
                 "min ms", "p90 ms", "gpu MiB", "device MiB", "compile s");
   }
@@ -200,7 +211,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
                             {"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"p90_ms", t.p90_ms},
                             {"gpu_allocated_mb", gpu_mb}, {"device_used_mb", device_mb},
                             {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"compile_s", compile_s},
-                            {"runs", o.runs}};
+                            {"runs", o.runs}, {"cuda_switches", cuda_switches()}};
         if (o.streams > 1) j["streams"] = o.streams, j["faces_per_s_streams"] = streams_fps;
         if (bytes) j["faces_per_s_bytes"] = batch / (tb.median_ms / 1000), j["median_ms_bytes"] = tb.median_ms;
         std::printf("%s\n", j.dump().c_str());
