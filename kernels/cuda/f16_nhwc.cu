@@ -90,24 +90,10 @@ __global__ void to_rgb_bytes(DevView16 x, float scale, float offset, uint8_t* __
 }
 
 // --- modulated convolution ---
+// y = then(ep(acc * scale[n][c])): the conv epilogue, and with neither ep nor then the prepare
+// pass (x * style).
 template <int V>
-__global__ void prepare_input(DevView16 x, const float* __restrict__ scale, DevView16 out) {
-  const int g = GPEN_NHWC_GROUP(), n = blockIdx.z, P = int(x.plane());
-  if (g * V >= x.c) return;
-  float s[V];
-#pragma unroll
-  for (int j = 0; j < V; ++j) s[j] = scale ? scale[int64_t(n) * x.c + g * V + j] : 1.f;
-  GPEN_NHWC_PIXEL_LOOP(p, P) {
-    float v[V];
-    load_f16<V>(at(x, n, p, g * V), v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] *= s[j];
-    store_f16<V>(at(out, n, p, g * V), v);
-  }
-}
-
-template <int V>
-__global__ void conv_epilogue(DevView16 acc, const float* __restrict__ out_scale, DevEpilogue ep, DevThen then,
+__global__ void scaled_epilogue(DevView16 acc, const float* __restrict__ out_scale, DevEpilogue ep, DevThen then,
                               DevView16 y) {
   const int g = GPEN_NHWC_GROUP(), n = blockIdx.z, P = int(y.plane());
   if (g * V >= y.c) return;
@@ -206,7 +192,7 @@ cudaError_t launch_f16_nhwc_prepare_conv_input(const DevView16& x, const float* 
                                                ScratchLayout layout, cudaStream_t stream) {
   if (empty(x)) return cudaSuccess;
   const DevView16 o = packed_like(x, out, layout);
-  GPEN_LAUNCH_NHWC(prepare_input, x, x.pairs() && o.pairs(), stream, x, in_scale, o);
+  GPEN_LAUNCH_NHWC(scaled_epilogue, x, x.pairs() && o.pairs(), stream, x, in_scale, DevEpilogue{}, DevThen{}, o);
   return cudaGetLastError();
 }
 
@@ -215,7 +201,7 @@ cudaError_t launch_f16_nhwc_conv_epilogue(const uint16_t* acc, ScratchLayout lay
                                           cudaStream_t stream) {
   if (empty(y)) return cudaSuccess;
   const DevView16 a = packed_like(y, const_cast<uint16_t*>(acc), layout);
-  GPEN_LAUNCH_NHWC(conv_epilogue, y, y.pairs() && a.pairs(), stream, a, out_scale, ep, then, y);
+  GPEN_LAUNCH_NHWC(scaled_epilogue, y, y.pairs() && a.pairs(), stream, a, out_scale, ep, then, y);
   return cudaGetLastError();
 }
 
