@@ -94,7 +94,7 @@ __global__ void to_rgb_bytes(DevView16 x, float scale, float offset, uint8_t* __
 // pass (x * style).
 template <int V>
 __global__ void scaled_epilogue(DevView16 acc, const float* __restrict__ out_scale, DevEpilogue ep, DevThen then,
-                              DevView16 y) {
+                                DevView16 y) {
   const int g = GPEN_NHWC_GROUP(), n = blockIdx.z, P = int(y.plane());
   if (g * V >= y.c) return;
   float s[V];
