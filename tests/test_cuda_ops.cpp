@@ -336,12 +336,14 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
   }
   SECTION("modulated convolutions on large images: per-sample filters, and x * style without them") {
     const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    for (const int n : {3, 1})
     for (const char* per_sample : {"1", "0"}) {
       test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", per_sample);
+      INFO("batch " << n << ", GPEN_CUDA_PER_SAMPLE=" << per_sample);
       // A 3x3 conv into a concat slice (epilogue pass), and StyleGAN's upsampling: a transposed
       // conv whose raw output cuDNN writes in place (per-sample) or the blur demodulates.
       Graph g;
-      const int n = 3, C = 16, K = 8;
+      const int C = 16, K = 8;
       const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
       const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
       g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
@@ -358,7 +360,6 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
         for (const NodeProfile& p : exe->profile()) per_sample_convs += p.kernel.find("+per_sample") != std::string::npos;
         CHECK(per_sample_convs == (per_sample[0] == '1' ? 2 : 0));
       }
-      INFO("GPEN_CUDA_PER_SAMPLE=" << per_sample);
       compare(g,
               {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
                rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)},

@@ -279,10 +279,13 @@ class CudaExecutable final : public Executable {
     std::unique_ptr<CudnnConv> conv;
     std::shared_ptr<DeviceBuffer> weight;
     // Per-sample modulated filters (f16_per_sample_conv_step): `conv` is described for one
-    // sample and runs `samples` times; `weight` holds one f16 filter per sample, made each run
-    // from `master` (f32, cuDNN's NHWC filter layout).
+    // sample and runs `samples` times on one f16 filter per sample (the executable's
+    // per_sample_filters_), made each run from `master` (f32, cuDNN's NHWC filter layout).
+    // choose_conv_algorithms may turn it back into an ordinary convolution (per_sample false).
+    bool per_sample = false;
     int samples = 1;
     std::shared_ptr<DeviceBuffer> master;
+    size_t filter_elems = 0;  // per sample
   };
   struct Staged {
     int value;
@@ -411,7 +414,7 @@ class CudaExecutable final : public Executable {
           if (direct_1x1(n.conv))
             upload_f32(n.weight, n.name, "f32");
           else if (per_sample_filters(n))
-            upload_master_filter(n, n.weight);
+            upload_master_filter(n, n.weight), upload_filter(n, n.weight, ScratchLayout::NHWC);  // (the fallbacks')
           else
             upload_filter(n, n.weight, preferred_layout());
           break;
@@ -773,6 +776,8 @@ class CudaExecutable final : public Executable {
   // A modulated convolution with per-sample filters (style and demodulation folded into them):
   // the filters are made first, then cuDNN runs once per sample on the activation in place, its
   // output straight into y when nothing follows, else through the epilogue (bias, activation).
+  // Should cuDNN refuse the per-sample shape (choose_conv_algorithms), the node runs as an
+  // ordinary modulated convolution instead: x * style, cuDNN, epilogue with the demodulation.
   std::function<void(cudaStream_t)> f16_per_sample_conv_step(const Node& n, const Node& kept, size_t index,
                                                               NodeProfile& prof) {
     const DevView16 x = view16(n.inputs[0]), y = view16(n.output);
@@ -788,11 +793,11 @@ class CudaExecutable final : public Executable {
     cs->n = 1;
     cs->h = x.h;
     cs->w = x.w;
+    cs->per_sample = true;
     cs->samples = x.n;
     cs->conv = std::make_unique<CudnnConv>(d, 1, x.h, x.w, 0, false, state_->precision, ScratchLayout::NHWC, true);
     cs->master = upload_master_filter(n, n.weight);
-    const size_t filter_elems = size_t(Kf) * R * Cf;
-    cs->weight = std::make_shared<DeviceBuffer>(zeroed(size_t(x.n) * filter_elems * sizeof(uint16_t)));
+    cs->filter_elems = size_t(Kf) * R * Cf;
     ConvStep* c = cs.get();
     convs_.push_back(std::move(cs));
     const bool identity = !ep.bias && ep.slope == 1.f && ep.gain == 1.f && !then.on;
@@ -800,19 +805,36 @@ class CudaExecutable final : public Executable {
     const int64_t y_sample = int64_t(y.c) * y.plane();         // elements per sample, packed
     const bool transposed = d.transposed;
     return [=](cudaStream_t st) {
-      uint16_t* filters = c->weight->as<uint16_t>();
+      const CudnnConv& conv = *c->conv;
+      uint16_t* scratch = scratch_out_.as<uint16_t>();
+      if (!c->per_sample) {  // the ordinary way (see above)
+        launched(launch_f16_nhwc_prepare_conv_input(x, style, scratch_in_.as<uint16_t>(), conv.layout(), st),
+                 "f16 prepare_conv_input");
+        conv.run(cudnn_->get(), scratch_in_.get(), c->weight->get(), scratch, workspace_.get());
+        launched(launch_f16_nhwc_conv_epilogue(scratch, conv.layout(), demod, ep, then, y, st), "f16 conv_epilogue");
+        return;
+      }
+      uint16_t* filters = per_sample_filters_.as<uint16_t>();
       launched(launch_f16_modulated_filters(c->master->as<float>(), Kf, R, Cf, transposed, style, demod, x.n, filters,
                                             st),
                "f16 modulated filters");
-      uint16_t* out = in_place ? y.data : scratch_out_.as<uint16_t>();
+      uint16_t* out = in_place ? y.data : scratch;
       for (int s = 0; s < x.n; ++s)
-        c->conv->run(cudnn_->get(), x.data + s * x.batch_stride, filters + size_t(s) * filter_elems,
-                     out + s * y_sample, workspace_.get());
+        conv.run(cudnn_->get(), x.data + s * x.batch_stride, filters + size_t(s) * c->filter_elems, out + s * y_sample,
+                 workspace_.get());
       if (!in_place)
-        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), ScratchLayout::NHWC, nullptr, ep, then, y,
-                                               st),
+        launched(launch_f16_nhwc_conv_epilogue(scratch, ScratchLayout::NHWC, nullptr, ep, then, y, st),
                  "f16 conv_epilogue");
     };
+  }
+
+  // A per-sample convolution cuDNN has no algorithm for becomes an ordinary one (its step keeps
+  // both ways): described for the whole batch in `layout`, its f16 filter from the kernel cache.
+  void per_sample_to_ordinary(ConvStep& c, const Tensor& weight, ScratchLayout layout) {
+    c.per_sample = false;
+    c.n = c.samples;
+    c.samples = 1;
+    describe_conv(c, weight, layout);
   }
 
   // Scratch operands sized for the largest convolution, then an algorithm per convolution
@@ -826,25 +848,16 @@ class CudaExecutable final : public Executable {
     std::map<std::string, ConvAlgo> found;  // by cudnnFind in this compile
     for (auto& c : convs_) {
       ConvAlgo a;
-      if (state_->algos.find(c->conv->key(), &a)) {
-        // chosen by an earlier compile of this process
-      } else if (from_earlier_process(*c->conv, cap, &a)) {
-        state_->algos.put(c->conv->key(), a);
-      } else {
-        if (!probe.get() && cap) probe = DeviceBuffer(device_, cap);
+      for (;;) {
         try {
-          a = find_algo(*c, probe);
+          a = choose_algo(*c, cap, probe, found);
+          break;
         } catch (const OutOfDeviceMemory&) {
           throw;
         } catch (const Error& e) {
-          if (c->conv->layout() != ScratchLayout::NHWC || c->samples > 1) throw;  // (per-sample: f32 arena)
-          std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", c->node->name.c_str(),
-                       e.what());
-          describe_conv(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, ScratchLayout::NCHW);
+          if (!fall_back(*c, g.nodes()[size_t(c->node - graph_.nodes().data())].weight, e)) throw;
           allocate_scratch();
-          if (!state_->algos.find(c->conv->key(), &a)) a = find_algo(*c, probe);
         }
-        found[c->conv->key()] = a;
       }
       c->conv->use(a);
       need = std::max(need, a.workspace);
@@ -858,8 +871,39 @@ class CudaExecutable final : public Executable {
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
       if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv)) {
         const ConvStep& c = *convs_[ci++];
-        steps_[i].prof.kernel = c.conv->kernel_name() + (c.samples > 1 ? "+per_sample" : "") + (f16_ ? "+f16_nhwc_io" : "");
+        steps_[i].prof.kernel = c.conv->kernel_name() + (c.per_sample ? "+per_sample" : "") + (f16_ ? "+f16_nhwc_io" : "");
       }
+  }
+
+  // The algorithm for c's shape: chosen earlier in this process, by an earlier process (when cuDNN
+  // still takes it), or found now with cudnnFind (then also added to `found`).
+  ConvAlgo choose_algo(const ConvStep& c, size_t cap, DeviceBuffer& probe, std::map<std::string, ConvAlgo>& found) {
+    ConvAlgo a;
+    if (state_->algos.find(c.conv->key(), &a)) return a;
+    if (from_earlier_process(*c.conv, cap, &a)) {
+      state_->algos.put(c.conv->key(), a);
+      return a;
+    }
+    if (!probe.get() && cap) probe = DeviceBuffer(device_, cap);
+    a = find_algo(c, probe);
+    found[c.conv->key()] = a;
+    return a;
+  }
+
+  // When cuDNN has no algorithm for c: per-sample filters give way to x * style, NHWC f16
+  // operands to NCHW ones (each with a note). False when nothing is left to try.
+  bool fall_back(ConvStep& c, const Tensor& weight, const Error& why) {
+    const char* name = c.node->name.c_str();
+    if (c.per_sample) {
+      std::fprintf(stderr, "gpen: note: %s: no per-sample algorithm (%s); modulating the input instead\n", name,
+                   why.what());
+      per_sample_to_ordinary(c, weight, ScratchLayout::NHWC);
+      return true;
+    }
+    if (c.conv->layout() != ScratchLayout::NHWC) return false;
+    std::fprintf(stderr, "gpen: note: %s: no NHWC f16 algorithm (%s); using NCHW\n", name, why.what());
+    describe_conv(c, weight, ScratchLayout::NCHW);
+    return true;
   }
 
   // An algorithm an earlier process measured for this shape, when cuDNN still takes it.
@@ -877,7 +921,8 @@ class CudaExecutable final : public Executable {
     const void* x = conv.needs_prepared_input() ? scratch_in_.get()
                     : is_f16(xv)                ? static_cast<const void*>(view16(xv).data)
                                                 : static_cast<const void*>(ptr(xv));
-    const ConvAlgo a = conv.find(cudnn_->get(), x, c.weight->get(), scratch_out_.get(), probe.get(), probe.bytes());
+    const void* w = c.per_sample ? per_sample_filters_.get() : c.weight->get();
+    const ConvAlgo a = conv.find(cudnn_->get(), x, w, scratch_out_.get(), probe.get(), probe.bytes());
     check(cudaStreamSynchronize(stream_->get()), "cudnnFind");
     state_->algos.put(conv.key(), a);
     return a;
@@ -885,12 +930,15 @@ class CudaExecutable final : public Executable {
 
   void allocate_scratch() {
     size_t in = 0, out = 0;
+    size_t filters = 0;  // per-sample filters: one buffer, sized for the largest (steps run in turn)
     for (auto& c : convs_) {
       in = std::max(in, c->conv->input_scratch_bytes());
       out = std::max(out, c->conv->output_scratch_bytes() * size_t(c->samples));
+      if (c->per_sample) filters = std::max(filters, size_t(c->samples) * c->filter_elems * sizeof(uint16_t));
     }
     if (in > scratch_in_.bytes()) scratch_in_ = zeroed(in);
     if (out > scratch_out_.bytes()) scratch_out_ = zeroed(out);
+    if (filters > per_sample_filters_.bytes()) per_sample_filters_ = zeroed(filters);
   }
   DeviceBuffer zeroed(size_t bytes) {
     DeviceBuffer b(device_, bytes);
@@ -1129,7 +1177,7 @@ class CudaExecutable final : public Executable {
   int device_;
   std::shared_ptr<CudaKernelCache> cache_;
   std::unique_ptr<Stream> stream_;
-  DeviceBuffer arena_, cublas_ws_, scratch_in_, scratch_out_, workspace_;
+  DeviceBuffer arena_, cublas_ws_, scratch_in_, scratch_out_, workspace_, per_sample_filters_;
   // The f16 activation mode: which values are f16 NHWC, the f32 staging of f16 inputs and
   // outputs, and the f32 copies of flattened images (by value).
   F16ActivationPlan act_;
