@@ -156,9 +156,12 @@ if want photos; then
     export GPEN_CUDA_NHWC16=$([ $run = 4 ] && echo 1 || echo 0)
     rm -rf /tmp/photos_out
     t0=$(date +%s.%N)
-    run_logged photos 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
+    if ! run_logged "photos$run" 120 6 "$B/gpen" enhance /tmp/photos -o /tmp/photos_out --model "$W" \
       --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda --precision fp16 --batch-size 16 \
-      --detector-device "$det" --workers "$workers" --streams "$streams" --quiet --report "/tmp/photos$run.json"
+      --detector-device "$det" --workers "$workers" --streams "$streams" --quiet --report "/tmp/photos$run.json"; then
+      echo "run $run failed: no rate (see photos$run.log)"
+      continue
+    fi
     t1=$(date +%s.%N)
     awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$run" -v d="$det" -v w="$workers" \
       -v f="$GPEN_CUDA_NHWC16" \
