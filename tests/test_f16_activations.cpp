@@ -143,7 +143,7 @@ TEST_CASE("f16 activations: graphs with other ops or layouts keep the f32 arena,
 // arithmetic stays f32, as in the CUDA kernels): the issue's fp16 bounds must hold with room to
 // spare for the f16 convolution operands the GPU adds, and nothing may overflow to inf.
 TEST_CASE("f16 activations: GPEN-512 with every image value stored as f16 keeps fp16 accuracy (CPU emulation)",
-          "[f16-activations]") {
+          "[f16-activations][large]") {
   auto model = std::make_shared<GpenModel>(GpenModel::from_state_dict(gpen_random_state_dict(gpen_official_config(512), 11)));
   const Tensor x = test::random_tensor({1, 3, 512, 512}, 12, -1.f, 1.f);
   CompileOptions opt;
