@@ -19,11 +19,13 @@ __device__ __forceinline__ int source_index(int j, int up, int pad, int in) {
 // contiguous, so the threads of a warp read neighbouring channels of the same taps: every tap
 // read is coalesced, and the neighbouring pixels' overlapping taps come from L1. The flipped
 // taps sit in shared memory. grid: x = (pixel chunk, channel chunk), y = output row, z = sample.
-template <int UP, int V>
+// K: taps per axis known at compile time (4: GPEN's [1,3,3,1]; the tap loops then unroll), or 0.
+template <int UP, int V, int K>
 __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict__ kernel, int kh, int kw, int up,
                                int down, int pad0, const float* __restrict__ in_scale, DevEpilogue ep,
                                int channel_chunks) {
   __shared__ float taps[kMaxTaps * kMaxTaps];
+  if (K) kh = kw = K;
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   for (int i = tid; i < kh * kw; i += blockDim.x * blockDim.y)  // flipped: a true convolution
     taps[i] = kernel[(kh - 1 - i / kw) * kw + (kw - 1 - i % kw)];
@@ -40,10 +42,12 @@ __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict
   }
   for (int oy = blockIdx.y; oy < y.h; oy += gridDim.y) {
     float acc[V] = {};
-    for (int ky = 0; ky < kh; ++ky) {
+#pragma unroll
+    for (int ky = 0; ky < (K ? K : kh); ++ky) {
       const int sy = source_index<UP>(oy * down + ky, up, pad0, x.h);
       if (sy < 0) continue;
-      for (int kx = 0; kx < kw; ++kx) {
+#pragma unroll
+      for (int kx = 0; kx < (K ? K : kw); ++kx) {
         const int sx = source_index<UP>(ox * down + kx, up, pad0, x.w);
         if (sx < 0) continue;
         float v[V];
@@ -74,12 +78,19 @@ void launch_up(const DevView16& x, const DevView16& y, const float* kernel, int 
   const int channel_chunks = (groups + bx - 1) / bx, pixel_chunks = (y.w + by - 1) / by;
   const dim3 grid(unsigned(channel_chunks * pixel_chunks), unsigned(y.h < 65535 ? y.h : 65535), unsigned(y.n));
   const dim3 block{unsigned(bx), unsigned(by)};
-  if (two)
-    upfirdn2d_nhwc<UP, 2><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep,
-                                                                            channel_chunks);
+  const bool four = kh == 4 && kw == 4;
+#define GPEN_FIR_LAUNCH(V, K)                                                                           \
+  upfirdn2d_nhwc<UP, V, K><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep, \
+                                                       channel_chunks)
+  if (two && four)
+    GPEN_FIR_LAUNCH(2, 4);
+  else if (two)
+    GPEN_FIR_LAUNCH(2, 0);
+  else if (four)
+    GPEN_FIR_LAUNCH(1, 4);
   else
-    upfirdn2d_nhwc<UP, 1><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep,
-                                                                            channel_chunks);
+    GPEN_FIR_LAUNCH(1, 0);
+#undef GPEN_FIR_LAUNCH
 }
 
 }  // namespace
