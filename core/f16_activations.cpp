@@ -102,6 +102,28 @@ void fuse_in_place_scale_bias_act(const Graph& g, F16ActivationPlan* plan) {
   }
 }
 
+bool same_run(const std::vector<ActivationForm>& form, const Node& a, const Node& b) {
+  if (a.op != b.op) return false;
+  if (a.op == OpType::Linear)
+    return a.inputs[0] == b.inputs[0] && form[size_t(a.inputs[0])] == ActivationForm::F32 &&
+           a.epi.slope == b.epi.slope && a.epi.gain == b.epi.gain && a.weight.dim(1) == b.weight.dim(1);
+  return a.op == OpType::DemodFactors && a.eps == b.eps;
+}
+
+void find_vector_runs(const Graph& g, F16ActivationPlan* plan) {
+  const size_t nodes = g.nodes().size();
+  plan->run_end.assign(nodes, -1);
+  for (size_t i = 0; i < nodes;) {
+    size_t j = i + 1;
+    while (j < nodes && same_run(plan->form, g.nodes()[i], g.nodes()[j])) ++j;
+    if (j - i >= 2) {
+      plan->run_end[i] = int(j);
+      for (size_t k = i + 1; k < j; ++k) plan->run_end[k] = -2;
+    }
+    i = j;
+  }
+}
+
 }  // namespace
 
 F16ActivationPlan plan_f16_activations(const Graph& g) {
@@ -123,6 +145,7 @@ F16ActivationPlan plan_f16_activations(const Graph& g) {
   plan.supported = true;
   move_demodulation_into_firs(g, &plan);
   fuse_in_place_scale_bias_act(g, &plan);
+  find_vector_runs(g, &plan);
   return plan;
 }
 

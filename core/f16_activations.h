@@ -37,6 +37,13 @@ struct F16ActivationPlan {
   // recomputed encoder feature, then scaled as noise), that node's index, else -1: the backend
   // may apply both in one pass and skip the second node.
   std::vector<int> fused_after;
+  // Runs of per-sample vector ops a backend may compute in one launch each (GPEN: every style, then
+  // every demodulation factor, right after its mapping network): consecutive Linears reading the
+  // same f32 input with the same activation, or consecutive DemodFactors with the same eps. Per
+  // node: for a run's first node, one past its last; for its other nodes -2; else -1. Computing
+  // the whole run at its first node is safe: inside a run nothing else is read, so no output can
+  // share memory with a value that dies there.
+  std::vector<int> run_end;
 };
 
 F16ActivationPlan plan_f16_activations(const Graph& g);

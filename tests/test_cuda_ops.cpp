@@ -366,6 +366,28 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
               GpuPrecision::FP16, f16, true);
     }
   }
+  SECTION("runs of Linears and of demodulation factors, one launch each") {
+    Graph g;
+    const int latent = g.input("w", {3, 37});
+    const int a = g.linear("style_a", latent, rnd({29, 37}, 1), EpilogueSpec::with_bias(rnd({29}, 2)));
+    const int b = g.linear("style_b", latent, rnd({5, 37}, 3), EpilogueSpec::with_bias(rnd({5}, 4)));
+    const int c = g.linear("style_c", latent, rnd({7, 37}, 5), EpilogueSpec{});
+    g.mark_output(c);
+    g.mark_output(g.demod_factors("demod_a", a, rnd({11, 29}, 6, 0.f, 2.f), 1e-8f));
+    g.mark_output(g.demod_factors("demod_b", b, rnd({13, 5}, 7, 0.f, 2.f), 1e-8f));
+    g.mark_output(a);
+    g.mark_output(g.scale_bias_act("image", g.input("x", {3, 4, 5, 6}), 2.f, EpilogueSpec{}));  // an f16 value too
+    if (CudaModule::instance().usable()) {
+      test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
+      auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
+      std::string kernels;
+      for (const NodeProfile& p : exe->profile()) kernels += p.kernel + ";";
+      INFO(kernels);
+      CHECK(kernels.find("grouped_linear x3") != std::string::npos);
+      CHECK(kernels.find("grouped_demod_factors x2") != std::string::npos);
+    }
+    compare(g, {rnd({3, 37}, 8), rnd({3, 4, 5, 6}, 9)}, GpuPrecision::FP16, {1e-3, 0}, true);  // (the image is f16)
+  }
   SECTION("a Linear on a reshaped image (flattened in NCHW order)") {
     Graph g;
     const int x = g.input("x", {2, 6, 3, 5});

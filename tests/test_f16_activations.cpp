@@ -91,6 +91,18 @@ TEST_CASE("f16 activations: GPEN's images become NHWC f16 views, its vectors sta
     CHECK(sba.output == conv.output);
   }
   CHECK(fused == 2);
+
+  // Every style (13 StyledConvs, 7 ToRGBs) in one run of Linears, every demodulation (13) in one
+  // run after it; the mapping network's chain of Linears is no run (each reads the one before).
+  std::vector<std::pair<std::string, int>> runs;
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    if (plan.run_end[i] >= 0) {
+      runs.emplace_back(op_name(g.nodes()[i].op), plan.run_end[i] - int(i));
+      for (int k = int(i) + 1; k < plan.run_end[i]; ++k) CHECK(plan.run_end[size_t(k)] == -2);
+    }
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0] == std::make_pair(std::string("linear"), 20));
+  CHECK(runs[1] == std::make_pair(std::string("demod_factors"), 13));
 }
 
 TEST_CASE("f16 activations: demodulation moves into a FIR only when nothing else reads the conv's output",

@@ -44,6 +44,7 @@
 #include "kernels/cuda/f16_nhwc.cuh"
 #include "kernels/cuda/f16_nhwc_conv1x1_direct.cuh"
 #include "kernels/cuda/f16_nhwc_upfirdn2d.cuh"
+#include "kernels/cuda/grouped_vectors.cuh"
 #include "kernels/cuda/modulation.cuh"
 #include "kernels/cuda/pixel_norm.cuh"
 #include "kernels/cuda/resample.cuh"
@@ -210,7 +211,7 @@ class CudaExecutable final : public Executable {
     cudnn_ = std::make_unique<CudnnHandle>(stream_->get());
     cublas_ = std::make_unique<CublasHandle>(stream_->get(), cublas_ws_.get(), cublas_ws_.bytes());
     // Weights come from `g` (the caller's graph); graph_ keeps only their shapes.
-    for (size_t i = 0; i < g.nodes().size(); ++i) steps_.push_back(make_step(g.nodes()[i], graph_.nodes()[i]));
+    for (size_t i = 0; i < g.nodes().size(); ++i) steps_.push_back(make_step(g, g.nodes()[i], graph_.nodes()[i]));
     choose_conv_algorithms(g);
     stage_inputs_outputs();
   }
@@ -438,12 +439,18 @@ class CudaExecutable final : public Executable {
   // --- one step per node ---
   // `n` carries the weights; `kept` is the same node in graph_ (weights released), which steps
   // may refer to after compile.
-  Step make_step(const Node& n, const Node& kept) {
+  // `g` is the graph being compiled (with weights; a run of vector ops reads its other nodes').
+  Step make_step(const Graph& g, const Node& n, const Node& kept) {
     Step s;
     s.prof.name = n.name;
     s.prof.op = op_name(n.op);
     s.prof.kernel = std::string("cuda_") + op_name(n.op);
     const int in0 = n.inputs.empty() ? -1 : n.inputs[0], out = n.output;
+    const size_t index = size_t(&kept - graph_.nodes().data());
+    if (f16_ && act_.run_end[index] != -1) {
+      s.run = vector_run_step(g, index, s.prof);
+      return s;
+    }
     if (is_f16(out)) {
       s.run = f16_step(n, kept, s.prof);
       return s;
@@ -576,6 +583,109 @@ class CudaExecutable final : public Executable {
       }
       default: fail("cuda backend: ", op_name(n.op), " '", n.name, "' has no f16 NHWC kernel");
     }
+  }
+
+  // --- runs of per-sample vector ops (F16ActivationPlan::run_end): one launch per run ---
+  // The run's first node computes every node's output; the others are empty steps.
+  std::function<void(cudaStream_t)> vector_run_step(const Graph& g, size_t index, NodeProfile& prof) {
+    const int end = act_.run_end[index];
+    if (end == -2) {
+      prof.kernel = "computed with its run";
+      return [](cudaStream_t) {};
+    }
+    std::vector<const Node*> run;
+    for (size_t i = index; i < size_t(end); ++i) run.push_back(&g.nodes()[i]);
+    prof.kernel = std::string("grouped_") + op_name(run[0]->op) + " x" + std::to_string(run.size());
+    return run[0]->op == OpType::Linear ? grouped_linear_step(run) : grouped_demod_step(run);
+  }
+
+  // Host vectors to a device buffer of this executable (the per-row tables of a run).
+  template <class T>
+  const T* device_table(const std::vector<T>& v) {
+    tables_.emplace_back(device_, std::max<size_t>(1, v.size() * sizeof(T)));
+    check(cudaMemcpy(tables_.back().get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "table upload");
+    return tables_.back().as<T>();
+  }
+
+  std::function<void(cudaStream_t)> grouped_linear_step(const std::vector<const Node*>& run) {
+    const Node& first = *run[0];
+    const DevView x = view(first.inputs[0]);
+    const int in = int(first.weight.dim(1));
+    if (x.batch_stride != in) fail("cuda backend: linear '", first.name, "' needs contiguous rows");
+    std::vector<float*> dst;
+    std::vector<int> stride;
+    int64_t rows = 0;
+    bool any_bias = false;
+    for (const Node* n : run) {
+      const DevView y = view(n->output);
+      for (int o = 0; o < y.c; ++o) dst.push_back(y.data + o), stride.push_back(int(y.batch_stride));
+      rows += n->weight.dim(0);
+      any_bias |= n->epi.bias.defined() && n->epi.bias.numel();
+    }
+    // The run's weights and biases, one after another, uploaded once per model (kernel cache;
+    // keyed by the run's first node and its row count).
+    const std::string rows_form = " (" + std::to_string(rows) + " rows)";
+    const float* weight = upload(first.name, "grouped linear weights" + rows_form, first.weight, [&] {
+                            std::vector<uint8_t> b;
+                            for (const Node* n : run) {
+                              const Tensor w = n->weight.to(DType::F32);
+                              const std::vector<uint8_t> part = f32_bytes(w.data<float>(), size_t(w.numel()));
+                              b.insert(b.end(), part.begin(), part.end());
+                            }
+                            return b;
+                          })->as<float>();
+    const float* bias = !any_bias ? nullptr
+                                  : upload(first.name, "grouped linear bias" + rows_form, first.weight, [&] {
+                                      std::vector<float> all;
+                                      for (const Node* n : run) {
+                                        const bool has = n->epi.bias.defined() && n->epi.bias.numel();
+                                        const Tensor b = has ? n->epi.bias.to(DType::F32) : Tensor();
+                                        for (int64_t o = 0; o < n->weight.dim(0); ++o)
+                                          all.push_back(has ? b.data<float>()[o] : 0.f);
+                                      }
+                                      return f32_bytes(all.data(), all.size());
+                                    })->as<float>();
+    GroupedLinearRows t;
+    t.weight = weight;
+    t.bias = bias;
+    t.dst = device_table(dst);
+    t.dst_stride = device_table(stride);
+    t.rows = int(rows);
+    t.in = in;
+    t.slope = first.epi.slope;
+    t.gain = first.epi.gain;
+    return [x, t](cudaStream_t st) { launched(launch_grouped_linear(x.data, x.n, int(x.batch_stride), t, st), "grouped linear"); };
+  }
+
+  std::function<void(cudaStream_t)> grouped_demod_step(const std::vector<const Node*>& run) {
+    std::vector<const float*> wsq, style;
+    std::vector<int> C, style_stride, dst_stride;
+    std::vector<float*> dst;
+    int n = 0;
+    for (const Node* node : run) {
+      const float* w = upload_f32(node->weight, node->name, "f32");
+      const DevView s = view(node->inputs[0]), d = view(node->output);
+      const int K = int(node->weight.dim(0)), Cl = int(node->weight.dim(1));
+      n = s.n;
+      for (int k = 0; k < K; ++k) {
+        wsq.push_back(w + int64_t(k) * Cl);
+        style.push_back(s.data);
+        C.push_back(Cl);
+        style_stride.push_back(int(s.batch_stride));
+        dst.push_back(d.data + k);
+        dst_stride.push_back(int(d.batch_stride));
+      }
+    }
+    GroupedDemodRows t;
+    t.wsq = device_table(wsq);
+    t.style = device_table(style);
+    t.C = device_table(C);
+    t.style_stride = device_table(style_stride);
+    t.dst = device_table(dst);
+    t.dst_stride = device_table(dst_stride);
+    t.rows = int(dst.size());
+    t.eps = run[0]->eps;
+    return [n, t](cudaStream_t st) { launched(launch_grouped_demod(n, t, st), "grouped demodulation"); };
   }
 
   // y[n][o] = ep(sum_i x[n][i] w[o][i]): a cuBLAS SGEMM (row-major y = x w^T is column-major
@@ -1185,6 +1295,7 @@ class CudaExecutable final : public Executable {
   DeviceBuffer io_f32_;
   std::map<int, DeviceBuffer> flat_;
   std::map<size_t, DeviceBuffer> demod_copies_;  // by FIR node: its convolution's demodulation
+  std::vector<DeviceBuffer> tables_;             // per-row tables of the vector runs
   std::unique_ptr<CudnnHandle> cudnn_;
   std::unique_ptr<CublasHandle> cublas_;
   std::map<std::string, std::shared_ptr<DeviceBuffer>> weights_;  // by upload key

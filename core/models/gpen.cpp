@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -208,10 +209,19 @@ struct Builder {
   std::function<const Tensor&(const std::string&)> w;
   int image = -1, top_feature = -1;  // the input, and ecd0's output (recomputed, see below)
 
-  // Style vector for one modulated conv: s = modulation(w), [N][Cin].
-  int modulation(const std::string& p) {
-    return g.linear(p + ".modulation", latent, w(p + ".conv.modulation.weight"),
-                    EpilogueSpec::with_bias(w(p + ".conv.modulation.bias")));
+  // Style vectors s = modulation(w), [N][Cin], and demodulation factors, [N][K], of every
+  // modulated conv, made in one run right after the mapping network (precompute_styles): they
+  // depend on the latent alone, and a backend may then compute each run in one pass (CUDA: one
+  // kernel for all styles, one for all factors, instead of ~45 tiny launches). The values are
+  // the same as made beside each conv; the vectors stay live a little longer (a few KB).
+  std::map<std::string, int> styles{}, demods{};
+  int modulation(const std::string& p) { return styles.at(p); }
+  void precompute_styles(const std::vector<std::string>& styled, const std::vector<std::string>& to_rgb) {
+    for (const auto* list : {&styled, &to_rgb})
+      for (const std::string& p : *list)
+        styles[p] = g.linear(p + ".modulation", latent, w(p + ".conv.modulation.weight"),
+                             EpilogueSpec::with_bias(w(p + ".conv.modulation.bias")));
+    for (const std::string& p : styled) demods[p] = g.demod_factors(p + ".demod", styles[p], w(p + ".conv.weight.sq"), 1e-8f);
   }
 
   // StyledConv: modulated 3x3 conv (optionally transposed x2 + blur) || noise_w * feature, then
@@ -220,8 +230,7 @@ struct Builder {
     const Tensor& wt = w(p + ".conv.weight");
     const Shape xs = g.value(x).shape;
     const int K = int(wt.dim(0)), C = int(wt.dim(1));
-    const int s = modulation(p);
-    const int d = g.demod_factors(p + ".demod", s, w(p + ".conv.weight.sq"), 1e-8f);
+    const int s = modulation(p), d = demods.at(p);
     const Shape fs = g.value(feature).shape;
     const int buf = g.buffer(p + ".out", {xs[0], 2 * int64_t(K), fs[2], fs[3]});
     const int lo = g.channel_slice(buf, 0, K), hi = g.channel_slice(buf, K, 2 * int64_t(K));
@@ -317,6 +326,15 @@ Graph GpenModel::build_graph(int batch) const {
   for (int i = 1; i <= c.n_mlp; ++i)
     st = g.linear(key("style.", i, ""), st, w(key("style.", i, ".w")), EpilogueSpec::fused_lrelu(w(key("style.", i, ".b"))));
   b.latent = st;
+  {
+    std::vector<std::string> styled = {"generator.conv1"}, rgb = {"generator.to_rgb1"};
+    for (int i = 3; i <= c.log_size(); ++i) {
+      styled.push_back(key("generator.convs.", 2 * (i - 3), ""));
+      styled.push_back(key("generator.convs.", 2 * (i - 3) + 1, ""));
+      rgb.push_back(key("generator.to_rgbs.", i - 3, ""));
+    }
+    b.precompute_styles(styled, rgb);
+  }
 
   // Decoder: the encoder feature of each resolution is injected twice (except at 4x4: once).
   int out = g.broadcast("const_input", w("generator.input.input"), batch);
