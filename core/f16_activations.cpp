@@ -110,15 +110,45 @@ bool same_run(const std::vector<ActivationForm>& form, const Node& a, const Node
   return a.op == OpType::DemodFactors && a.eps == b.eps;
 }
 
+// The last node touching each root value (graph outputs: past the last node), as plan_memory
+// computes lifetimes.
+std::vector<int> last_use(const Graph& g) {
+  std::vector<int> last(g.values().size(), -1);
+  const auto touch = [&](int v, int t) { last[size_t(g.value(v).root)] = std::max(last[size_t(g.value(v).root)], t); };
+  for (int t = 0; t < int(g.nodes().size()); ++t) {
+    for (int v : g.nodes()[size_t(t)].inputs) touch(v, t);
+    touch(g.nodes()[size_t(t)].output, t);
+  }
+  for (int v : g.outputs()) touch(v, int(g.nodes().size()));
+  return last;
+}
+
+// Whether node k may join the run [i, k): it reads no output of the run, and every value the
+// run [i, k] touches lives at least to k (so no output can share memory with a value that dies
+// inside the run: the memory plan only reuses memory of values dead before a node).
+bool may_join(const Graph& g, const std::vector<int>& last, int i, int k) {
+  for (int v : g.nodes()[size_t(k)].inputs)
+    for (int m = i; m < k; ++m)
+      if (g.value(v).root == g.value(g.nodes()[size_t(m)].output).root) return false;
+  for (int m = i; m <= k; ++m) {
+    const Node& n = g.nodes()[size_t(m)];
+    for (int v : n.inputs)
+      if (last[size_t(g.value(v).root)] < k) return false;
+    if (last[size_t(g.value(n.output).root)] < k) return false;
+  }
+  return true;
+}
+
 void find_vector_runs(const Graph& g, F16ActivationPlan* plan) {
-  const size_t nodes = g.nodes().size();
-  plan->run_end.assign(nodes, -1);
-  for (size_t i = 0; i < nodes;) {
-    size_t j = i + 1;
-    while (j < nodes && same_run(plan->form, g.nodes()[i], g.nodes()[j])) ++j;
+  const int nodes = int(g.nodes().size());
+  const std::vector<int> last = last_use(g);
+  plan->run_end.assign(size_t(nodes), -1);
+  for (int i = 0; i < nodes;) {
+    int j = i + 1;
+    while (j < nodes && same_run(plan->form, g.nodes()[size_t(i)], g.nodes()[size_t(j)]) && may_join(g, last, i, j)) ++j;
     if (j - i >= 2) {
-      plan->run_end[i] = int(j);
-      for (size_t k = i + 1; k < j; ++k) plan->run_end[k] = -2;
+      plan->run_end[size_t(i)] = j;
+      for (int k = i + 1; k < j; ++k) plan->run_end[size_t(k)] = -2;
     }
     i = j;
   }

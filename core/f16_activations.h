@@ -41,8 +41,9 @@ struct F16ActivationPlan {
   // every demodulation factor, right after its mapping network): consecutive Linears reading the
   // same f32 input with the same activation, or consecutive DemodFactors with the same eps. Per
   // node: for a run's first node, one past its last; for its other nodes -2; else -1. Computing
-  // the whole run at its first node is safe: inside a run nothing else is read, so no output can
-  // share memory with a value that dies there.
+  // the whole run at its first node is safe because a run is cut where that would not be: no
+  // node reads an earlier run node's output, and every value the run touches lives to its end,
+  // so no output can share memory with a value that dies inside the run.
   std::vector<int> run_end;
 };
 

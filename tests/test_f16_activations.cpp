@@ -178,3 +178,42 @@ TEST_CASE("f16 activations: GPEN-512 with every image value stored as f16 keeps 
   CHECK(rel <= 2e-3);
   CHECK(double(close) >= 0.999 * double(n));
 }
+
+// A run is computed at its first node, so it must stop before a node that would make that
+// unsafe: one reading a run output, or any node once a value the run touches has died.
+TEST_CASE("f16 activations: runs of vector ops stop where computing them early would be unsafe", "[f16-activations]") {
+  const auto ends = [](const Graph& g) {
+    std::vector<int> e;
+    for (int v : plan_f16_activations(g).run_end) e.push_back(v);
+    return e;
+  };
+  const Tensor w37 = test::random_tensor({6, 37}, 1), wsq = test::random_tensor({5, 6}, 2, 0.f, 1.f);
+  SECTION("a style that dies inside the demodulation run") {
+    Graph g;
+    const int w = g.input("w", {2, 37});
+    const int s1 = g.linear("s1", w, w37, EpilogueSpec{}), s2 = g.linear("s2", w, w37, EpilogueSpec{});
+    g.mark_output(g.demod_factors("d1", s1, wsq, 1e-8f));  // s1's last reader
+    g.mark_output(g.demod_factors("d2", s2, wsq, 1e-8f));
+    g.mark_output(g.demod_factors("d3", s2, wsq, 1e-8f));
+    // s1 and s2 (both read later) form a run; d1 stands alone; d2 and d3 form one.
+    CHECK(ends(g) == std::vector<int>{2, -2, -1, 5, -2});
+  }
+  SECTION("a node reading an earlier run node's output") {
+    Graph g;
+    const int w = g.input("w", {2, 37});
+    const int s = g.linear("s", w, w37, EpilogueSpec{});
+    const int d1 = g.demod_factors("d1", s, wsq, 1e-8f);
+    g.mark_output(d1);
+    g.mark_output(g.demod_factors("d2", d1, test::random_tensor({4, 5}, 3, 0.f, 1.f), 1e-8f));
+    g.mark_output(s);
+    CHECK(ends(g) == std::vector<int>{-1, -1, -1});
+  }
+  SECTION("a Linear whose output nobody reads") {
+    Graph g;
+    const int w = g.input("w", {2, 37});
+    g.linear("unused", w, w37, EpilogueSpec{});
+    g.mark_output(g.linear("b", w, w37, EpilogueSpec{}));
+    g.mark_output(g.linear("c", w, w37, EpilogueSpec{}));
+    CHECK(ends(g) == std::vector<int>{-1, 3, -2});
+  }
+}

@@ -596,18 +596,22 @@ class CudaExecutable final : public Executable {
     std::vector<const Node*> run;
     for (size_t i = index; i < size_t(end); ++i) run.push_back(&g.nodes()[i]);
     prof.kernel = std::string("grouped_") + op_name(run[0]->op) + " x" + std::to_string(run.size());
-    return run[0]->op == OpType::Linear ? grouped_linear_step(run) : grouped_demod_step(run);
+    return run[0]->op == OpType::Linear ? grouped_linear_step(run, prof) : grouped_demod_step(run);
   }
 
   // Host vectors to a device buffer of this executable (the per-row tables of a run).
   template <class T>
   const T* device_table(const std::vector<T>& v) {
     tables_.emplace_back(device_, std::max<size_t>(1, v.size() * sizeof(T)));
-    check(cudaMemcpy(tables_.back().get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "table upload");
+    // On the executable's stream (non-blocking: a legacy-stream copy would not be ordered before
+    // its kernels), finished before `v` may go.
+    check(cudaMemcpyAsync(tables_.back().get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, stream_->get()),
+          "table upload");
+    check(cudaStreamSynchronize(stream_->get()), "table upload");
     return tables_.back().as<T>();
   }
 
-  std::function<void(cudaStream_t)> grouped_linear_step(const std::vector<const Node*>& run) {
+  std::function<void(cudaStream_t)> grouped_linear_step(const std::vector<const Node*>& run, NodeProfile& prof) {
     const Node& first = *run[0];
     const DevView x = view(first.inputs[0]);
     const int in = int(first.weight.dim(1));
@@ -628,6 +632,7 @@ class CudaExecutable final : public Executable {
     const float* weight = upload(first.name, "grouped linear weights" + rows_form, first.weight, [&] {
                             std::vector<uint8_t> b;
                             for (const Node* n : run) {
+                              if (!n->weight.defined()) fail("cuda backend: ", n->name, " has no weights to group");
                               const Tensor w = n->weight.to(DType::F32);
                               const std::vector<uint8_t> part = f32_bytes(w.data<float>(), size_t(w.numel()));
                               b.insert(b.end(), part.begin(), part.end());
@@ -654,6 +659,7 @@ class CudaExecutable final : public Executable {
     t.in = in;
     t.slope = first.epi.slope;
     t.gain = first.epi.gain;
+    prof.flops = 2 * int64_t(x.n) * rows * in;
     return [x, t](cudaStream_t st) { launched(launch_grouped_linear(x.data, x.n, int(x.batch_stride), t, st), "grouped linear"); };
   }
 
