@@ -404,7 +404,12 @@ class CudaExecutable final : public Executable {
   // when the arena then does not fit, a retry with a smaller batch finds all weights cached even
   // if the model has dropped its host copies meanwhile.
   void upload_weights(const Graph& g) {
-    for (const Node& n : g.nodes()) {
+    for (size_t i = 0; i < g.nodes().size(); ++i) {
+      const Node& n = g.nodes()[i];
+      if (f16_ && n.op == OpType::Linear && act_.run_end[i] != -1) {  // only as its run's (grouped)
+        if (act_.run_end[i] >= 0) grouped_linear_weights(run_nodes(g, i));
+        continue;
+      }
       if (n.epi.bias.defined() && n.epi.bias.numel()) upload_f32(n.epi.bias, n.name, "bias");
       if (n.op == OpType::Broadcast && is_f16(n.output)) {
         upload_param_f16_hwc(n);
@@ -593,41 +598,27 @@ class CudaExecutable final : public Executable {
       prof.kernel = "computed with its run";
       return [](cudaStream_t) {};
     }
-    std::vector<const Node*> run;
-    for (size_t i = index; i < size_t(end); ++i) run.push_back(&g.nodes()[i]);
+    const std::vector<const Node*> run = run_nodes(g, index);
     prof.kernel = std::string("grouped_") + op_name(run[0]->op) + " x" + std::to_string(run.size());
     return run[0]->op == OpType::Linear ? grouped_linear_step(run, prof) : grouped_demod_step(run);
   }
 
-  // Host vectors to a device buffer of this executable (the per-row tables of a run).
-  template <class T>
-  const T* device_table(const std::vector<T>& v) {
-    tables_.emplace_back(device_, std::max<size_t>(1, v.size() * sizeof(T)));
-    // On the executable's stream (non-blocking: a legacy-stream copy would not be ordered before
-    // its kernels), finished before `v` may go.
-    check(cudaMemcpyAsync(tables_.back().get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, stream_->get()),
-          "table upload");
-    check(cudaStreamSynchronize(stream_->get()), "table upload");
-    return tables_.back().as<T>();
+  std::vector<const Node*> run_nodes(const Graph& g, size_t first) const {
+    std::vector<const Node*> run;
+    for (size_t i = first; i < size_t(act_.run_end[first]); ++i) run.push_back(&g.nodes()[i]);
+    return run;
   }
 
-  std::function<void(cudaStream_t)> grouped_linear_step(const std::vector<const Node*>& run, NodeProfile& prof) {
+  // A run of Linears' weights and biases (null when none has one), one after another, uploaded
+  // once per model (kernel cache; keyed by the run's first node and its row count).
+  std::pair<const float*, const float*> grouped_linear_weights(const std::vector<const Node*>& run) {
     const Node& first = *run[0];
-    const DevView x = view(first.inputs[0]);
-    const int in = int(first.weight.dim(1));
-    if (x.batch_stride != in) fail("cuda backend: linear '", first.name, "' needs contiguous rows");
-    std::vector<float*> dst;
-    std::vector<int> stride;
     int64_t rows = 0;
     bool any_bias = false;
     for (const Node* n : run) {
-      const DevView y = view(n->output);
-      for (int o = 0; o < y.c; ++o) dst.push_back(y.data + o), stride.push_back(int(y.batch_stride));
       rows += n->weight.dim(0);
       any_bias |= n->epi.bias.defined() && n->epi.bias.numel();
     }
-    // The run's weights and biases, one after another, uploaded once per model (kernel cache;
-    // keyed by the run's first node and its row count).
     const std::string rows_form = " (" + std::to_string(rows) + " rows)";
     const float* weight = upload(first.name, "grouped linear weights" + rows_form, first.weight, [&] {
                             std::vector<uint8_t> b;
@@ -650,6 +641,34 @@ class CudaExecutable final : public Executable {
                                       }
                                       return f32_bytes(all.data(), all.size());
                                     })->as<float>();
+    return {weight, bias};
+  }
+
+  // Host vectors to a device buffer of this executable (the per-row tables of a run).
+  template <class T>
+  const T* device_table(const std::vector<T>& v) {
+    tables_.emplace_back(device_, std::max<size_t>(1, v.size() * sizeof(T)));
+    // On the executable's stream (non-blocking: a legacy-stream copy would not be ordered before
+    // its kernels), finished before `v` may go.
+    check(cudaMemcpyAsync(tables_.back().get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, stream_->get()),
+          "table upload");
+    check(cudaStreamSynchronize(stream_->get()), "table upload");
+    return tables_.back().as<T>();
+  }
+
+  std::function<void(cudaStream_t)> grouped_linear_step(const std::vector<const Node*>& run, NodeProfile& prof) {
+    const Node& first = *run[0];
+    const DevView x = view(first.inputs[0]);
+    const int in = int(first.weight.dim(1));
+    if (x.batch_stride != in) fail("cuda backend: linear '", first.name, "' needs contiguous rows");
+    std::vector<float*> dst;  // every output row, in the order of the grouped weights
+    std::vector<int> stride;
+    for (const Node* n : run) {
+      const DevView y = view(n->output);
+      for (int o = 0; o < y.c; ++o) dst.push_back(y.data + o), stride.push_back(int(y.batch_stride));
+    }
+    const int64_t rows = int64_t(dst.size());
+    const auto [weight, bias] = grouped_linear_weights(run);
     GroupedLinearRows t;
     t.weight = weight;
     t.bias = bias;
