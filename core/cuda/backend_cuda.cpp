@@ -19,6 +19,10 @@
 // NHWC), the cuDNN convolution, then the epilogue kernel (demodulation, bias, activation) that
 // writes the destination view. Modulation and demodulation stay f32 in every precision.
 //
+// The f16 activation mode (GPEN_CUDA_NHWC16=1, fp16; core/f16_activations.h) keeps image values
+// as NHWC f16 views of the same arena instead (f16_step and what it calls): no re-layout passes,
+// half the bytes, per-sample modulated filters on large layers, and the fusions the plan allows.
+//
 // Each executable owns its stream and cuDNN/cuBLAS handles: executables used from different
 // threads (detector, GPEN of different photos) run concurrently. One executable is not reentrant.
 #include "core/cuda/backend_cuda.h"
