@@ -871,22 +871,30 @@ class CudaExecutable final : public Executable {
     // may still change to NCHW in choose_conv_algorithms).
     const bool raw = fir >= 0;
     return [this, c, x, y, in_scale, out_scale, ep, then, raw, hand_over](cudaStream_t st) {
-      const CudnnConv& conv = *c->conv;
-      const ScratchLayout layout = conv.layout();
-      const void* operand = x.data;
-      if (conv.needs_prepared_input()) {
-        launched(launch_f16_nhwc_prepare_conv_input(x, in_scale, scratch_in_.as<uint16_t>(), layout, st),
-                 "f16 prepare_conv_input");
-        operand = scratch_in_.get();
-      }
-      const bool in_place = raw && layout == ScratchLayout::NHWC;
-      conv.run(cudnn_->get(), operand, c->weight->get(), in_place ? static_cast<void*>(y.data) : scratch_out_.get(),
-               workspace_.get());
-      if (!in_place)  // (a raw output in NCHW still needs the re-layout; its epilogue is the identity)
-        launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), layout, out_scale, ep, then, y, st),
-                 "f16 conv_epilogue");
+      run_f16_conv(*c, x, in_scale, out_scale, ep, then, y, raw, st);
       hand_over(st);
     };
+  }
+
+  // One batched cuDNN convolution in the f16 mode: x * in_scale into the operand when cuDNN cannot
+  // read x itself, the convolution, then the epilogue into y -- or, for a raw output (nothing
+  // after the convolution, y a whole buffer) in NHWC, the convolution straight into y.
+  void run_f16_conv(const ConvStep& c, const DevView16& x, const float* in_scale, const float* out_scale,
+                    const DevEpilogue& ep, const DevThen& then, const DevView16& y, bool raw, cudaStream_t st) {
+    const CudnnConv& conv = *c.conv;
+    const ScratchLayout layout = conv.layout();
+    const void* operand = x.data;
+    if (conv.needs_prepared_input()) {
+      launched(launch_f16_nhwc_prepare_conv_input(x, in_scale, scratch_in_.as<uint16_t>(), layout, st),
+               "f16 prepare_conv_input");
+      operand = scratch_in_.get();
+    }
+    const bool in_place = raw && layout == ScratchLayout::NHWC;
+    conv.run(cudnn_->get(), operand, c.weight->get(), in_place ? static_cast<void*>(y.data) : scratch_out_.get(),
+             workspace_.get());
+    if (!in_place)  // (a raw output in NCHW still needs the re-layout; its epilogue is the identity)
+      launched(launch_f16_nhwc_conv_epilogue(scratch_out_.as<uint16_t>(), layout, out_scale, ep, then, y, st),
+               "f16 conv_epilogue");
   }
 
   // Whether a modulated convolution runs with one filter per sample: worth it where the x * style
@@ -947,10 +955,7 @@ class CudaExecutable final : public Executable {
       const CudnnConv& conv = *c->conv;
       uint16_t* scratch = scratch_out_.as<uint16_t>();
       if (!c->per_sample) {  // the ordinary way (see above)
-        launched(launch_f16_nhwc_prepare_conv_input(x, style, scratch_in_.as<uint16_t>(), conv.layout(), st),
-                 "f16 prepare_conv_input");
-        conv.run(cudnn_->get(), scratch_in_.get(), c->weight->get(), scratch, workspace_.get());
-        launched(launch_f16_nhwc_conv_epilogue(scratch, conv.layout(), demod, ep, then, y, st), "f16 conv_epilogue");
+        run_f16_conv(*c, x, style, demod, ep, then, y, false, st);
         return;
       }
       uint16_t* filters = per_sample_filters_.as<uint16_t>();
