@@ -175,6 +175,29 @@ TEST_CASE("detect --json lists the group photo's 24 faces", "[cli]") {
   CHECK(j["faces"][0]["landmarks"].size() == 5);
 }
 
+TEST_CASE("file names that are not UTF-8: --report and detect --json still written", "[cli]") {
+  // Linux file names are bytes. JSON needs UTF-8, so such bytes become U+FFFD in the text; the
+  // photo itself is read and written under its real name.
+  const std::string dir = scratch_dir() + "/latin1";
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/in");
+  const std::string name = "caf\xe9";  // "café" in Latin-1
+  save_image(dir + "/in/" + name + ".png", Image(64, 48, 3));
+  Run r = gpen_cli("enhance " + dir + "/in -o " + dir + "/out --quiet --model " + kTiny + " --detector " + kDetector +
+                   " --report " + dir + "/report.json");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(fs::exists(dir + "/out/" + name + ".png"));
+  const std::string report = slurp(dir + "/report.json");
+  CHECK(report.find("caf\xef\xbf\xbd.png") != std::string::npos);
+  CHECK(nlohmann::json::parse(report)["summary"]["done"] == 1);
+
+  Run d = gpen_cli("detect " + dir + "/in/" + name + ".png --detector " + kDetector + " --json");
+  INFO(d.err);
+  REQUIRE(d.code == 0);
+  CHECK(nlohmann::json::parse(d.out)["faces"].empty());
+}
+
 TEST_CASE("several photos: faces batched together, a bad file reported, exit 3", "[cli][pipeline]") {
   const std::string dir = scratch_dir() + "/multi";
   fs::create_directories(dir);

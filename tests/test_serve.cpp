@@ -266,6 +266,22 @@ TEST_CASE("serve: bad images, bad forms and bad parameters are refused with a re
     CHECK(r->status == 400);
     CHECK(json_of(r)["error"].get<std::string>().find(field) != std::string::npos);
   }
+  // A field name that is not UTF-8 (a client chooses it) is echoed in the answer with U+FFFD, still
+  // as the 400 it deserves (JSON's strict encoder once made it a 500). File names are shown
+  // through display_name's safe alphabet.
+  auto bad_name = post_form(cli, "/api/enhance", {file_part("image", png, "a.png"), text_part("str\xff" "ength", "5")});
+  REQUIRE(bad_name);
+  INFO(bad_name->body);
+  CHECK(bad_name->status == 400);
+  CHECK(json_of(bad_name)["error"].get<std::string>().find("str\xef\xbf\xbd" "ength") != std::string::npos);
+  auto bad_value = post_form(cli, "/api/enhance", {file_part("image", png, "a.png"), text_part("mode", "\xc3\x28")});
+  REQUIRE(bad_value);
+  CHECK(bad_value->status == 400);
+  auto bad_file = post_form(cli, "/api/enhance", {file_part("image", "not a picture", "caf\xe9.png")});
+  REQUIRE(bad_file);
+  CHECK(bad_file->status == 415);
+  CHECK(json_of(bad_file)["error"].get<std::string>().find("caf_.png") != std::string::npos);  // display_name
+
   CHECK(srv.output_files().empty());
   auto health = cli.Get("/api/health");  // and the server is still fine
   REQUIRE(health);

@@ -14,6 +14,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/face_tensor.h"
+#include "core/json_text.h"
 #include "core/models/gpen.h"
 
 namespace gpen::cli {
@@ -162,7 +163,7 @@ void print_profile(const std::vector<NodeProfile>& prof, int runs, int top) {
 std::string cuda_switches() {
   std::string s;
   for (const char* name : {"GPEN_CUDA_NHWC16", "GPEN_CUDA_PER_SAMPLE", "GPEN_CUDA_BYTES", "GPEN_CUDA_GRAPHS",
-                           "GPEN_CUDA_WORKSPACE_MB"})
+                           "GPEN_CUDA_WORKSPACE_MB", "GPEN_CUDA_QUICK_ALGOS"})
     if (const char* v = std::getenv(name)) s += (s.empty() ? "" : " ") + std::string(name) + "=" + v;
   return s;
 }
@@ -214,7 +215,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
                             {"runs", o.runs}, {"cuda_switches", cuda_switches()}};
         if (o.streams > 1) j["streams"] = o.streams, j["faces_per_s_streams"] = streams_fps;
         if (bytes) j["faces_per_s_bytes"] = batch / (tb.median_ms / 1000), j["median_ms_bytes"] = tb.median_ms;
-        std::printf("%s\n", j.dump().c_str());
+        std::printf("%s\n", json_text(j).c_str());
       } else {
         std::printf("%-9s %5d %10.1f %10.3f %10.3f %10.3f %11.0f %11.0f %9.2f\n", precision.c_str(), batch, fps,
                     t.median_ms, t.min_ms, t.p90_ms, gpu_mb, device_mb, compile_s);

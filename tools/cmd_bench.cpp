@@ -12,6 +12,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/models/gpen.h"
 #include "core/thread_pool.h"
 #include "tools/bench_cuda.h"
@@ -154,7 +155,7 @@ Runner register_bench(CLI::App& app) {
                           {"weights_mb", double(exe.weight_bytes()) / 1048576},
                           {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"load_s", load_s},
                           {"compile_s", compile_s}};
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", json_text(j).c_str());
     } else {
       std::printf("%s, batch %d, %d threads, %s, isa %s\n", model->config().describe().c_str(), o->batch, threads,
                   o->precision.c_str(), isa);

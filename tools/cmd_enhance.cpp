@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/face_detector.h"
 #include "core/image.h"
+#include "core/json_text.h"
 #include "core/models/gpen.h"
 #include "core/pipeline/batch.h"
 #include "core/pipeline/face_restorer.h"
@@ -256,7 +257,7 @@ bool is_folder_output(const EnhanceOpts& o) {
 }
 
 void write_report(const std::string& path, const BatchSummary& s) {
-  const std::string text = batch_report(s).dump(2) + "\n";
+  const std::string text = json_text(batch_report(s), 2) + "\n";
   write_file_atomic(path, std::vector<uint8_t>(text.begin(), text.end()));
 }
 
@@ -422,7 +423,7 @@ Runner register_detect(CLI::App& app) {
         arr.push_back({{"box", {d.box[0], d.box[1], d.box[2], d.box[3]}}, {"score", d.score}, {"landmarks", lm}});
       }
       nlohmann::json j = {{"image", o->input}, {"width", photo.width}, {"height", photo.height}, {"faces", arr}};
-      std::printf("%s\n", j.dump(2).c_str());
+      std::printf("%s\n", json_text(j, 2).c_str());
     } else {
       std::printf("%s: %zu face(s)\n", o->input.c_str(), faces.size());
       for (const Detection& d : faces)

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "tools/commands.h"
 #include "weights/model_cache.h"
 
@@ -66,7 +67,7 @@ int list_models(const ModelsOpts& o) {
                      {"file", e.file_name}, {"urls", e.urls}, {"size", e.size}, {"sha256", e.sha256},
                      {"source", e.source}, {"loadable", model_format_supported(e)},
                      {"path", cached_model_path(e, o.fetch)}, {"state", cache_state(e, o.fetch)}});
-    std::printf("%s\n", all.dump(2).c_str());
+    std::printf("%s\n", json_text(all, 2).c_str());
     return 0;
   }
   std::printf("cache: %s\n\n", models_dir(o.fetch).c_str());

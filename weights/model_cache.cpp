@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "weights/safetensors.h"
 #include "weights/state_dict.h"
 
@@ -73,7 +74,7 @@ void write_record(const ModelEntry& e, const std::string& model_path, const Mode
   const std::string path = record_path(model_path), tmp = path + ".tmp";
   {
     std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
+    f << json_text(j, 2) << "\n";
     if (!f.good()) fail("cannot write ", tmp);
   }
   std::error_code ec;

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/device.h"
+#include "core/json_text.h"
 #include "tools/server/web_assets.h"
 
 namespace gpen::server {
@@ -23,7 +24,7 @@ struct HttpError {
 
 void send_json(httplib::Response& res, int status, const Json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(json_text(body), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
