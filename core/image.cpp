@@ -408,6 +408,9 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
         return true;
       });
       if (!found) fail("JPEG: corrupt or truncated header (no frame header found)");
+      // Height 0 means "given later by a DNL marker", which libjpeg does not support either.
+      if (info.width == 0 || info.height == 0)
+        fail("JPEG: the frame header gives an empty image (", info.width, "x", info.height, ")");
       info.orientation = jpeg_exif_orientation(data, size);
       return info;
     }

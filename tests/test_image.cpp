@@ -543,3 +543,19 @@ TEST_CASE("gray and RGBA convert to RGB; alpha splits off and reattaches", "[ima
   CHECK_THROWS_AS(attach_alpha(parts.rgb, Image(3, 3, 1)), Error);
   CHECK_THROWS_AS(Image(2, 2, 2), Error);
 }
+
+TEST_CASE("a JPEG frame header of height 0 (DNL) is refused by the probe, as by the decoder", "[image]") {
+  // Found by tests/fuzz/fuzz_image: the probe returned 0 x 7, so `gpen serve` accepted the upload
+  // and failed it later; it now refuses it at once, like the decoder.
+  EncodeOptions eo;
+  eo.format = ImageFormat::Jpeg;
+  std::vector<uint8_t> jpg = encode_image(Image(13, 7, 3), eo);
+  size_t sof = 0;
+  for (size_t i = 2; i + 9 < jpg.size() && !sof; ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) sof = i;
+  REQUIRE(sof > 0);
+  CHECK(probe_image(jpg.data(), jpg.size()).height == 7);
+  jpg[sof + 5] = jpg[sof + 6] = 0;  // marker, length (2), precision (1), then height
+  CHECK_THROWS_WITH(probe_image(jpg.data(), jpg.size()), Catch::Contains("empty image"));
+  CHECK_THROWS_AS(decode_image(jpg), Error);
+}
