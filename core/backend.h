@@ -56,6 +56,9 @@ class Executable {
   virtual size_t weight_bytes() const = 0;  // weights as the backend holds them (prepacked)
   virtual void enable_profiling(bool on) = 0;
   virtual std::vector<NodeProfile> profile() const = 0;
+  // Whether some choice was made without timing it (CompileOptions::quick_algorithms), so that a
+  // timed compile of the same graph could run faster.
+  virtual bool has_untimed_algorithms() const { return false; }
 };
 
 // Prepared kernels (prepacked / uploaded weights) that several executables of one model share,
@@ -98,6 +101,12 @@ struct CompileOptions {
   // is written (graph inputs and node outputs), as a GPU's f16 activation storage does
   // (GPEN_CUDA_NHWC16); the arithmetic stays f32. Overflow becomes inf, as it would there.
   bool round_images_to_f16 = false;
+  // Device backends that time convolution algorithms (cudnnFind, milliseconds a shape): take each
+  // new shape's algorithm from the library's heuristics instead (microseconds). For graphs compiled
+  // per photo size (the detector), where a folder of differently sized photos would otherwise time
+  // every shape of every size. A shape already timed (in this process or the algorithm cache file)
+  // keeps its measured algorithm. Ignored where times_algorithms() is false.
+  bool quick_algorithms = false;
 };
 
 class Backend {
@@ -107,6 +116,8 @@ class Backend {
   virtual std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) = 0;
   // A cache for CompileOptions::kernel_cache, or null when this backend does not share kernels.
   virtual std::shared_ptr<KernelCache> make_kernel_cache() const { return nullptr; }
+  // Whether compiling times algorithms, so that CompileOptions::quick_algorithms changes anything.
+  virtual bool times_algorithms() const { return false; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

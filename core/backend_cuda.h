@@ -40,7 +40,9 @@ struct CudaMemoryStats {
   size_t device_used_bytes = 0;     // total - free as the driver reports it (includes cuDNN/cuBLAS)
 };
 
-constexpr int kCudaModuleAbi = 3;  // 2: Executable::run_rgb_bytes, run_from_rgb_bytes; 3: CompileOptions grew
+constexpr int kCudaModuleAbi = 4;  // 2: Executable::run_rgb_bytes, run_from_rgb_bytes; 3: CompileOptions grew;
+                                   // 4: CompileOptions::quick_algorithms, Backend::times_algorithms,
+                                   //    Executable::has_untimed_algorithms
 constexpr const char* kCudaModuleEntry = "gpen_cuda_module_v1";
 constexpr const char* kCudaModuleFile = "libgpen_cuda.so";
 

@@ -73,16 +73,24 @@ FaceDetector FaceDetector::clone(int threads) const {
   return copy;
 }
 
+std::unique_ptr<Executable> FaceDetector::compile(int height, int width, bool quick) {
+  CompileOptions opt = opt_;
+  opt.quick_algorithms = quick;
+  return backend_->compile(model_->build_graph(1, height, width), opt);
+}
+
 Executable& FaceDetector::executable(int height, int width) {
   const std::pair<int, int> key{height, width};
   for (auto it = cache_.begin(); it != cache_.end(); ++it)
-    if (it->first == key) {
+    if (it->size == key) {
       cache_.splice(cache_.begin(), cache_, it);
-      return *cache_.front().second;
+      Compiled& c = cache_.front();
+      if (++c.uses == kTimedAfterUses && c.exe->has_untimed_algorithms()) c.exe = compile(height, width, false);
+      return *c.exe;
     }
   while (cache_.size() >= capacity_) cache_.pop_back();  // free the old arena before compiling
-  cache_.emplace_front(key, backend_->compile(model_->build_graph(1, height, width), opt_));
-  return *cache_.front().second;
+  cache_.push_front(Compiled{key, compile(height, width, backend_->times_algorithms()), 1});
+  return *cache_.front().exe;
 }
 
 std::vector<Detection> FaceDetector::detect_single(const Image& image, float score_threshold, float nms_iou) {

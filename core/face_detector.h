@@ -109,12 +109,24 @@ class FaceDetector {
   size_t cached_sizes() const { return cache_.size(); }
 
  private:
+  // A compiled graph per input size. Where compiling times algorithms (a GPU: cudnnFind, about a
+  // second for this model at a new size), a size is compiled quickly first (heuristic algorithms)
+  // and compiled again, timed, only when it is used kTimedAfterUses times: a folder of differently
+  // sized photos never waits for the timing, a camera's folder of one size gets measured
+  // algorithms after its first few photos.
+  static constexpr int kTimedAfterUses = 3;
+  struct Compiled {
+    std::pair<int, int> size;  // height, width
+    std::unique_ptr<Executable> exe;
+    int uses = 0;
+  };
   Executable& executable(int height, int width);
+  std::unique_ptr<Executable> compile(int height, int width, bool quick);
   std::shared_ptr<const RetinaFaceModel> model_;
   std::shared_ptr<Backend> backend_;
   CompileOptions opt_;
   size_t capacity_ = 4;
-  std::list<std::pair<std::pair<int, int>, std::unique_ptr<Executable>>> cache_;  // most recent first
+  std::list<Compiled> cache_;  // most recent first
   std::unique_ptr<ThreadPool> pool_;  // resizing and input conversion (a pointer: FaceDetector stays movable)
 };
 

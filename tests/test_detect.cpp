@@ -327,3 +327,59 @@ TEST_CASE("FaceDetector caches one executable per input size, LRU", "[detect]") 
   for (int w : {64, 80, 64, 96, 112}) d.detect(synthetic(w, 48, 0), o);
   CHECK(d.cached_sizes() == 2);
 }
+
+namespace {
+
+// The CPU backend, presented as one that times its algorithms (as CUDA does): it records what
+// each compile was asked for, and an executable compiled quickly says it holds untimed choices.
+class TimingBackendStandIn final : public Backend {
+ public:
+  std::vector<std::pair<int, bool>> compiles;  // (input width, quick_algorithms)
+
+  std::string name() const override { return "timing stand-in"; }
+  bool times_algorithms() const override { return true; }
+  std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
+    compiles.push_back({int(g.value(g.inputs()[0]).shape[3]), opt.quick_algorithms});
+    return std::make_unique<Recorded>(cpu_->compile(g, opt), opt.quick_algorithms);
+  }
+
+ private:
+  class Recorded final : public Executable {
+   public:
+    Recorded(std::unique_ptr<Executable> e, bool quick) : e_(std::move(e)), quick_(quick) {}
+    void run(const std::vector<Tensor>& in, std::vector<Tensor>& out) override { e_->run(in, out); }
+    size_t arena_bytes() const override { return e_->arena_bytes(); }
+    size_t weight_bytes() const override { return e_->weight_bytes(); }
+    void enable_profiling(bool on) override { e_->enable_profiling(on); }
+    std::vector<NodeProfile> profile() const override { return e_->profile(); }
+    bool has_untimed_algorithms() const override { return quick_; }
+
+   private:
+    std::unique_ptr<Executable> e_;
+    bool quick_;
+  };
+  std::unique_ptr<Backend> cpu_ = make_cpu_backend();
+};
+
+}  // namespace
+
+TEST_CASE("FaceDetector compiles a new size quickly, and timed once the size recurs", "[detect]") {
+  auto model = std::make_shared<const RetinaFaceModel>(
+      RetinaFaceModel::from_state_dict(retinaface_random_state_dict(RetinaFaceBody::MobileNet025, 3)));
+  CompileOptions co;
+  co.threads = 1;
+  auto stand_in = std::make_shared<TimingBackendStandIn>();
+  FaceDetector d(model, stand_in, co);
+  FaceDetector on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), co);
+  const Image a = synthetic(64, 48, 1), b = synthetic(80, 48, 2);
+  std::vector<std::vector<Detection>> got;
+  for (const Image* img : {&a, &b, &a, &a, &a, &b}) {
+    got.push_back(d.detect_single(*img, 0.f, 0.4f));
+    CHECK(got.back().size() == on_cpu.detect_single(*img, 0.f, 0.4f).size());  // same graph, same kernels
+  }
+  // 64 wide: quick at its first use, timed at its third, then kept; 80 wide: quick, not yet timed.
+  const std::vector<std::pair<int, bool>> want = {{64, true}, {80, true}, {64, false}};
+  CHECK(stand_in->compiles == want);
+  REQUIRE(got[0].size() == got[4].size());  // the timed compile detects what the quick one did
+  for (size_t i = 0; i < got[0].size(); ++i) CHECK(got[0][i].score == got[4][i].score);
+}

@@ -78,6 +78,9 @@ bool nhwc16_requested() { return env_size("GPEN_CUDA_NHWC16", 0) != 0; }
 // GPEN_CUDA_PER_SAMPLE=0: in the f16 activation mode, no per-sample modulated filters (every
 // modulated convolution then prepares x * style, as in the f32 arena).
 bool per_sample_enabled() { return env_size("GPEN_CUDA_PER_SAMPLE", 1) != 0; }
+// GPEN_CUDA_QUICK_ALGOS=0: CompileOptions::quick_algorithms is ignored (every shape timed), to
+// compare the detector's start-up per photo size both ways.
+bool quick_algorithms_enabled() { return env_size("GPEN_CUDA_QUICK_ALGOS", 1) != 0; }
 
 // Algorithms chosen per convolution shape, shared by every executable of one backend.
 class AlgoCache {
@@ -202,7 +205,7 @@ class CudaExecutable final : public Executable {
   // allow_f16: the f16 activation mode may be used where requested (GPEN_CUDA_NHWC16).
   CudaExecutable(const Graph& g, const CompileOptions& opt, std::shared_ptr<BackendState> state, bool allow_f16)
       : graph_(g.without_weights()), plan_(g.plan_memory()), state_(std::move(state)), device_(state_->device),
-        cache_(std::dynamic_pointer_cast<CudaKernelCache>(opt.kernel_cache)) {
+        cache_(std::dynamic_pointer_cast<CudaKernelCache>(opt.kernel_cache)), quick_algorithms_(opt.quick_algorithms && quick_algorithms_enabled()) {
     check(cudaSetDevice(device_), "cudaSetDevice");  // before anything is created on the device
     if (allow_f16) choose_activation_form();
     stream_ = std::make_unique<Stream>();
@@ -258,6 +261,11 @@ class CudaExecutable final : public Executable {
   }
 
   size_t arena_bytes() const override { return size_t(plan_.arena_elems) * sizeof(float); }
+  bool has_untimed_algorithms() const override {
+    for (const auto& c : convs_)
+      if (!c->conv->algo().timed) return true;
+    return false;
+  }
   size_t weight_bytes() const override {
     size_t b = 0;
     for (const auto& [key, w] : weights_) b += w->bytes();
@@ -1015,18 +1023,30 @@ class CudaExecutable final : public Executable {
     for (size_t i = 0, ci = 0; i < steps_.size(); ++i)
       if (graph_.nodes()[i].op == OpType::Conv2d && !direct_1x1(graph_.nodes()[i].conv)) {
         const ConvStep& c = *convs_[ci++];
-        steps_[i].prof.kernel = c.conv->kernel_name() + (c.per_sample ? "+per_sample" : "") + (f16_ ? "+f16_nhwc_io" : "");
+        steps_[i].prof.kernel = c.conv->kernel_name() + (c.per_sample ? "+per_sample" : "") +
+                                (f16_ ? "+f16_nhwc_io" : "") + (c.conv->algo().timed ? "" : "+heuristic");
       }
   }
 
   // The algorithm for c's shape: chosen earlier in this process, by an earlier process (when cuDNN
-  // still takes it), or found now with cudnnFind (then also added to `found`).
+  // still takes it), cuDNN's heuristic choice (quick_algorithms_; neither cached nor saved, so a
+  // later timed compile still measures the shape), or found now with cudnnFind (then also added
+  // to `found`).
   ConvAlgo choose_algo(const ConvStep& c, size_t cap, DeviceBuffer& probe, std::map<std::string, ConvAlgo>& found) {
     ConvAlgo a;
     if (state_->algos.find(c.conv->key(), &a)) return a;
     if (from_earlier_process(*c.conv, cap, &a)) {
       state_->algos.put(c.conv->key(), a);
       return a;
+    }
+    if (quick_algorithms_) {
+      try {
+        return c.conv->heuristic(cudnn_->get(), cap);
+      } catch (const OutOfDeviceMemory&) {
+        throw;
+      } catch (const Error&) {
+        // no heuristic choice fits: time them after all
+      }
     }
     if (!probe.get() && cap) probe = DeviceBuffer(device_, cap);
     a = find_algo(c, probe);
@@ -1320,6 +1340,7 @@ class CudaExecutable final : public Executable {
   std::shared_ptr<BackendState> state_;
   int device_;
   std::shared_ptr<CudaKernelCache> cache_;
+  bool quick_algorithms_;  // CompileOptions::quick_algorithms
   std::unique_ptr<Stream> stream_;
   DeviceBuffer arena_, cublas_ws_, scratch_in_, scratch_out_, workspace_, per_sample_filters_;
   // The f16 activation mode: which values are f16 NHWC, the f32 staging of f16 inputs and
@@ -1370,6 +1391,7 @@ class CudaBackend final : public Backend {
     }
   }
   std::shared_ptr<KernelCache> make_kernel_cache() const override { return std::make_shared<CudaKernelCache>(); }
+  bool times_algorithms() const override { return true; }
 
  private:
   std::shared_ptr<BackendState> state_;

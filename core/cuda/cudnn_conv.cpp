@@ -150,6 +150,32 @@ ConvAlgo CudnnConv::find(cudnnHandle_t h, const void* x, const void* weight, voi
   return pick(perf, got, workspace_cap, precision_, key_);
 }
 
+ConvAlgo CudnnConv::heuristic(cudnnHandle_t h, size_t workspace_cap) {
+  int got = 0;
+  ConvAlgo a;
+  if (!d_.transposed) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    check(cudnnGetConvolutionForwardAlgorithm_v7(h, x_desc_.get(), w_desc_.get(), conv_desc_.get(), y_desc_.get(),
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf),
+          "cudnnGetConvolutionForwardAlgorithm_v7");
+    a = pick(perf, got, workspace_cap, precision_, key_);
+  } else {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    check(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w_desc_.get(), x_desc_.get(), conv_desc_.get(),
+                                                      y_desc_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf),
+          "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+    a = pick(perf, got, workspace_cap, precision_, key_);
+  }
+  a.ms = 0;
+  a.timed = false;
+  // The heuristics list an algorithm's expected workspace; what it needs for this shape is asked
+  // the way an algorithm from the cache file is checked.
+  if (!accepts(h, &a, workspace_cap))
+    fail("cuDNN's heuristic algorithm ", a.algo, " for convolution ", key_, " does not run within a ",
+         workspace_cap >> 20, " MiB workspace");
+  return a;
+}
+
 bool CudnnConv::accepts(cudnnHandle_t h, ConvAlgo* a, size_t workspace_cap) {
   if (a->algo < 0 || !math_allowed(precision_, a->math)) return false;
   if (cudnnSetConvolutionMathType(conv_desc_.get(), a->math) != CUDNN_STATUS_SUCCESS) return false;

@@ -27,6 +27,7 @@ struct ConvAlgo {
   size_t workspace = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   float ms = 0;  // what cudnnFind measured
+  bool timed = true;  // false: cuDNN's heuristic choice (CompileOptions::quick_algorithms), never timed
 };
 
 // The filter as cuDNN wants it (f32): [Kf][Cf/groups][kh][kw] (NCHW) or [Kf][kh][kw][Cf/groups]
@@ -54,6 +55,9 @@ class CudnnConv {
   // that needs at most workspace_cap bytes and honours the precision; an Error if none does.
   ConvAlgo find(cudnnHandle_t h, const void* x, const void* weight, void* y, void* workspace,
                 size_t workspace_cap) const;
+  // cuDNN's heuristic choice (no timing, microseconds), under the same rules as find(): within
+  // workspace_cap, honouring the precision, deterministic first. An Error if it has none.
+  ConvAlgo heuristic(cudnnHandle_t h, size_t workspace_cap);
   // Whether cuDNN still takes `a` (e.g. from the algorithm cache file of an earlier process) for
   // this convolution within workspace_cap; then `a->workspace` is set to what it needs now.
   bool accepts(cudnnHandle_t h, ConvAlgo* a, size_t workspace_cap);

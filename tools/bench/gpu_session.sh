@@ -17,12 +17,13 @@
 #     then gpen alone in fp32 and tf32;
 #  6. per-layer profile (fp16, batch 16); the f16 NHWC activation mode (GPEN_CUDA_NHWC16=1): bench
 #     and profile; two runners forwarding at once (fp16, --streams 2);
-#  7. whole photos: a 1920x1080 one-face photo x N
+#  7. detector start-up for a new photo size, heuristic vs timed cuDNN algorithms (detstart);
+#     whole photos: a 1920x1080 one-face photo x N
 #     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
 #  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile nhwc16 streams photos serve";
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile nhwc16 streams detstart photos serve";
 # add "report" for the seed-style report, measured in run 4 and left out to fit the device budget),
 # GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (256).
 set -uo pipefail
@@ -32,7 +33,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile nhwc16 streams photos serve}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile nhwc16 streams detstart photos serve}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -139,6 +140,23 @@ if want streams; then
   stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
   run_logged streams 120 8 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,8,16 \
     --runs 20 --streams 2
+fi
+if want detstart; then
+  # What a new photo size costs the GPU detector: quick (heuristic) algorithms, as FaceDetector
+  # compiles a size at first, against timing every shape (GPEN_CUDA_QUICK_ALGOS=0), each from an
+  # empty algorithm cache file (process start and CUDA set-up are in both).
+  stage "detector start-up per photo size: heuristic vs timed cuDNN algorithms"
+  for photo in "$C/data/oneface_1080p.jpg" "$C/images/group_solvay_1927.png"; do
+    for quick in 1 0; do
+      rm -f /tmp/detstart_algos.json
+      t0=$(date +%s.%N)
+      GPEN_CUDA_QUICK_ALGOS=$quick GPEN_CUDA_ALGO_CACHE=/tmp/detstart_algos.json run_logged "detstart_q$quick" 60 0 \
+        "$B/gpen" detect "$photo" --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda
+      t1=$(date +%s.%N)
+      awk -v a="$t0" -v b="$t1" -v q="$quick" -v p="$(basename "$photo")" -v n="$(head -1 "$LOGS/detstart_q$quick.log")" \
+        'BEGIN { printf "%s, %s algorithms: %.2f s (%s)\n", p, (q == 1 ? "heuristic" : "timed"), b - a, n }'
+    done
+  done
 fi
 if want photos; then
   stage "whole photos: 1920x1080 one face, --device cuda --batch-size 16"
