@@ -76,8 +76,10 @@ class StandInExecutable final : public Executable {
 
 class StandInBackend final : public Backend {
  public:
-  explicit StandInBackend(Mode mode) : cpu_(make_cpu_backend()), mode_(mode) {}
+  // times: presents itself as a backend whose compiles time algorithms (a GPU's cudnnFind).
+  explicit StandInBackend(Mode mode, bool times = false) : cpu_(make_cpu_backend()), mode_(mode), times_(times) {}
   std::string name() const override { return "stand-in device"; }
+  bool times_algorithms() const override { return times_; }
   std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
     return std::make_unique<StandInExecutable>(cpu_->compile(g, opt), g.value(g.inputs()[0]).shape, mode_, calls);
   }
@@ -86,6 +88,7 @@ class StandInBackend final : public Backend {
  private:
   std::unique_ptr<Backend> cpu_;
   Mode mode_;
+  bool times_;
 };
 
 std::shared_ptr<const GpenModel> tiny_model() {
@@ -247,4 +250,34 @@ TEST_CASE("forward_faces: a shared runner on a device takes the byte path from e
   const Tensor y = shared.forward(x), y_cpu = cpu.forward(x);
   REQUIRE(y.dtype() == DType::F32);
   CHECK(test::max_abs_diff(y.data<float>(), y_cpu.data<float>(), size_t(y.numel())) == 0);
+}
+
+TEST_CASE("forward_faces: where compiling is costly, partial batches run padded to a few sizes", "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> faces = random_faces(7, S, 37);
+  const std::vector<Image> want = float_path(faces);
+  auto timing = std::make_shared<StandInBackend>(Mode::Bytes, true);
+  GpenRunner runner(tiny_model(), timing, {});
+  runner.set_batch_limit(6);
+  CHECK(runner.padded_batch(1) == 1);
+  CHECK(runner.padded_batch(3) == 4);
+  CHECK(runner.padded_batch(5) == 6);  // the power of two (8) is over the limit
+  CHECK(runner.padded_batch(6) == 6);
+  CHECK(runner.padded_batch(7) == 7);  // over the announced limit: as asked
+  Tensor scratch;
+  for (int n : {3, 4, 5, 2, 6, 1, 7}) {
+    INFO(n << " faces");
+    const std::vector<Image> some(faces.begin(), faces.begin() + n), some_want(want.begin(), want.begin() + n);
+    check_same(runner.forward_faces(pointers(some), scratch), some_want);  // the padding is dropped
+  }
+  CHECK(runner.compiled_batches() == std::vector<int>{1, 2, 4, 6, 7});
+  CHECK(!scratch.defined());  // all on the byte path
+
+  // Where compiling is cheap (the CPU, a backend that times nothing), every size as it comes.
+  GpenRunner exact(tiny_model(), std::make_shared<StandInBackend>(Mode::Bytes), {});
+  exact.set_batch_limit(6);
+  CHECK(exact.padded_batch(3) == 3);
+  const std::vector<Image> three(faces.begin(), faces.begin() + 3), three_want(want.begin(), want.begin() + 3);
+  check_same(exact.forward_faces(pointers(three), scratch), three_want);
+  CHECK(exact.compiled_batches() == std::vector<int>{3});
 }

@@ -416,12 +416,43 @@ std::vector<Image> GpenRunner::forward_faces(const std::vector<const Image*>& fa
   return tensor_to_faces(forward(scratch), pool);
 }
 
+std::vector<int> GpenRunner::compiled_batches() const {
+  std::vector<int> b;
+  for (const auto& [batch, exe] : cache_) b.push_back(batch);
+  return b;
+}
+
+void GpenRunner::set_batch_limit(int faces) {
+  batch_limit_.store(std::max(0, faces));
+  for (const auto& t : stream_twins_) t->set_batch_limit(faces);
+}
+
+int GpenRunner::padded_batch(int n) const {
+  if (n < 1 || !backend_->times_algorithms()) return n;
+  const int limit = batch_limit_.load();
+  if (limit > 0 && n > limit) return n;  // beyond what the caller announced: as asked
+  int bucket = 1;
+  while (bucket < n) bucket *= 2;
+  return limit > 0 ? std::min(bucket, limit) : bucket;
+}
+
 // The device's byte path for n faces; false (nothing run) where the float path must take them.
+// Padded up to padded_batch(n): the extra slots read the first face again and write into faces
+// of their own (the staging copies may run on several threads), which are dropped.
 bool GpenRunner::forward_bytes_here(const uint8_t* const* in, int n, uint8_t* const* out) {
-  if (bytes_refused_ || runs_on_cpu()) return false;
-  if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < n)) return false;
+  if (bytes_refused_ || runs_on_cpu() || n < 1) return false;
+  const int m = padded_batch(n);
+  if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < m)) return false;
+  std::vector<const uint8_t*> in_m(in, in + n);
+  std::vector<uint8_t*> out_m(out, out + n);
+  if (m > n) {
+    const size_t face_bytes = size_t(model_->config().size) * model_->config().size * 3;
+    if (padding_out_.size() < size_t(m - n) * face_bytes) padding_out_.resize(size_t(m - n) * face_bytes);
+    in_m.resize(size_t(m), in[0]);
+    for (int i = n; i < m; ++i) out_m.push_back(padding_out_.data() + size_t(i - n) * face_bytes);
+  }
   try {
-    if (executable(n).run_rgb_bytes(gpen_rgb_bytes_io(), in, n, out)) return true;
+    if (executable(m).run_rgb_bytes(gpen_rgb_bytes_io(), in_m.data(), m, out_m.data())) return true;
     bytes_refused_ = true;
   } catch (const OutOfDeviceMemory&) {
     if (!oom_fallback_) throw;  // no fallback asked for: the caller sees the error, as with forward()
@@ -502,11 +533,13 @@ void GpenRunner::share_between_threads(int max_batch, int streams) {
     forwards.push_back([t](const Tensor& x) { return t->forward_unshared(x); });
   }
   coalescer_ = std::make_unique<ForwardCoalescer>(std::move(forwards), max_batch);
+  set_batch_limit(max_batch);
 }
 
 void GpenRunner::set_max_batch(int max_batch) {
   if (!coalescer_) fail("GpenRunner: set_max_batch needs share_between_threads first");
   coalescer_->set_max_batch(max_batch);
+  set_batch_limit(max_batch);
 }
 
 ForwardCoalescer::Stats GpenRunner::sharing_stats() const {

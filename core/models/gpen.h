@@ -16,6 +16,7 @@
 // Modulated convs use the input-scaling form: x * style -> conv with the shared weight ->
 // * demodulation factor, so the weights stay shared across a batch.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -86,7 +87,19 @@ class GpenRunner {
   // the CPU, and when the device runs out of memory now (the fallback then takes over).
   std::vector<Image> forward_faces(const std::vector<const Image*>& faces, Tensor& scratch, ThreadPool* pool = nullptr);
   Executable& executable(int batch);
+  // The batch sizes compiled so far, ascending.
+  std::vector<int> compiled_batches() const;
   const GpenModel& model() const { return *model_; }
+
+  // The most faces a caller sends in one forward (its batch size; 0, the default: unknown). On a
+  // backend that times its algorithms when it compiles (a GPU: cudnnFind, seconds for GPEN), the
+  // byte path runs n faces padded up to a bucket: the next power of two, or this limit where
+  // that is smaller. The sizes a run meets (partial batches at the end of a folder or of a group
+  // photo, a shared runner's varying batches) then compile about log2(limit) + 2 executables, not
+  // one per size. Thread-safe; a shared runner passes it to its stream twins.
+  void set_batch_limit(int faces);
+  // The batch an n-face forward of the byte path runs at: n where compiling is cheap (the CPU).
+  int padded_batch(int n) const;
   // Whether the forwards run on the CPU (then they compete with the pipeline's CPU stages).
   bool runs_on_cpu() const { return backend_->name() == "cpu"; }
 
@@ -131,6 +144,8 @@ class GpenRunner {
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
   std::shared_ptr<OomFallbackForward> oom_policy_;     // its state (batch that fits, on the CPU)
   bool bytes_refused_ = false;                          // the backend has no byte path
+  std::atomic<int> batch_limit_{0};                     // set_batch_limit
+  std::vector<uint8_t> padding_out_;                    // padded slots' outputs, one face each
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
   std::function<void(const std::string&)> oom_warn_;    // kept for twins
   std::vector<std::shared_ptr<GpenRunner>> stream_twins_;  // share_between_threads' extra streams

@@ -119,6 +119,7 @@ PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& op
 void FaceRestorer::run_gpen(const std::vector<FaceInProgress*>& faces, const RestoreOptions& opt) {
   if (!restores_faces(opt)) return;
   const size_t batch = size_t(std::max(1, opt.batch_size));
+  gpen_->set_batch_limit(int(batch));  // a device pads partial batches up to a few compiled sizes
   for (size_t i = 0; i < faces.size(); i += batch) {
     const size_t n = std::min(faces.size() - i, batch);
     std::vector<const Image*> crops;
