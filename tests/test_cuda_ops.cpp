@@ -458,21 +458,29 @@ void check_gpen(int size, int batch) {
     INFO("GPEN-" << size << " fp32 max abs err " << err);
     CHECK(err <= 1e-3);
   }
-  for (const bool f16_nhwc : {false, true}) {  // f32 activations, then f16 NHWC ones
-    test::ScopedEnv mode("GPEN_CUDA_NHWC16", f16_nhwc ? "1" : "0");
-    GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), opt);
-    REQUIRE(runs_f16_nhwc(gpu.executable(batch)) == f16_nhwc);
-    const Tensor got = gpu.forward(x);
-    const double rel = test::rel_l2(got.data<float>(), want.data<float>(), n);
-    const auto a = to_uint8(got.data<float>(), n), b = to_uint8(want.data<float>(), n);
-    size_t close = 0;
-    for (size_t i = 0; i < n; ++i) close += std::abs(int(a[i]) - int(b[i])) <= 2;
-    INFO("GPEN-" << size << " fp16" << (f16_nhwc ? " (f16 NHWC activations)" : "") << " rel L2 " << rel
-                 << ", uint8 within 2: " << double(close) / double(n));
-    CHECK(std::isfinite(rel));  // f16 storage overflowing to inf would show here first
-    CHECK(rel <= 1e-2);
-    CHECK(double(close) >= 0.99 * double(n));
-  }
+  // f32 activations, then f16 NHWC ones; each with timed algorithms, then with cuDNN's heuristic
+  // ones (quick_algorithms, as gpen enhance compiles first; no algorithm file, a fresh backend).
+  for (const bool f16_nhwc : {false, true})
+    for (const bool quick : {false, true}) {
+      test::ScopedEnv mode("GPEN_CUDA_NHWC16", f16_nhwc ? "1" : "0");
+      std::optional<test::ScopedEnv> no_file;
+      if (quick) no_file.emplace("GPEN_CUDA_ALGO_CACHE", "off");
+      CompileOptions gopt = opt;
+      gopt.quick_algorithms = quick;
+      GpenRunner gpu(model, std::shared_ptr<Backend>(CudaModule::instance().make_backend(0, GpuPrecision::FP16)), gopt);
+      REQUIRE(runs_f16_nhwc(gpu.executable(batch)) == f16_nhwc);
+      CHECK(gpu.executable(batch).has_untimed_algorithms() == quick);
+      const Tensor got = gpu.forward(x);
+      const double rel = test::rel_l2(got.data<float>(), want.data<float>(), n);
+      const auto a = to_uint8(got.data<float>(), n), b = to_uint8(want.data<float>(), n);
+      size_t close = 0;
+      for (size_t i = 0; i < n; ++i) close += std::abs(int(a[i]) - int(b[i])) <= 2;
+      INFO("GPEN-" << size << " fp16" << (f16_nhwc ? " (f16 NHWC activations)" : "") << (quick ? ", heuristic" : "")
+                   << " rel L2 " << rel << ", uint8 within 2: " << double(close) / double(n));
+      CHECK(std::isfinite(rel));  // f16 storage overflowing to inf would show here first
+      CHECK(rel <= 1e-2);
+      CHECK(double(close) >= 0.99 * double(n));
+    }
 }
 
 }  // namespace

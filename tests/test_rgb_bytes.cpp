@@ -25,8 +25,9 @@ enum class Mode { Bytes, Refuse, OutOfMemory };
 // The CPU executable, plus run_rgb_bytes computed from the RgbBytesIo as the CUDA kernels do.
 class StandInExecutable final : public Executable {
  public:
-  StandInExecutable(std::unique_ptr<Executable> cpu, Shape shape, Mode mode, std::atomic<int>& calls)
-      : cpu_(std::move(cpu)), shape_(std::move(shape)), mode_(mode), calls_(calls) {}
+  StandInExecutable(std::unique_ptr<Executable> cpu, Shape shape, Mode mode, std::atomic<int>& calls, bool quick)
+      : cpu_(std::move(cpu)), shape_(std::move(shape)), mode_(mode), calls_(calls), quick_(quick) {}
+  bool has_untimed_algorithms() const override { return quick_; }
   void run(const std::vector<Tensor>& in, std::vector<Tensor>& out) override { cpu_->run(in, out); }
   bool run_rgb_bytes(const RgbBytesIo& io, const uint8_t* const* in, int n, uint8_t* const* out) override {
     ++calls_;
@@ -72,6 +73,7 @@ class StandInExecutable final : public Executable {
   Shape shape_;
   Mode mode_;
   std::atomic<int>& calls_;
+  bool quick_;
 };
 
 class StandInBackend final : public Backend {
@@ -81,9 +83,13 @@ class StandInBackend final : public Backend {
   std::string name() const override { return "stand-in device"; }
   bool times_algorithms() const override { return times_; }
   std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
-    return std::make_unique<StandInExecutable>(cpu_->compile(g, opt), g.value(g.inputs()[0]).shape, mode_, calls);
+    const Shape shape = g.value(g.inputs()[0]).shape;
+    const bool quick = times_ && opt.quick_algorithms;  // as CUDA: only where it times anything
+    compiles.push_back({int(shape[0]), quick});
+    return std::make_unique<StandInExecutable>(cpu_->compile(g, opt), shape, mode_, calls, quick);
   }
   std::atomic<int> calls{0};
+  std::vector<std::pair<int, bool>> compiles;  // (batch, compiled with untimed algorithms)
 
  private:
   std::unique_ptr<Backend> cpu_;
@@ -280,4 +286,33 @@ TEST_CASE("forward_faces: where compiling is costly, partial batches run padded 
   const std::vector<Image> three(faces.begin(), faces.begin() + 3), three_want(want.begin(), want.begin() + 3);
   check_same(exact.forward_faces(pointers(three), scratch), three_want);
   CHECK(exact.compiled_batches() == std::vector<int>{3});
+}
+
+TEST_CASE("GpenRunner with quick_algorithms: heuristic at first, timed once the batch size recurs", "[gpen]") {
+  const int S = tiny_model()->config().size;
+  const std::vector<Image> faces = random_faces(2, S, 38);
+  const std::vector<Image> want = float_path(faces);
+  CompileOptions quick;
+  quick.quick_algorithms = true;
+  auto timing = std::make_shared<StandInBackend>(Mode::Bytes, true);
+  GpenRunner runner(tiny_model(), timing, quick);
+  Tensor scratch;
+  for (int i = 1; i <= GpenRunner::kTimedAfterUses + 2; ++i) {
+    INFO("forward " << i);
+    check_same(runner.forward_faces(pointers(faces), scratch), want);
+  }
+  const std::vector<std::pair<int, bool>> want_compiles = {{2, true}, {2, false}};
+  CHECK(timing->compiles == want_compiles);
+
+  // Without the option (gpen bench, the seed report), or where nothing is timed: one compile.
+  auto timing2 = std::make_shared<StandInBackend>(Mode::Bytes, true);
+  GpenRunner timed(tiny_model(), timing2, {});
+  auto cheap = std::make_shared<StandInBackend>(Mode::Bytes, false);
+  GpenRunner on_cheap(tiny_model(), cheap, quick);
+  for (int i = 0; i < GpenRunner::kTimedAfterUses + 2; ++i) {
+    timed.forward_faces(pointers(faces), scratch);
+    on_cheap.forward_faces(pointers(faces), scratch);
+  }
+  CHECK(timing2->compiles == std::vector<std::pair<int, bool>>{{2, false}});
+  CHECK(cheap->compiles == std::vector<std::pair<int, bool>>{{2, false}});
 }

@@ -125,7 +125,9 @@ std::shared_ptr<GpenRunner> make_gpen(const std::string& name_or_path, const Eng
     fail("--precision ", e.precision, " needs a CUDA device (the CPU runs fp32 or bf16)");
   if (dev.is_cuda && e.precision == "bf16") fail("--precision bf16 is the CPU's; on CUDA use fp32, tf32 or fp16");
   auto model = std::make_shared<GpenModel>(GpenModel::load(resolve_model(name_or_path, e.fetch)));
-  auto runner = std::make_shared<GpenRunner>(std::move(model), dev.backend, compile_options(e));
+  CompileOptions copt = compile_options(e);
+  copt.quick_algorithms = true;  // on a GPU: first results without waiting for cudnnFind; timed on reuse
+  auto runner = std::make_shared<GpenRunner>(std::move(model), dev.backend, copt);
   if (dev.is_cuda)  // out of GPU memory: smaller batches, then the CPU; never a crash
     runner->enable_oom_fallback([](const std::string& w) { std::fprintf(stderr, "gpen: warning: %s\n", w.c_str()); });
   return runner;

@@ -356,14 +356,26 @@ GpenRunner::GpenRunner(std::shared_ptr<const GpenModel> model, std::shared_ptr<B
   if (!opt_.shared_arena) opt_.shared_arena = std::make_shared<SharedArena>();  // forwards never overlap
 }
 
+std::unique_ptr<Executable> GpenRunner::compile(int batch, bool quick) {
+  CompileOptions opt = opt_;
+  opt.quick_algorithms = quick;
+  return backend_->compile(model_->build_graph(batch), opt);
+}
+
 Executable& GpenRunner::executable(int batch) {
+  const int uses = ++uses_[batch];
   auto it = cache_.find(batch);
-  if (it != cache_.end()) return *it->second;
-  std::unique_ptr<Executable> exe;
-  {
-    const Graph g = model_->build_graph(batch);
-    exe = backend_->compile(g, opt_);
+  if (it != cache_.end()) {
+    if (uses == kTimedAfterUses && it->second->has_untimed_algorithms()) {
+      try {
+        it->second = compile(batch, false);
+      } catch (const OutOfDeviceMemory&) {
+        // no room for a second arena beside this one: keep the heuristic algorithms
+      }
+    }
+    return *it->second;
   }
+  std::unique_ptr<Executable> exe = compile(batch, opt_.quick_algorithms && backend_->times_algorithms());
   // Packed now: keep a model without the f32 conv weights, so they are freed (unless the caller
   // kept the model) before the arena is first touched. Only after a successful compile: a failed
   // one (e.g. out of device memory) leaves the runner able to try again or elsewhere.

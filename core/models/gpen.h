@@ -86,7 +86,14 @@ class GpenRunner {
   // from call to call) on the CPU, once the out-of-memory fallback has cut the batch or moved to
   // the CPU, and when the device runs out of memory now (the fallback then takes over).
   std::vector<Image> forward_faces(const std::vector<const Image*>& faces, Tensor& scratch, ThreadPool* pool = nullptr);
+  // The executable for `batch` faces, compiled at its first use. With CompileOptions::
+  // quick_algorithms on a backend that times its algorithms (a GPU), the first compile takes the
+  // library's heuristic choices (the first result comes seconds sooner: cudnnFind takes 6.9 s for
+  // GPEN-512 fp16 batch 16) and the size is compiled again, timed, at its kTimedAfterUses-th use,
+  // when some choice was untimed (shapes an earlier process timed come from the algorithm cache
+  // file either way). Each call is a use.
   Executable& executable(int batch);
+  static constexpr int kTimedAfterUses = 8;
   // The batch sizes compiled so far, ascending.
   std::vector<int> compiled_batches() const;
   const GpenModel& model() const { return *model_; }
@@ -130,6 +137,7 @@ class GpenRunner {
   ForwardCoalescer::Stats sharing_stats() const;
 
  private:
+  std::unique_ptr<Executable> compile(int batch, bool quick);
   Tensor forward_here(const Tensor& x);
   Tensor forward_on_cpu(const Tensor& x);
   bool forward_bytes_here(const uint8_t* const* in, int n, uint8_t* const* out);
@@ -140,6 +148,7 @@ class GpenRunner {
   CompileOptions opt_;
   bool conv_weights_dropped_ = false;
   std::map<int, std::unique_ptr<Executable>> cache_;
+  std::map<int, int> uses_;  // executable() calls per batch size
   std::map<int, Tensor> spare_outputs_;  // the last output per batch size, reused once unshared
   std::function<Tensor(const Tensor&)> oom_fallback_;  // set by enable_oom_fallback
   std::shared_ptr<OomFallbackForward> oom_policy_;     // its state (batch that fits, on the CPU)

@@ -97,7 +97,9 @@ Engine::Gpu& Engine::gpu() const {
   cuda.kind = DeviceRequest::Kind::Cuda;
   g->gpen_device = cfg_.accelerator ? cfg_.accelerator() : select_device(cuda, cfg_.gpu_precision);
   g->detector_device = cfg_.accelerator ? cfg_.accelerator() : select_device(cuda, GpuPrecision::FP32);
-  g->gpen = std::make_shared<GpenRunner>(model_, g->gpen_device.backend, cfg_.compile);
+  CompileOptions copt = cfg_.compile;
+  copt.quick_algorithms = true;  // the first requests do not wait for cudnnFind; sizes in use get timed
+  g->gpen = std::make_shared<GpenRunner>(model_, g->gpen_device.backend, copt);
   g->gpen->enable_oom_fallback([](const std::string& w) { std::fprintf(stderr, "gpen serve: warning: %s\n", w.c_str()); });
   g->gpen->share_between_threads(4, cfg_.gpu_streams);  // max batch: the batch_size setting, at every image
   std::fprintf(stderr, "gpen serve: GPU ready: %s\n", g->gpen_device.description.c_str());
