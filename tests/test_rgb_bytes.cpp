@@ -84,12 +84,14 @@ class StandInBackend final : public Backend {
   bool times_algorithms() const override { return times_; }
   std::unique_ptr<Executable> compile(const Graph& g, const CompileOptions& opt) override {
     const Shape shape = g.value(g.inputs()[0]).shape;
+    if (oom_from_batch > 0 && shape[0] >= oom_from_batch) throw OutOfDeviceMemory("stand-in device: out of memory");
     const bool quick = times_ && opt.quick_algorithms;  // as CUDA: only where it times anything
     compiles.push_back({int(shape[0]), quick});
     return std::make_unique<StandInExecutable>(cpu_->compile(g, opt), shape, mode_, calls, quick);
   }
   std::atomic<int> calls{0};
   std::vector<std::pair<int, bool>> compiles;  // (batch, compiled with untimed algorithms)
+  int oom_from_batch = 0;                      // > 0: compiling this batch size or more is out of memory
 
  private:
   std::unique_ptr<Backend> cpu_;
@@ -286,6 +288,17 @@ TEST_CASE("forward_faces: where compiling is costly, partial batches run padded 
   const std::vector<Image> three(faces.begin(), faces.begin() + 3), three_want(want.begin(), want.begin() + 3);
   check_same(exact.forward_faces(pointers(three), scratch), three_want);
   CHECK(exact.compiled_batches() == std::vector<int>{3});
+
+  // A padded size that does not fit in device memory: the faces run as they are, and no more
+  // padding is tried (no out-of-memory fallback needed for that).
+  auto tight = std::make_shared<StandInBackend>(Mode::Bytes, true);
+  tight->oom_from_batch = 4;
+  GpenRunner runner3(tiny_model(), tight, {});
+  runner3.set_batch_limit(8);
+  check_same(runner3.forward_faces(pointers(three), scratch), three_want);
+  check_same(runner3.forward_faces(pointers(three), scratch), three_want);
+  CHECK(runner3.compiled_batches() == std::vector<int>{3});
+  CHECK(!scratch.defined());
 }
 
 TEST_CASE("GpenRunner with quick_algorithms: heuristic at first, timed once the batch size recurs", "[gpen]") {

@@ -28,32 +28,64 @@ bool math_allowed(GpuPrecision p, cudnnMathType_t m) {
   return p != GpuPrecision::FP32 || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
 }
 
-// The fastest algorithm cuDNN ran that fits the workspace cap and keeps the precision. The same
-// photo must give the same bytes on every run, so deterministic algorithms come first (some
-// backward-data ones accumulate with atomics in a varying order); only where none exists for a
-// shape does a non-deterministic one run, with a note.
+// The algorithms cuDNN listed (fastest or most promising first) that fit the workspace cap and
+// keep the precision. The same photo must give the same bytes on every run, so deterministic
+// algorithms come first (some backward-data ones accumulate with atomics in a varying order);
+// non-deterministic ones follow, for shapes that have no deterministic one.
 template <class Perf>
-ConvAlgo pick(const Perf* perf, int count, size_t cap, GpuPrecision p, const std::string& key) {
-  std::ostringstream seen;
-  for (int i = 0; i < count; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) seen << " algo" << int(perf[i].algo) << ":" << perf[i].memory << "B";
-  for (const bool deterministic_only : {true, false}) {
-    for (int i = 0; i < count; ++i) {  // cuDNN returns them fastest first
+std::vector<ConvAlgo> usable_algos(const Perf* perf, int count, size_t cap, GpuPrecision p) {
+  std::vector<ConvAlgo> out;
+  for (const bool deterministic : {true, false})
+    for (int i = 0; i < count; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > cap || !math_allowed(p, perf[i].mathType)) continue;
-      if (deterministic_only && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-      if (!deterministic_only)
-        std::fprintf(stderr, "gpen: note: no deterministic cuDNN algorithm for convolution %s; its last bits may vary "
-                     "between runs\n", key.c_str());
+      if ((perf[i].determinism == CUDNN_DETERMINISTIC) != deterministic) continue;
       ConvAlgo a;
       a.algo = int(perf[i].algo);
       a.workspace = perf[i].memory;
       a.math = p == GpuPrecision::FP32 ? CUDNN_FMA_MATH : perf[i].mathType;
       a.ms = perf[i].time;
-      return a;
+      a.deterministic = deterministic;
+      out.push_back(a);
     }
-  }
-  fail("cuDNN has no usable algorithm for convolution ", key, " within a ", cap >> 20,
-       " MiB workspace (ran:", seen.str().empty() ? " none" : seen.str(), ")");
+  return out;
+}
+
+template <class Perf>
+std::string listed(const Perf* perf, int count) {
+  std::ostringstream seen;
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) seen << " algo" << int(perf[i].algo) << ":" << perf[i].memory << "B";
+  return seen.str().empty() ? " none" : seen.str();
+}
+
+void note_if_nondeterministic(const ConvAlgo& a, const std::string& key) {
+  if (!a.deterministic)
+    std::fprintf(stderr, "gpen: note: no deterministic cuDNN algorithm for convolution %s; its last bits may vary "
+                 "between runs\n", key.c_str());
+}
+
+// The fastest algorithm cudnnFind ran that qualifies (usable_algos).
+template <class Perf>
+ConvAlgo pick(const Perf* perf, int count, size_t cap, GpuPrecision p, const std::string& key) {
+  const std::vector<ConvAlgo> usable = usable_algos(perf, count, cap, p);
+  if (usable.empty())
+    fail("cuDNN has no usable algorithm for convolution ", key, " within a ", cap >> 20, " MiB workspace (ran:",
+         listed(perf, count), ")");
+  note_if_nondeterministic(usable.front(), key);
+  return usable.front();
+}
+
+int max_fwd_algos(cudnnHandle_t h) {
+  int n = 0;
+  return cudnnGetConvolutionForwardAlgorithmMaxCount(h, &n) == CUDNN_STATUS_SUCCESS && n > 0
+             ? n
+             : int(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+}
+int max_bwd_data_algos(cudnnHandle_t h) {
+  int n = 0;
+  return cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &n) == CUDNN_STATUS_SUCCESS && n > 0
+             ? n
+             : int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
 }
 
 }  // namespace
@@ -135,45 +167,51 @@ ConvAlgo CudnnConv::find(cudnnHandle_t h, const void* x, const void* weight, voi
                          size_t workspace_cap) const {
   int got = 0;
   if (!d_.transposed) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_fwd_algos(h)));
     check(cudnnFindConvolutionForwardAlgorithmEx(h, x_desc_.get(), x, w_desc_.get(), weight, conv_desc_.get(),
-                                                 y_desc_.get(), y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf,
-                                                 workspace, workspace_cap),
+                                                 y_desc_.get(), y, int(perf.size()), &got, perf.data(), workspace,
+                                                 workspace_cap),
           "cudnnFindConvolutionForwardAlgorithmEx");
-    return pick(perf, got, workspace_cap, precision_, key_);
+    return pick(perf.data(), got, workspace_cap, precision_, key_);
   }
-  cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(max_bwd_data_algos(h)));
   check(cudnnFindConvolutionBackwardDataAlgorithmEx(h, w_desc_.get(), weight, x_desc_.get(), x, conv_desc_.get(),
-                                                    y_desc_.get(), y, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                                                    perf, workspace, workspace_cap),
+                                                    y_desc_.get(), y, int(perf.size()), &got, perf.data(), workspace,
+                                                    workspace_cap),
         "cudnnFindConvolutionBackwardDataAlgorithmEx");
-  return pick(perf, got, workspace_cap, precision_, key_);
+  return pick(perf.data(), got, workspace_cap, precision_, key_);
 }
 
 ConvAlgo CudnnConv::heuristic(cudnnHandle_t h, size_t workspace_cap) {
   int got = 0;
-  ConvAlgo a;
+  std::vector<ConvAlgo> usable;
+  std::string seen;
   if (!d_.transposed) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_fwd_algos(h)));
     check(cudnnGetConvolutionForwardAlgorithm_v7(h, x_desc_.get(), w_desc_.get(), conv_desc_.get(), y_desc_.get(),
-                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf),
+                                                 int(perf.size()), &got, perf.data()),
           "cudnnGetConvolutionForwardAlgorithm_v7");
-    a = pick(perf, got, workspace_cap, precision_, key_);
+    usable = usable_algos(perf.data(), got, workspace_cap, precision_);
+    seen = listed(perf.data(), got);
   } else {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(max_bwd_data_algos(h)));
     check(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w_desc_.get(), x_desc_.get(), conv_desc_.get(),
-                                                      y_desc_.get(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf),
+                                                      y_desc_.get(), int(perf.size()), &got, perf.data()),
           "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-    a = pick(perf, got, workspace_cap, precision_, key_);
+    usable = usable_algos(perf.data(), got, workspace_cap, precision_);
+    seen = listed(perf.data(), got);
   }
-  a.ms = 0;
-  a.timed = false;
-  // The heuristics list an algorithm's expected workspace; what it needs for this shape is asked
-  // the way an algorithm from the cache file is checked.
-  if (!accepts(h, &a, workspace_cap))
-    fail("cuDNN's heuristic algorithm ", a.algo, " for convolution ", key_, " does not run within a ",
-         workspace_cap >> 20, " MiB workspace");
-  return a;
+  // The heuristics list an algorithm's expected workspace; the first one cuDNN confirms for this
+  // shape (as an algorithm from the cache file is checked) is taken.
+  for (ConvAlgo a : usable) {
+    a.ms = 0;
+    a.timed = false;
+    if (!accepts(h, &a, workspace_cap)) continue;
+    note_if_nondeterministic(a, key_);
+    return a;
+  }
+  fail("cuDNN's heuristics list no algorithm for convolution ", key_, " that runs within a ", workspace_cap >> 20,
+       " MiB workspace (listed:", seen, ")");
 }
 
 bool CudnnConv::accepts(cudnnHandle_t h, ConvAlgo* a, size_t workspace_cap) {

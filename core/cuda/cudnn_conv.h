@@ -28,6 +28,7 @@ struct ConvAlgo {
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   float ms = 0;  // what cudnnFind measured
   bool timed = true;  // false: cuDNN's heuristic choice (CompileOptions::quick_algorithms), never timed
+  bool deterministic = true;
 };
 
 // The filter as cuDNN wants it (f32): [Kf][Cf/groups][kh][kw] (NCHW) or [Kf][kh][kw][Cf/groups]

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -367,10 +368,12 @@ Executable& GpenRunner::executable(int batch) {
   auto it = cache_.find(batch);
   if (it != cache_.end()) {
     if (uses == kTimedAfterUses && it->second->has_untimed_algorithms()) {
+      // Only an optimisation: a failure (no room for a second arena beside this one, say) keeps
+      // the working executable.
       try {
         it->second = compile(batch, false);
-      } catch (const OutOfDeviceMemory&) {
-        // no room for a second arena beside this one: keep the heuristic algorithms
+      } catch (const Error& e) {
+        std::fprintf(stderr, "gpen: note: GPEN batch %d: keeping heuristic algorithms (%s)\n", batch, e.what());
       }
     }
     return *it->second;
@@ -453,8 +456,9 @@ int GpenRunner::padded_batch(int n) const {
 // of their own (the staging copies may run on several threads), which are dropped.
 bool GpenRunner::forward_bytes_here(const uint8_t* const* in, int n, uint8_t* const* out) {
   if (bytes_refused_ || runs_on_cpu() || n < 1) return false;
-  const int m = padded_batch(n);
-  if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < m)) return false;
+  if (oom_policy_ && (oom_policy_->on_cpu() || oom_policy_->batch() < n)) return false;
+  int m = padding_failed_ ? n : padded_batch(n);
+  if (oom_policy_) m = std::min(m, oom_policy_->batch());  // what the fallback found to fit
   std::vector<const uint8_t*> in_m(in, in + n);
   std::vector<uint8_t*> out_m(out, out + n);
   if (m > n) {
@@ -467,6 +471,11 @@ bool GpenRunner::forward_bytes_here(const uint8_t* const* in, int n, uint8_t* co
     if (executable(m).run_rgb_bytes(gpen_rgb_bytes_io(), in_m.data(), m, out_m.data())) return true;
     bytes_refused_ = true;
   } catch (const OutOfDeviceMemory&) {
+    if (m > n) {  // the padding itself did not fit: free that size, pad no more, run the faces as they are
+      cache_.erase(m);
+      padding_failed_ = true;
+      return forward_bytes_here(in, n, out);
+    }
     if (!oom_fallback_) throw;  // no fallback asked for: the caller sees the error, as with forward()
   }
   return false;

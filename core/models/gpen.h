@@ -155,6 +155,7 @@ class GpenRunner {
   bool bytes_refused_ = false;                          // the backend has no byte path
   std::atomic<int> batch_limit_{0};                     // set_batch_limit
   std::vector<uint8_t> padding_out_;                    // padded slots' outputs, one face each
+  bool padding_failed_ = false;                         // a padded size ran out of device memory
   std::unique_ptr<GpenRunner> cpu_runner_;              // made at the first fallback to the CPU
   std::function<void(const std::string&)> oom_warn_;    // kept for twins
   std::vector<std::shared_ptr<GpenRunner>> stream_twins_;  // share_between_threads' extra streams
