@@ -105,6 +105,7 @@ SelectedDevice device_for(const DeviceBenchOptions& o, const std::string& precis
   const bool gpu_precision = parse_gpu_precision(precision, &gp);
   SelectedDevice d = select_device(req, gp);
   copt->threads = o.threads;
+  copt->quick_algorithms = o.heuristic_algos;
   if (d.is_cuda) {
     if (!gpu_precision) fail("--precision ", precision, " is not a CUDA precision (fp32, tf32, fp16)");
   } else if (!cpu::parse_precision(precision, &copt->precision)) {
@@ -181,6 +182,7 @@ int run_device_bench(const DeviceBenchOptions& o) {
     std::printf("%s on --device %s; CUDA module: %s\n", model->config().describe().c_str(), o.device.c_str(),
                 cuda.usable() ? cuda.path().c_str() : ("unusable: " + cuda.why_unusable()).c_str());
     if (!cuda_switches().empty()) std::printf("CUDA switches: %s\n", cuda_switches().c_str());
+    if (o.heuristic_algos) std::printf("cuDNN algorithms: heuristic, untimed (shapes timed earlier keep theirs)\n");
     std::printf("%-9s %5s %10s %10s %10s %10s %11s %11s %9s\n", "precision", "batch", "faces/s", "median ms",
                 "min ms", "p90 ms", "gpu MiB", "device MiB", "compile s");
   }
@@ -212,7 +214,8 @@ int run_device_bench(const DeviceBenchOptions& o) {
                             {"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"p90_ms", t.p90_ms},
                             {"gpu_allocated_mb", gpu_mb}, {"device_used_mb", device_mb},
                             {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"compile_s", compile_s},
-                            {"runs", o.runs}, {"cuda_switches", cuda_switches()}};
+                            {"runs", o.runs}, {"cuda_switches", cuda_switches()},
+                            {"heuristic_algos", exe.has_untimed_algorithms()}};
         if (o.streams > 1) j["streams"] = o.streams, j["faces_per_s_streams"] = streams_fps;
         if (bytes) j["faces_per_s_bytes"] = batch / (tb.median_ms / 1000), j["median_ms_bytes"] = tb.median_ms;
         std::printf("%s\n", json_text(j).c_str());

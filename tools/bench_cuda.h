@@ -20,6 +20,7 @@ struct DeviceBenchOptions {
   bool profile = false;                        // per-layer times after each configuration (text mode)
   int top = 15;                                // layers shown by profile
   int streams = 1;  // > 1: also time this many twin runners (GpenRunner::twin) forwarding at once
+  bool heuristic_algos = false;  // CompileOptions::quick_algorithms: cuDNN's heuristic choices, untimed
 };
 
 // "1,4,8,16" -> {1, 4, 8, 16}; an Error naming `what` on anything but positive integers.

@@ -43,7 +43,7 @@ struct BenchOpts {
   std::string model;
   int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15, streams = 1;
   std::string precision = "fp32", isa, device = "cpu", batch_list = "1";
-  bool json = false, profile = false, low_memory = false;
+  bool json = false, profile = false, low_memory = false, heuristic_algos = false;
   ModelFetchOptions fetch;
   // --report
   bool report = false;
@@ -73,6 +73,8 @@ Runner register_bench(CLI::App& app) {
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
   cmd->add_flag("--low-memory", o->low_memory, "direct instead of Winograd where its weights would dominate memory");
+  cmd->add_flag("--heuristic-algos", o->heuristic_algos,
+                "with --device cuda: cuDNN's heuristic algorithms, as gpen enhance compiles first (default: timed)");
   cmd->add_option("--top", o->top, "layers shown by --profile");
   cmd->add_flag("--report", o->report, "the seed-style Markdown report: whole photos on each of --devices");
   cmd->add_option("--images", o->images, "--report: folder of photos, each made 1920x1080 (default ../shared/images)");
@@ -102,6 +104,7 @@ Runner register_bench(CLI::App& app) {
       d.threads = o->threads;
       d.json = o->json;
       d.streams = o->streams;
+      d.heuristic_algos = o->heuristic_algos;
       d.profile = o->profile;
       d.top = o->top;
       return run_device_bench(d);

@@ -17,13 +17,14 @@
 #     then gpen alone in fp32 and tf32;
 #  6. per-layer profile (fp16, batch 16); the f16 NHWC activation mode (GPEN_CUDA_NHWC16=1): bench
 #     and profile; two runners forwarding at once (fp16, --streams 2);
-#  7. detector start-up for a new photo size, heuristic vs timed cuDNN algorithms (detstart);
+#  7. GPEN compile time and speed with heuristic vs timed cuDNN algorithms (quick); detector
+#     start-up for a new photo size, heuristic vs timed (detstart);
 #     whole photos: a 1920x1080 one-face photo x N
 #     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
 #  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
-# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile nhwc16 streams detstart photos serve";
+# Knobs: GPEN_GPU_STAGES (default "device ops large peer fp32 profile nhwc16 streams quick detstart photos serve";
 # add "report" for the seed-style report, measured in run 4 and left out to fit the device budget),
 # GPEN_GPU_BATCHES (1,4,8,16), GPEN_GPU_PRECISIONS (peer: fp16), GPEN_GPU_RUNS (20), GPEN_GPU_PHOTOS (256).
 set -uo pipefail
@@ -33,7 +34,7 @@ C="$ROOT/.gpucarry"
 B="$C/bin"
 LOGS="${OUT:-/tmp/gpen-gpu}"
 mkdir -p "$LOGS"
-STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile nhwc16 streams detstart photos serve}"
+STAGES="${GPEN_GPU_STAGES:-device ops large peer fp32 profile nhwc16 streams quick detstart photos serve}"
 T0=$(date +%s)
 stage() { echo; echo "=== $1 (t=$(($(date +%s) - T0))s)"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -140,6 +141,17 @@ if want streams; then
   stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
   run_logged streams 120 8 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,8,16 \
     --runs 20 --streams 2
+fi
+if want quick; then
+  # GPEN's first compile in gpen enhance/serve takes cuDNN's heuristic algorithms: what that saves
+  # at start-up and what it costs per forward, against timing every shape, both from an empty
+  # algorithm cache file.
+  stage "GPEN fp16 compile and speed: heuristic vs timed cuDNN algorithms"
+  for h in "--heuristic-algos" ""; do
+    rm -f /tmp/quick_algos.json
+    GPEN_CUDA_ALGO_CACHE=/tmp/quick_algos.json run_logged "quick${h:+_h}" 120 4 "$B/gpen" bench --model "$W" \
+      --device cuda --precision fp16 --batch-size 1,16 --runs 10 $h
+  done
 fi
 if want detstart; then
   # What a new photo size costs the GPU detector: quick (heuristic) algorithms, as FaceDetector
