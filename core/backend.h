@@ -5,10 +5,13 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/graph.h"
 #include "core/tensor.h"
 #include "kernels/cpu/isa.h"
@@ -121,5 +124,20 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+
+// For a caller that compiled with CompileOptions::quick_algorithms and now uses `exe` often enough
+// to time it: replaces `exe` by what `compile_timed` makes, when `exe` has untimed choices. Only an
+// optimisation: a failure (no device memory for a second arena, say) keeps `exe`, with a note
+// naming `what`.
+inline void retime_executable(std::unique_ptr<Executable>& exe,
+                              const std::function<std::unique_ptr<Executable>()>& compile_timed,
+                              const std::string& what) {
+  if (!exe->has_untimed_algorithms()) return;
+  try {
+    exe = compile_timed();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "gpen: note: %s: keeping heuristic algorithms (%s)\n", what.c_str(), e.what());
+  }
+}
 
 }  // namespace gpen

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <numeric>
 
 #include "core/error.h"
@@ -86,16 +85,9 @@ Executable& FaceDetector::executable(int height, int width) {
     if (it->size == key) {
       cache_.splice(cache_.begin(), cache_, it);
       Compiled& c = cache_.front();
-      if (++c.uses == kTimedAfterUses && c.exe->has_untimed_algorithms()) {
-        // Only an optimisation: a failure (no device memory for a second arena, say) keeps the
-        // working executable, never fails the photo.
-        try {
-          c.exe = compile(height, width, false);
-        } catch (const Error& e) {
-          std::fprintf(stderr, "gpen: note: detector: keeping heuristic algorithms for %dx%d (%s)\n", width, height,
-                       e.what());
-        }
-      }
+      if (++c.uses == kTimedAfterUses)
+        retime_executable(c.exe, [&] { return compile(height, width, false); },
+                          "detector, " + std::to_string(width) + "x" + std::to_string(height));
       return *c.exe;
     }
   while (cache_.size() >= capacity_) cache_.pop_back();  // free the old arena before compiling

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -367,15 +366,8 @@ Executable& GpenRunner::executable(int batch) {
   const int uses = ++uses_[batch];
   auto it = cache_.find(batch);
   if (it != cache_.end()) {
-    if (uses == kTimedAfterUses && it->second->has_untimed_algorithms()) {
-      // Only an optimisation: a failure (no room for a second arena beside this one, say) keeps
-      // the working executable.
-      try {
-        it->second = compile(batch, false);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "gpen: note: GPEN batch %d: keeping heuristic algorithms (%s)\n", batch, e.what());
-      }
-    }
+    if (uses == kTimedAfterUses)
+      retime_executable(it->second, [&] { return compile(batch, false); }, "GPEN batch " + std::to_string(batch));
     return *it->second;
   }
   std::unique_ptr<Executable> exe = compile(batch, opt_.quick_algorithms && backend_->times_algorithms());
