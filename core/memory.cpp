@@ -2,6 +2,10 @@
 
 #include <sys/mman.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <cstdlib>
 
 #include "core/error.h"
@@ -10,7 +14,7 @@ namespace gpen {
 
 namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
-}
+}  // namespace
 
 void* aligned_alloc_bytes(size_t bytes) {
   const bool large = bytes >= kHugePage;
@@ -23,5 +27,11 @@ void* aligned_alloc_bytes(size_t bytes) {
 }
 
 void aligned_free(void* p) { std::free(p); }
+
+void release_free_heap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 }  // namespace gpen

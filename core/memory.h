@@ -10,4 +10,9 @@ namespace gpen {
 void* aligned_alloc_bytes(size_t bytes);  // 64-byte aligned at least; never null (throws)
 void aligned_free(void* p);
 
+// Hands the heap's free pages back to the OS (glibc: malloc_trim). For the moments a large
+// working set has just been freed for good (a model's load-time copies once packed): with the
+// raised mmap threshold of the gpen binary they would otherwise stay resident.
+void release_free_heap();
+
 }  // namespace gpen

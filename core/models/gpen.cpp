@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/face_tensor.h"
 
 namespace gpen {
@@ -183,7 +184,11 @@ GpenModel GpenModel::from_state_dict(const StateDict& sd) {
   return m;
 }
 
-GpenModel GpenModel::load(const std::string& path) { return from_state_dict(load_gpen_weights(path)); }
+GpenModel GpenModel::load(const std::string& path) {
+  GpenModel m = from_state_dict(load_gpen_weights(path));
+  release_free_heap();  // the checkpoint's own copy, freed just now
+  return m;
+}
 
 GpenModel GpenModel::without_conv_weights() const {
   GpenModel m = *this;
@@ -378,6 +383,7 @@ Executable& GpenRunner::executable(int batch) {
   if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_ && !coalescer_) {
     model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
     conv_weights_dropped_ = true;
+    release_free_heap();  // the packing's temporaries and the dropped weights
   }
   return *cache_.emplace(batch, std::move(exe)).first->second;
 }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/models/batch_norm.h"
 
 namespace gpen {
@@ -149,7 +150,11 @@ ParseNetModel ParseNetModel::from_state_dict(const StateDict& sd) {
   return m;
 }
 
-ParseNetModel ParseNetModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
+ParseNetModel ParseNetModel::load(const std::string& path) {
+  ParseNetModel m = from_state_dict(load_weights(path));
+  release_free_heap();  // the checkpoint's own copy, freed just now
+  return m;
+}
 
 struct ParseNetBuilder {
   const ParseNetModel& m;

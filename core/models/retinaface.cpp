@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/models/batch_norm.h"
 #include "kernels/cpu/photo_rows.h"
 
@@ -232,7 +233,11 @@ RetinaFaceModel RetinaFaceModel::from_state_dict(const StateDict& sd_in) {
   return m;
 }
 
-RetinaFaceModel RetinaFaceModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
+RetinaFaceModel RetinaFaceModel::load(const std::string& path) {
+  RetinaFaceModel m = from_state_dict(load_weights(path));
+  release_free_heap();  // the checkpoint's own copy, freed just now
+  return m;
+}
 
 struct RetinaFaceBuilder {
   const RetinaFaceModel& m;

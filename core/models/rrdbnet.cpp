@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 namespace gpen {
 namespace {
@@ -82,7 +83,11 @@ RrdbNetModel RrdbNetModel::from_state_dict(const StateDict& sd) {
   return m;
 }
 
-RrdbNetModel RrdbNetModel::load(const std::string& path) { return from_state_dict(load_weights(path)); }
+RrdbNetModel RrdbNetModel::load(const std::string& path) {
+  RrdbNetModel m = from_state_dict(load_weights(path));
+  release_free_heap();  // the checkpoint's own copy, freed just now
+  return m;
+}
 
 struct RrdbBuilder {
   const RrdbNetModel& m;

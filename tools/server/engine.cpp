@@ -35,7 +35,7 @@ RestoreOptions restore_options(const EnhanceParams& p, int batch_size) {
 
 Engine::Engine(EngineConfig cfg) : cfg_(std::move(cfg)), device_request_(parse_device(cfg_.device)) {
   model_path_ = resolve_model(cfg_.model, fetch_options());
-  model_ = std::make_shared<GpenModel>(GpenModel::from_state_dict(load_gpen_weights(model_path_)));
+  model_ = std::make_shared<GpenModel>(GpenModel::load(model_path_));
   if (!cfg_.detector.empty()) {
     detector_path_ = resolve_model(cfg_.detector, fetch_options());
     detector_model_ = std::make_shared<const RetinaFaceModel>(RetinaFaceModel::load(detector_path_));
