@@ -15,6 +15,7 @@
 #include "core/graph.h"
 #include "core/tensor.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/kernel_types.h"
 
 namespace gpen {
 
@@ -94,6 +95,8 @@ struct CompileOptions {
   // Trade speed for peak memory where an algorithm's prepacked weights are much larger than the
   // data they serve (CPU: see cpu::KernelOptions::lean_memory).
   bool lean_memory = false;
+  // CPU: where Winograd layers keep their transformed weights (cpu::KernelOptions::winograd_weights).
+  cpu::WinogradWeights winograd_weights = cpu::WinogradWeights::Auto;
   // Optional: made by Backend::make_kernel_cache(); shared by the executables compiled with it.
   // A node found here needs no weights in the graph (its weight tensor may be a shape-only one).
   std::shared_ptr<KernelCache> kernel_cache;

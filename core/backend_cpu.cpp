@@ -49,7 +49,7 @@ std::string conv_cache_key(const Node& n, const cpu::KernelOptions& k) {
   std::ostringstream s;
   s << n.name << '|' << d.C << ',' << d.K << ',' << d.kh << 'x' << d.kw << ",s" << d.stride << ",p" << d.pad << ",g"
     << d.groups << ",t" << d.transposed << "|map " << k.map_h << 'x' << k.map_w << "|isa " << int(k.isa) << ",prec "
-    << int(k.precision) << ",lean " << k.lean_memory;
+    << int(k.precision) << ",lean " << k.lean_memory << ",wino " << int(k.winograd_weights);
   return s.str();
 }
 
@@ -64,6 +64,7 @@ class CpuExecutable final : public Executable {
     kopt.isa = std::min(opt.max_isa, cpu::active_isa());
     kopt.precision = opt.precision;
     kopt.lean_memory = opt.lean_memory;
+    kopt.winograd_weights = opt.winograd_weights;
     std::vector<int64_t> scratch(g.nodes().size(), 0);  // per node, elements (the kernels say)
     for (size_t t = 0; t < g.nodes().size(); ++t) steps_.push_back(make_step(g.nodes()[t], int(t), kopt, &scratch[t]));
     plan_ = g.plan_memory(scratch);

@@ -63,7 +63,8 @@ std::string describe(const Case& c, const Path& p, const std::string& name) {
 
 // Runs one case on one path and compares with the reference. `name_must` is checked against the
 // kernel's name; returns the name for callers that want to see which algorithm ran.
-std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const char* name_must = nullptr) {
+std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const char* name_must = nullptr,
+                       WinogradWeights winograd = WinogradWeights::Auto) {
   std::mt19937 rng(uint32_t(c.d.C * 131 + c.d.K * 7 + c.h * 13 + c.w));
   const ConvDesc& d = c.d;
   const int OH = d.out_h(c.h), OW = d.out_w(c.w);
@@ -101,6 +102,7 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   KernelOptions opt;
   opt.isa = p.isa;
   opt.precision = p.prec;
+  opt.winograd_weights = winograd;
   Tensor wt = Tensor::from_floats({d.K, d.C / d.groups, d.kh, d.kw}, wv);
   auto kern = make_conv_kernel(d, wt, opt);
   const std::string name = kern->name();
@@ -251,7 +253,10 @@ TEST_CASE("winograd F(4,3) matches reference on wide, narrow and odd maps", "[ke
   int i = 0;
   for (const Path& p : available_paths())
     for (const Case& c : cases) {
-      check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr, "winograd");
+      ThreadPool* tp = i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr;
+      check_case(with_flags(c, i), p, tp, "winograd", WinogradWeights::AtLoad);
+      // The same with the weights transformed in every run, in chunks of output channels.
+      if (p.isa != Isa::Generic) check_case(with_flags(c, i), p, tp, "_wt", WinogradWeights::PerRun);
       ++i;
     }
 }
@@ -329,33 +334,47 @@ TEST_CASE("map-size hint builds only the algorithm that runs, with the same resu
   }
 }
 
-TEST_CASE("lean memory picks direct where Winograd weights outweigh the output, same results", "[kernels]") {
+TEST_CASE("Winograd weights: per run where they outweigh a one-block map, or everywhere with lean memory", "[kernels]") {
   if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
   using namespace gpen;
   using namespace gpen::cpu;
-  // 36 * C = 1332 > 2 * 24 * 24 = 1152: lean chooses direct; at 40 x 40 (3200) it keeps Winograd.
-  ConvDesc d;
-  d.C = 37, d.K = 11, d.kh = d.kw = 3, d.pad = 1;
-  Tensor w = test::random_tensor({11, 37, 3, 3}, 4, -0.2f, 0.2f);
-  for (int size : {24, 40}) {
+  // C = 37: 36 * C = 1332 > 2 * 24 * 24 = 1152 and 6 x 6 tiles: per run at 24 x 24 by default; at
+  // 40 x 40 (3200 > 1332) the weights are transformed at load. C = 300 at 44 x 44: 10800 > 3872
+  // but 121 tiles (every block would transform again): at load too.
+  struct Size { int C, size; bool per_run; };
+  for (const Size& sz : {Size{37, 24, true}, Size{37, 40, false}, Size{300, 44, false}}) {
+    ConvDesc d;
+    d.C = sz.C, d.K = 11, d.kh = d.kw = 3, d.pad = 1;
+    Tensor w = test::random_tensor({11, sz.C, 3, 3}, 4, -0.2f, 0.2f);
     KernelOptions o;
     o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
-    o.map_h = o.map_w = size;
+    o.map_h = o.map_w = sz.size;
+    o.winograd_weights = WinogradWeights::AtLoad;
+    auto at_load = make_conv_kernel(d, w, o);
+    o.winograd_weights = WinogradWeights::Auto;
     auto fast = make_conv_kernel(d, w, o);
     o.lean_memory = true;
     auto lean = make_conv_kernel(d, w, o);
-    INFO(size << ": " << fast->name() << " vs " << lean->name());
-    CHECK(fast->name().find("winograd") != std::string::npos);
-    CHECK((lean->name().find("winograd") != std::string::npos) == (size == 40));
-    Tensor x = test::random_tensor({2, 37, size, size}, 5);
-    std::vector<float> y1(size_t(2) * 11 * size * size), y2(y1.size());
+    INFO(sz.C << " channels, " << sz.size << " px: " << at_load->name() << " / " << fast->name() << " / " << lean->name());
+    CHECK(at_load->name().find("winograd") != std::string::npos);
+    CHECK(at_load->name().find("_wt") == std::string::npos);
+    CHECK((fast->name().find("_wt") != std::string::npos) == sz.per_run);
+    CHECK(lean->name().find("_wt") != std::string::npos);
+    Tensor x = test::random_tensor({2, sz.C, sz.size, sz.size}, 5);
+    const size_t out = size_t(2) * 11 * sz.size * sz.size;
+    std::vector<float> y1(out), y2(out), y3(out);
     ConvRun r;
-    r.x = make_view(x.data<float>(), 2, 37, size, size);
-    r.y = make_view(y1.data(), 2, 11, size, size);
+    r.x = make_view(x.data<float>(), 2, sz.C, sz.size, sz.size);
+    r.y = make_view(y1.data(), 2, 11, sz.size, sz.size);
+    at_load->run(r);
+    r.y = make_view(y2.data(), 2, 11, sz.size, sz.size);
     fast->run(r);
-    r.y = make_view(y2.data(), 2, 11, size, size);
+    r.y = make_view(y3.data(), 2, 11, sz.size, sz.size);
     lean->run(r);
-    for (size_t i = 0; i < y1.size(); ++i) REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));
+    for (size_t i = 0; i < out; ++i) {
+      REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));
+      REQUIRE(y3[i] == Approx(y1[i]).margin(1e-4));
+    }
   }
 }
 

@@ -92,8 +92,9 @@ TEST_CASE("f16 activations: GPEN's images become NHWC f16 views, its vectors sta
   }
   CHECK(fused == 2);
 
-  // Every style (13 StyledConvs, 7 ToRGBs) in one run of Linears, every demodulation (13) in one
-  // run after it; the mapping network's chain of Linears is no run (each reads the one before).
+  // Every style (13 StyledConvs, 7 ToRGBs, the last one as two halves) in one run of Linears, every
+  // demodulation (13) in one run after it; the mapping network's chain of Linears is no run (each
+  // reads the one before).
   std::vector<std::pair<std::string, int>> runs;
   for (size_t i = 0; i < g.nodes().size(); ++i)
     if (plan.run_end[i] >= 0) {
@@ -101,7 +102,7 @@ TEST_CASE("f16 activations: GPEN's images become NHWC f16 views, its vectors sta
       for (int k = int(i) + 1; k < plan.run_end[i]; ++k) CHECK(plan.run_end[size_t(k)] == -2);
     }
   REQUIRE(runs.size() == 2);
-  CHECK(runs[0] == std::make_pair(std::string("linear"), 20));
+  CHECK(runs[0] == std::make_pair(std::string("linear"), 21));
   CHECK(runs[1] == std::make_pair(std::string("demod_factors"), 13));
 }
 

@@ -101,6 +101,42 @@ TEST_CASE("node scratch is planned like a value alive for its node only", "[grap
   REQUIRE_THROWS_AS(g.plan_memory(std::vector<int64_t>(2, 0)), Error);
 }
 
+TEST_CASE("memory plan finds the live peak where largest-first placement fragments", "[graph]") {
+  // x -> A (64) -> T (80, with 96 of scratch) -> B (144) -> y, in elements. Live: A + T + scratch
+  // = 240 at the second node, T + B = 224 at the third. Largest-first puts B at 0, the scratch at
+  // 0, T above B, and A no longer fits the 48 left between the scratch and B: 288. (GPEN's last
+  // transposed conv, its input and scratch, and the last StyledConv's concat buffer.)
+  Graph g;
+  int v = g.input("x", {1, 16, 1, 1});
+  int c = 16;
+  for (int k : {64, 80, 144, 16}) {
+    cpu::ConvDesc d;
+    d.C = c, d.K = k;
+    v = g.conv2d("c" + std::to_string(k) + "_" + std::to_string(g.nodes().size()), v, d,
+                 Tensor::zeros(DType::F32, {k, c, 1, 1}), EpilogueSpec{});
+    c = k;
+  }
+  g.mark_output(v);
+  std::vector<int64_t> scratch(g.nodes().size(), 0);
+  scratch[1] = 96;
+  const MemoryPlan p = g.plan_memory(scratch);
+  CHECK(p.arena_elems == 240);
+  // Nothing live at the same time overlaps (the scratch included).
+  struct Span { int64_t a, b; int first, last; };
+  std::vector<Span> spans;
+  for (size_t t = 0; t < g.nodes().size(); ++t) {
+    const Node& n = g.nodes()[t];
+    const int64_t o = p.offset[size_t(n.output)];
+    spans.push_back({o, o + shape_numel(g.value(n.output).shape), int(t), int(t) + 1});
+  }
+  spans.push_back({p.scratch_offset[1], p.scratch_offset[1] + 96, 1, 1});
+  for (size_t i = 0; i < spans.size(); ++i)
+    for (size_t j = i + 1; j < spans.size(); ++j) {
+      const bool together = spans[i].first <= spans[j].last && spans[j].first <= spans[i].last;
+      if (together) CHECK((spans[i].b <= spans[j].a || spans[j].b <= spans[i].a));
+    }
+}
+
 TEST_CASE("executables share packed kernels; a cached graph needs no weights", "[graph]") {
   auto backend = make_cpu_backend();
   CompileOptions opt;

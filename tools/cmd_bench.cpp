@@ -42,7 +42,7 @@ double current_rss_mb() {
 struct BenchOpts {
   std::string model;
   int size = 512, threads = 0, runs = 5, warmup = 1, batch = 1, top = 15, streams = 1;
-  std::string precision = "fp32", isa, device = "cpu", batch_list = "1";
+  std::string precision = "fp32", isa, device = "cpu", batch_list = "1", winograd_weights = "auto";
   bool json = false, profile = false, low_memory = false, heuristic_algos = false;
   ModelFetchOptions fetch;
   // --report
@@ -72,7 +72,10 @@ Runner register_bench(CLI::App& app) {
   cmd->add_option("--batch-size,--batch", o->batch_list, "faces per forward; with --device, a list like 1,4,8,16");
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
-  cmd->add_flag("--low-memory", o->low_memory, "direct instead of Winograd where its weights would dominate memory");
+  cmd->add_flag("--low-memory", o->low_memory, "every Winograd layer transforms its weights per run (least memory)");
+  cmd->add_option("--winograd-weights", o->winograd_weights,
+                  "CPU: Winograd weights transformed at load, per run, or auto (per run where they outweigh the output)")
+      ->check(CLI::IsMember({"auto", "load", "run"}));
   cmd->add_flag("--heuristic-algos", o->heuristic_algos,
                 "with --device cuda: cuDNN's heuristic algorithms, as gpen enhance compiles first (default: timed)");
   cmd->add_option("--top", o->top, "layers shown by --profile");
@@ -116,6 +119,9 @@ Runner register_bench(CLI::App& app) {
     CompileOptions copt;
     copt.threads = o->threads;
     copt.lean_memory = o->low_memory;
+    copt.winograd_weights = o->winograd_weights == "load"  ? cpu::WinogradWeights::AtLoad
+                            : o->winograd_weights == "run" ? cpu::WinogradWeights::PerRun
+                                                           : cpu::WinogradWeights::Auto;
     cpu::parse_precision(o->precision, &copt.precision);
     if (!o->isa.empty() && !cpu::parse_isa(o->isa, &copt.max_isa)) fail("unknown --isa '", o->isa, "'");
     auto t0 = std::chrono::steady_clock::now();
@@ -150,7 +156,7 @@ Runner register_bench(CLI::App& app) {
     const char* isa = cpu::isa_name(std::min(copt.max_isa, cpu::active_isa()));
     if (o->json) {
       nlohmann::json j = {{"model", model->config().describe()}, {"size", S}, {"batch", o->batch},
-                          {"threads", threads}, {"precision", o->precision}, {"isa", isa}, {"low_memory", o->low_memory},
+                          {"threads", threads}, {"precision", o->precision}, {"isa", isa}, {"low_memory", o->low_memory}, {"winograd_weights", o->winograd_weights},
                           {"runs", o->runs}, {"median_s", median}, {"min_s", mn}, {"max_s", mx},
                           {"times_s", times}, {"gflop", gflop}, {"gflops_per_s", gflop / median},
                           {"faces_per_s", o->batch / median}, {"peak_rss_mb", peak_rss_mb()},

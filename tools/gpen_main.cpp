@@ -18,8 +18,11 @@ namespace {
 // detector's input, face crops, the encoded file). glibc maps each such buffer freshly and
 // returns it on free, so every photo paid its pages again: on the dev VM a 1080p photo's decode
 // went from 13 ms alone to 27 ms in the pipeline. Keeping freed memory up to 64 MB per arena for
-// reuse halves that; peak memory is unchanged (it is the same working set), only its return to
-// the OS after a burst is later. A user's own GLIBC_TUNABLES for malloc win.
+// reuse halves that; only the return of freed memory to the OS after a burst is later. Memory
+// freed for good -- a checkpoint's tensors once the model is prepared, GPEN's f32 conv weights
+// once packed -- would then stay resident as heap holes (GPEN-512 peak 836 -> 1147 MB), so those
+// places hand it back explicitly (release_free_heap, core/memory.h). A user's own GLIBC_TUNABLES
+// for malloc win.
 void keep_freed_photo_buffers() {
 #ifdef __GLIBC__
   const char* tunables = std::getenv("GLIBC_TUNABLES");

@@ -34,6 +34,14 @@ Tensor slice1d(const Tensor& t, int64_t begin, int64_t end) {
   return r;
 }
 
+// Rows [begin, end) of a 2-D f32 tensor as a new tensor.
+Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
+  const int64_t cols = t.dim(1);
+  Tensor r = Tensor::empty(DType::F32, {end - begin, cols});
+  std::memcpy(r.data<float>(), t.data<float>() + begin * cols, size_t((end - begin) * cols) * sizeof(float));
+  return r;
+}
+
 Tensor weight_sq(const Tensor& w /* [K][C][kh][kw] f32 */) {
   const int64_t K = w.dim(0), C = w.dim(1), khkw = w.dim(2) * w.dim(3);
   Tensor r = Tensor::empty(DType::F32, {K, C});
@@ -221,11 +229,24 @@ struct Builder {
   // the same as made beside each conv; the vectors stay live a little longer (a few KB).
   std::map<std::string, int> styles{}, demods{};
   int modulation(const std::string& p) { return styles.at(p); }
-  void precompute_styles(const std::vector<std::string>& styled, const std::vector<std::string>& to_rgb) {
+  // The last ToRGB (`split_rgb`) gets one style vector per half of its input instead (see
+  // last_styled_conv_to_rgb): "<p>_conv" and "<p>_noise".
+  void precompute_styles(const std::vector<std::string>& styled, const std::vector<std::string>& to_rgb,
+                         const std::string& split_rgb) {
     for (const auto* list : {&styled, &to_rgb})
-      for (const std::string& p : *list)
-        styles[p] = g.linear(p + ".modulation", latent, w(p + ".conv.modulation.weight"),
-                             EpilogueSpec::with_bias(w(p + ".conv.modulation.bias")));
+      for (const std::string& p : *list) {
+        const Tensor& mw = w(p + ".conv.modulation.weight");
+        const Tensor& mb = w(p + ".conv.modulation.bias");
+        if (p != split_rgb) {
+          styles[p] = g.linear(p + ".modulation", latent, mw, EpilogueSpec::with_bias(mb));
+          continue;
+        }
+        const int64_t half = mw.dim(0) / 2;
+        styles[p + "_conv"] = g.linear(p + ".modulation_conv", latent, rows(mw, 0, half),
+                                       EpilogueSpec::with_bias(slice1d(mb, 0, half)));
+        styles[p + "_noise"] = g.linear(p + ".modulation_noise", latent, rows(mw, half, 2 * half),
+                                        EpilogueSpec::with_bias(slice1d(mb, half, 2 * half)));
+      }
     for (const std::string& p : styled) demods[p] = g.demod_factors(p + ".demod", styles[p], w(p + ".conv.weight.sq"), 1e-8f);
   }
 
@@ -266,12 +287,13 @@ struct Builder {
   // (64 x S x S) and would stay live from the first layer to the last two. Recomputing it where
   // the decoder needs it costs a cheap 3->64 pointwise conv and frees that buffer for the whole
   // forward (67 MB at S = 512). The values are identical: same conv, same weights.
-  void recompute_top_feature(const std::string& p, int out) {
+  // out: a view to write into, or -1 for a new value. Returns what it wrote.
+  int recompute_top_feature(const std::string& p, int out) {
     const Tensor& w0 = w("ecd0.0.0.weight");
     cpu::ConvDesc cd;
     cd.C = 3;
     cd.K = int(w0.dim(0));
-    g.conv2d(p + ".ecd0", image, cd, w0, EpilogueSpec::fused_lrelu(w("ecd0.0.1.bias")), -1, -1, out);
+    return g.conv2d(p + ".ecd0", image, cd, w0, EpilogueSpec::fused_lrelu(w("ecd0.0.1.bias")), -1, -1, out);
   }
 
   int to_rgb(const std::string& p, int x, int skip) {
@@ -282,9 +304,56 @@ struct Builder {
     cd.K = 3;
     const Tensor bias = w(p + ".bias").reshape({3});
     const int y = g.conv2d(p + ".conv", x, cd, wt, EpilogueSpec::with_bias(bias), s);
+    return add_upsampled_skip(p, y, skip);
+  }
+
+  int add_upsampled_skip(const std::string& p, int y, int skip) {
     if (skip < 0) return y;
     const int up = g.upfirdn2d(p + ".upsample", skip, w(p + ".upsample.kernel"), 2, 1, 2, 1, EpilogueSpec{});
     return g.add(p + ".add", y, up);
+  }
+
+  // The last StyledConv (p) and the last ToRGB (rgb) together, ordered so that the noise half of
+  // the StyledConv's output is never held beside both full-resolution conv buffers. ToRGB is a
+  // 1x1 conv, so it splits over the two halves of its input:
+  //   rgb = torgb[:, :K](conv half) + torgb[:, K:](noise half) + bias,
+  // and the noise half (recomputed from the image) is reduced to its 3 channels before the 3x3
+  // conv runs. The arena's peak -- the previous StyledConv's output beside this one's -- drops
+  // from 4 to 3 full-resolution feature maps (67 MB at GPEN-512, batch 1). Same products, summed
+  // in another order.
+  int last_styled_conv_to_rgb(const std::string& p, const std::string& rgb, int x, int skip) {
+    const Tensor& wt = w(p + ".conv.weight");
+    const int K = int(wt.dim(0)), C = int(wt.dim(1));
+    const Tensor& bias = w(p + ".activate.bias");
+    const int noise = recompute_top_feature(p, -1);
+    g.scale_bias_act(p + ".noise", noise, w(p + ".noise.weight").data<float>()[0],
+                     EpilogueSpec::fused_lrelu(slice1d(bias, K, 2 * int64_t(K))), noise);
+    const int rgb_noise = to_rgb_half(rgb, "noise", noise, K, EpilogueSpec{});
+    cpu::ConvDesc cd;
+    cd.C = C;
+    cd.K = K;
+    cd.kh = cd.kw = 3;
+    cd.pad = 1;
+    const int conv = g.conv2d(p + ".conv", x, cd, wt, EpilogueSpec::fused_lrelu(slice1d(bias, 0, K)), modulation(p),
+                              demods.at(p));
+    const int rgb_conv = to_rgb_half(rgb, "conv", conv, 0, EpilogueSpec::with_bias(w(rgb + ".bias").reshape({3})));
+    return add_upsampled_skip(rgb, g.add(rgb + ".halves", rgb_conv, rgb_noise), skip);
+  }
+
+  // ToRGB's 1x1 conv over input channels [c0, c0 + C) of its (concatenated) input, read from x.
+  int to_rgb_half(const std::string& p, const std::string& half, int x, int64_t c0, EpilogueSpec epi) {
+    const Tensor& wt = w(p + ".conv.weight");  // [3][2C][1][1], shape-only once the runner packed it
+    const int64_t C = g.value(x).shape[1];
+    cpu::ConvDesc cd;
+    cd.C = int(C);
+    cd.K = 3;
+    Tensor part = Tensor::shape_only(DType::F32, {3, C, 1, 1});
+    if (wt.defined()) {
+      part = Tensor::empty(DType::F32, {3, C, 1, 1});
+      for (int k = 0; k < 3; ++k)
+        std::memcpy(part.data<float>() + k * C, wt.data<float>() + k * wt.dim(1) + c0, size_t(C) * sizeof(float));
+    }
+    return g.conv2d(p + ".conv_" + half, x, cd, part, std::move(epi), styles.at(p + "_" + half));
   }
 };
 
@@ -338,7 +407,7 @@ Graph GpenModel::build_graph(int batch) const {
       styled.push_back(key("generator.convs.", 2 * (i - 3) + 1, ""));
       rgb.push_back(key("generator.to_rgbs.", i - 3, ""));
     }
-    b.precompute_styles(styled, rgb);
+    b.precompute_styles(styled, rgb, rgb.back());
   }
 
   // Decoder: the encoder feature of each resolution is injected twice (except at 4x4: once).
@@ -347,9 +416,14 @@ Graph GpenModel::build_graph(int batch) const {
   int skip = b.to_rgb("generator.to_rgb1", out, -1);
   for (int i = 3; i <= c.log_size(); ++i) {
     const int feature = feats[size_t(L - (i - 2))];
+    const std::string second = key("generator.convs.", 2 * (i - 3) + 1, ""), rgb = key("generator.to_rgbs.", i - 3, "");
     out = b.styled_conv(key("generator.convs.", 2 * (i - 3), ""), out, feature, true);
-    out = b.styled_conv(key("generator.convs.", 2 * (i - 3) + 1, ""), out, feature, false);
-    skip = b.to_rgb(key("generator.to_rgbs.", i - 3, ""), out, skip);
+    if (i == c.log_size()) {  // full resolution: the encoder feature is the recomputed ecd0
+      skip = b.last_styled_conv_to_rgb(second, rgb, out, skip);
+      break;
+    }
+    out = b.styled_conv(second, out, feature, false);
+    skip = b.to_rgb(rgb, out, skip);
   }
   g.mark_output(skip);
   return g;

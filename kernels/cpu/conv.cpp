@@ -29,9 +29,15 @@ bool winograd_applies(const ConvDesc& d) {
   return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2;
 }
 
-// Transformed weights 36 x K x C floats against the K x OH x OW output of one sample.
-bool winograd_weights_outweigh_output(const ConvDesc& d, const KernelOptions& opt) {
-  return 36 * int64_t(d.C) > 2 * int64_t(d.out_h(opt.map_h)) * d.out_w(opt.map_w);
+// Winograd weights transformed in every run instead of at load where they (36 x K x C floats)
+// outweigh the K x OH x OW output of one sample by more than 2x, and a sample's map is at most 64
+// tiles (32 x 32): the kernels then transform once per sample -- a larger map would transform
+// again for every block of tiles. In GPEN-512 those are the 1024->512 convs at 16 and 32 px
+// (2 x 75 MB of transformed weights); the one at 64 px (4 blocks) keeps its 75 MB.
+bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt) {
+  const int64_t oh = d.out_h(opt.map_h), ow = d.out_w(opt.map_w);
+  const bool outweigh = 36 * int64_t(d.C) > 2 * oh * ow;
+  return outweigh && ((oh + 3) / 4) * ((ow + 3) / 4) <= 64;
 }
 
 }  // namespace
@@ -57,17 +63,22 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   if (isa >= Isa::AVX2 && (k = make_conv_depthwise_avx2(d, weight))) return k;
   // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on
   // AVX2). With a known map size only the algorithm that will run is built.
+  const bool known_size = opt.map_h > 0 && opt.map_w > 0;
   auto plan = [&](int tiles_per_vector) {
     if (!winograd_applies(d)) return 0;  // direct only
-    if (opt.map_h <= 0 || opt.map_w <= 0) return 1;  // unknown size: Winograd with a direct fallback
+    if (!known_size) return 1;           // unknown size: Winograd with a direct fallback
     const int64_t tiles = int64_t((d.out_h(opt.map_h) + 3) / 4) * ((d.out_w(opt.map_w) + 3) / 4);
-    if (opt.lean_memory && winograd_weights_outweigh_output(d, opt)) return 0;
     return tiles < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
   };
+  using WW = WinogradWeights;
+  const bool weights_per_run =
+      opt.winograd_weights == WW::PerRun ||
+      (opt.winograd_weights == WW::Auto &&
+       (opt.lean_memory || (known_size && winograd_weights_per_run(d, opt))));
   auto build = [&](int how, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {
-    if (how == 2) return make_winograd(d, weight, nullptr);
+    if (how == 2) return make_winograd(d, weight, nullptr, weights_per_run);
     std::unique_ptr<ConvKernel> direct = make_direct(d, weight);
-    return how == 1 ? make_winograd(d, weight, std::move(direct)) : std::move(direct);
+    return how == 1 ? make_winograd(d, weight, std::move(direct), weights_per_run) : std::move(direct);
   };
   if (isa >= Isa::AVX512_BF16 && opt.precision == Precision::BF16 && !pointwise) {
     // Winograd stays f32 (see conv_internal.h); its small-map fallback is the bf16 direct kernel.

@@ -43,9 +43,13 @@ struct KernelOptions {
   // too small for a vector of tiles, or the direct fallback of a Winograd layer on large maps.
   // Both copies of prepacked weights would otherwise stay in memory.
   int map_h = 0, map_w = 0;
-  // Lean memory: an f32 3x3 conv whose Winograd weights (36/9 = 4x the 3x3 weights) would outweigh
-  // its output map by more than 2x runs the direct kernel instead: in GPEN that is the wide layers on
-  // 16..64 px maps, 170 MB of transformed weights at GPEN-512. Needs map_h/map_w.
+  // Winograd's transformed weights (36/9 = 4x the 3x3 weights): transformed once at load, or kept
+  // as 3x3 weights and transformed in every run. Auto: in every run where they would outweigh the
+  // layer's output map by more than 2x (needs map_h/map_w) -- in GPEN-512 the wide layers on
+  // 16..64 px maps, 226 MB of transformed weights -- else at load.
+  WinogradWeights winograd_weights = WinogradWeights::Auto;
+  // Lean memory: every Winograd layer transforms its weights per run (Auto does so only where they
+  // outweigh the output): least memory, a few % slower on large maps.
   bool lean_memory = false;
 };
 

@@ -30,11 +30,11 @@ namespace avx2_winograd {
 }  // namespace avx2_winograd
 
 std::unique_ptr<ConvKernel> make_conv_winograd_avx2(const ConvDesc& d, const Tensor& weight,
-                                                    std::unique_ptr<ConvKernel> small) {
+                                                    std::unique_ptr<ConvKernel> small, bool weights_per_run) {
   using K = avx2_winograd::WinogradConv<avx2_winograd::F32Avx2>;
   if (!K::supports(d)) return small;
   const Tensor w = weight.to(DType::F32);
-  return std::make_unique<K>(d, w.data<float>(), std::move(small));
+  return std::make_unique<K>(d, w.data<float>(), std::move(small), weights_per_run);
 }
 
 }  // namespace gpen::cpu

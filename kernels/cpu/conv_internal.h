@@ -28,9 +28,10 @@ std::unique_ptr<ConvKernel> make_conv_direct_avx512bf16(const ConvDesc& d, const
 
 // Winograd kernels keep a direct kernel (`small`, made by the caller for the same ISA/precision) for
 // feature maps too small for 4x4 tiles to pay off; it may be null (then they use their own path).
+// weights_per_run: keep the 3x3 weights and transform them in every run (KernelOptions).
 std::unique_ptr<ConvKernel> make_conv_winograd_avx2(const ConvDesc& d, const Tensor& weight,
-                                                    std::unique_ptr<ConvKernel> small);
+                                                    std::unique_ptr<ConvKernel> small, bool weights_per_run);
 std::unique_ptr<ConvKernel> make_conv_winograd_avx512(const ConvDesc& d, const Tensor& weight,
-                                                      std::unique_ptr<ConvKernel> small);
+                                                      std::unique_ptr<ConvKernel> small, bool weights_per_run);
 
 }  // namespace gpen::cpu

@@ -15,6 +15,14 @@
 //   * narrow maps: a slot is W consecutive tiles in raster order, gathered from a padded copy of the
 //     (small) channel with scalar loads.
 // The modulation in_scale multiplies V (it is linear), out_scale is applied in the epilogue.
+// Weights: U (36 floats per (k, c), 4x the 3x3 weights) is either transformed once at load, or --
+// where U would outweigh the layer's output map, the wide layers on small maps (GPEN-512: 16..64
+// px, 226 MB of U) -- kept as the 3x3 weights and transformed in every run, one chunk of output
+// channels at a time, into a per-thread buffer just before the GEMMs that read it (a chunk of
+// U of ~1 MiB, written and read back from L2). Every block of tiles transforms
+// again, so the dispatcher (conv.cpp) asks for this only where a sample's map is one block.
+// (Tried: all of U transformed once per run into arena scratch, shared by the blocks -- the
+// 75 MB write pass of a 1024->512 layer cost more than the 4 blocks of a 64x64 map saved.)
 // Work item = (sample, block of NV slots = 64 tiles on AVX-512, group of output channels): the input
 // transform of the block for all C (36 x C x 64 floats) once, then for chunks of output channels
 // whose M (36 x chunk x 64 floats) fits L2: the 36 GEMMs, then the output transform + epilogue.
@@ -61,12 +69,16 @@ class WinogradConv final : public ConvKernel {
            d.C >= 1 && d.K >= 1;
   }
 
-  WinogradConv(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small)
-      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)) {
-    name_ = std::string(P::dtype) + "_conv3x3_winograd_f43_" + std::to_string(KT) + "x" + std::to_string(LD) + "__" +
-            P::isa;
+  // weights_per_run: keep the 3x3 weights and transform them in every run (see above).
+  WinogradConv(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small, bool weights_per_run)
+      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)), per_run_(weights_per_run) {
+    name_ = std::string(P::dtype) + "_conv3x3_winograd_f43_" + std::to_string(KT) + "x" + std::to_string(LD) +
+            (per_run_ ? "_wt" : "") + "__" + P::isa;
     if (small_) name_ += "|" + small_->name();  // what runs on maps of fewer than W tiles
-    pack_weights(w);
+    if (per_run_)
+      pack_weights_3x3(w);
+    else
+      pack_weights(w);
   }
 
   std::string name() const override { return name_; }
@@ -93,7 +105,10 @@ class WinogradConv final : public ConvKernel {
     // Output channels are processed in chunks whose M (36 x chunk x LD floats) stays in L2.
     // Items split the output channels further only when the blocks alone would leave threads idle
     // (each such item redoes the input transform).
-    const int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (36 * KT * LD * sizeof(float)))));
+    int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (36 * KT * LD * sizeof(float)))));
+    // Per-run weights: a chunk of U (36 x chunk x C x KT floats) of at most ~1 MiB, so that it is
+    // read back from L2 (measured on the 1024->512 layers: 8 MiB chunks cost twice as much).
+    if (per_run_) kchunk = std::max(1, std::min(kchunk, int((1 << 20) / (36 * KT * d_.C * sizeof(float)))));
     const int threads = r.pool ? r.pool->size() : 1, N = r.x.n;
     const int blocks = int(div_up(g.slots, NV));
     // Fewest channel groups that keep the threads evenly busy (>= 85% of the last round used).
@@ -107,6 +122,7 @@ class WinogradConv final : public ConvKernel {
     parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
       float* vb = thread_scratch<float>(1, size_t(36) * d_.C * LD);
       float* m = thread_scratch<float>(2, size_t(36) * kchunk * KT * LD);
+      float* uc = per_run_ ? thread_scratch<float>(0, size_t(36) * kchunk * d_.C * KT) : nullptr;
       for (int64_t i = b; i < e; ++i) {
         const int n = int(i / (int64_t(blocks) * kgroups)), rest = int(i % (int64_t(blocks) * kgroups));
         const int blk = rest / kgroups, kg = rest % kgroups;
@@ -116,7 +132,12 @@ class WinogradConv final : public ConvKernel {
         input_transform(r, g, n, s0, ns, vb);
         for (int kc = kt0; kc < kt1; kc += kchunk) {
           const int kce = std::min(kt1, kc + kchunk);
-          gemm(vb, ns, kc, kce, kchunk, m);
+          if (per_run_) {
+            transform_weights(kc, kce, kchunk, uc);
+            gemm(vb, ns, kc, kce, kchunk, Panels{uc, kchunk, kc}, m);
+          } else {
+            gemm(vb, ns, kc, kce, kchunk, Panels{u_.data(), ktiles_, 0}, m);
+          }
           output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
         }
       }
@@ -154,6 +175,64 @@ class WinogradConv final : public ConvKernel {
             const int k = kt * KT + kk;
             *dst++ = k < d_.K ? tu[(size_t(xi) * d_.K + k) * d_.C + c] : 0.f;
           }
+  }
+
+  // Per-run weights: g9_[kt][tap][c][KT], tap = 3 i + j, so that the transform runs over (c, kk).
+  void pack_weights_3x3(const float* w) {
+    const int64_t n = int64_t(d_.C) * KT;
+    g9_.resize(size_t(ktiles_) * 9 * n);
+    float* dst = g9_.data();
+    for (int kt = 0; kt < ktiles_; ++kt)
+      for (int tap = 0; tap < 9; ++tap)
+        for (int c = 0; c < d_.C; ++c)
+          for (int kk = 0; kk < KT; ++kk) {
+            const int k = kt * KT + kk;
+            *dst++ = k < d_.K ? w[(int64_t(k) * d_.C + c) * 9 + tap] : 0.f;
+          }
+  }
+
+  // out[a] = (G x)[a] for one column (or row) x of a 3x3 kernel; G as in pack_weights.
+  static void winograd_g6(const V* x, V* out) {
+    const V sum02 = S::add(x[0], x[2]), q = S::mul(S::set1(1 / 12.f), x[1]);
+    const V p = S::fmadd(S::set1(1 / 24.f), x[0], S::mul(S::set1(1 / 6.f), x[2]));
+    out[0] = S::mul(S::set1(1 / 4.f), x[0]);
+    out[1] = S::mul(S::set1(-1 / 6.f), S::add(sum02, x[1]));
+    out[2] = S::mul(S::set1(-1 / 6.f), S::sub(sum02, x[1]));
+    out[3] = S::add(p, q);
+    out[4] = S::sub(p, q);
+    out[5] = x[2];
+  }
+
+  // uc[xi][kt - kt0][c][KT] = (G g G^T)[xi] for kt in [kt0, kt1), from g9_ (a chunk of kbs
+  // output-channel tiles per xi).
+  void transform_weights(int kt0, int kt1, int kbs, float* uc) const {
+    const int64_t n = int64_t(d_.C) * KT, xi_stride = int64_t(kbs) * n;
+    for (int kt = kt0; kt < kt1; ++kt) {
+      const float* g = g9_.data() + int64_t(kt) * 9 * n;
+      float* u = uc + int64_t(kt - kt0) * n;
+      for (int64_t i = 0; i < n; i += VW) {
+        const int left = int(std::min<int64_t>(VW, n - i));
+        V tap[9], col[3], t[6][3];  // t[a][j] = (G g)[a][j]
+        for (int e = 0; e < 9; ++e) tap[e] = left == VW ? S::load(g + e * n + i) : S::load_n(g + e * n + i, left);
+        for (int j = 0; j < 3; ++j) {
+          V a[6];
+          col[0] = tap[j], col[1] = tap[3 + j], col[2] = tap[6 + j];
+          winograd_g6(col, a);
+          for (int r = 0; r < 6; ++r) t[r][j] = a[r];
+        }
+        for (int r = 0; r < 6; ++r) {
+          V b[6];
+          winograd_g6(t[r], b);
+          for (int c = 0; c < 6; ++c) {
+            float* dst = u + int64_t(r * 6 + c) * xi_stride + i;
+            if (left == VW)
+              S::store(dst, b[c]);
+            else
+              S::store_n(dst, b[c], left);
+          }
+        }
+      }
+    }
   }
 
   // vb[xi][c][slot*VW + t] = in_scale * (B^T d B)[xi] for the ns slots starting at s0.
@@ -244,24 +323,31 @@ class WinogradConv final : public ConvKernel {
     }
   }
 
+  // Where the U panels of a GEMM are: panel (xi, kt), C x KT floats, at base + (xi * per_xi + kt -
+  // first) * C * KT (u_ whole, or a per-run chunk of it).
+  struct Panels {
+    const float* base;
+    int per_xi, first;
+  };
+
   // m[xi][kt - kt0][KT][LD] = U[xi][kt] . vb[xi] over all channels, for ns slots. For one xi the
   // C x LD slice of vb stays in L2 while all the chunk's output-channel tiles sweep it.
   template <int NS>
-  void gemm_n(const float* vb, int kt0, int kt1, int kbs, float* m) const {
+  void gemm_n(const float* vb, int kt0, int kt1, int kbs, Panels u, float* m) const {
     static const int zero = 0;
     const int C = d_.C;
     for (int xi = 0; xi < 36; ++xi)
       for (int kt = kt0; kt < kt1; ++kt)
-        P::template micro<KT, NS>(u_.data() + (int64_t(xi) * ktiles_ + kt) * C * KT, vb + int64_t(xi) * C * LD, &zero,
-                                  1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
+        P::template micro<KT, NS>(u.base + (int64_t(xi) * u.per_xi + kt - u.first) * C * KT, vb + int64_t(xi) * C * LD,
+                                  &zero, 1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
   }
-  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, float* m) const {
+  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
     static_assert(NV <= 4, "gemm dispatch covers NV <= 4");
     switch (ns) {
-      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, m);
-      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, m);
-      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, m);
-      default: return gemm_n<NV>(vb, kt0, kt1, kbs, m);
+      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, u, m);
+      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, u, m);
+      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, u, m);
+      default: return gemm_n<NV>(vb, kt0, kt1, kbs, u, m);
     }
   }
 
@@ -319,6 +405,8 @@ class WinogradConv final : public ConvKernel {
   ConvDesc d_;
   int ktiles_;
   std::unique_ptr<ConvKernel> small_;
+  bool per_run_;
   std::string name_;
-  AlignedArray<float> u_;  // [36][ktiles][C][KT]
+  AlignedArray<float> u_;   // [36][ktiles][C][KT], transformed at load
+  AlignedArray<float> g9_;  // [ktiles][9][C][KT], per_run_: transformed in every run
 };

@@ -54,4 +54,8 @@ struct ConvDesc {
   }
 };
 
+// Where a Winograd conv keeps its transformed weights (36/9 = 4x the 3x3 weights): transformed
+// once at load, or kept as 3x3 weights and transformed in every run (KernelOptions).
+enum class WinogradWeights { Auto, AtLoad, PerRun };
+
 }  // namespace gpen::cpu

@@ -93,6 +93,7 @@ struct PathDef {
   std::string name;
   Isa isa;
   Precision prec;
+  WinogradWeights winograd = WinogradWeights::AtLoad;
 };
 std::vector<PathDef> all_paths(bool with_generic) {
   std::vector<PathDef> p;
@@ -101,6 +102,9 @@ std::vector<PathDef> all_paths(bool with_generic) {
   if (with_generic) p.push_back({"generic", Isa::Generic, Precision::F32});
   if (detect_isa() >= Isa::AVX2) p.push_back({"avx2", Isa::AVX2, Precision::F32});
   if (detect_isa() >= Isa::AVX512) p.push_back({"avx512", Isa::AVX512, Precision::F32});
+  // Winograd layers with their weights transformed in every run (what GPEN's wide small-map layers
+  // use by default, and every Winograd layer with --low-memory); other layers as "avx512".
+  if (detect_isa() >= Isa::AVX512) p.push_back({"avx512_wt", Isa::AVX512, Precision::F32, WinogradWeights::PerRun});
   if (detect_isa() >= Isa::AVX512_BF16) p.push_back({"avx512bf16", Isa::AVX512_BF16, Precision::BF16});
   return p;
 }
@@ -109,7 +113,7 @@ std::vector<PathDef> all_paths(bool with_generic) {
 struct Bench {
   Layer l;
   std::unique_ptr<ConvKernel> kern;
-  std::vector<float> x, y, is, os, bias;
+  std::vector<float> x, y, is, os, bias, scratch;
   ConvRun run;
 
   Bench(const Layer& layer, const PathDef& p, ThreadPool* pool) : l(layer) {
@@ -129,6 +133,7 @@ struct Bench {
     KernelOptions opt;
     opt.isa = p.isa;
     opt.precision = p.prec;
+    opt.winograd_weights = p.winograd;
     kern = make_conv_kernel(d, Tensor::from_floats({d.K, d.C, d.kh, d.kw}, wv), opt);
     Epilogue ep;
     if (l.lrelu) ep.bias = bias.data(), ep.slope = 0.2f, ep.gain = std::sqrt(2.f);
@@ -138,6 +143,10 @@ struct Bench {
                   l.out_scale ? os.data() : nullptr,
                   ep,
                   pool};
+    // The scratch the CPU backend would plan in the activation arena (padded input copies,
+    // per-run Winograd weights).
+    scratch.resize((kern->scratch_bytes(1, l.h, l.w) + sizeof(float) - 1) / sizeof(float));
+    run.scratch = scratch.empty() ? nullptr : scratch.data();
   }
   void once() { kern->run(run); }
   double flops() const { return double(l.d.flops(1, l.h, l.w)); }
