@@ -213,17 +213,18 @@ std::vector<Detection> FaceDetector::detect(const Image& image, const DetectOpti
     }
   }
 
-  // One NMS over all passes; then a face found by one pass that lies mostly (> 80 % of the smaller
-  // box) inside a better-scoring face of another pass is the same face seen at two scales (a
-  // fragment of a large face at the finer scale, typically) and is dropped too. Faces of a single
-  // pass are left to NMS alone, as in the reference.
+  // One NMS over all passes; then a face found by one pass that lies mostly (> cross_pass_overlap
+  // of the smaller box) inside a better-scoring face of another pass is the same face seen at two
+  // scales (a fragment of a large face at the finer scale, or an oversized phantom at the coarser
+  // one) and is dropped too. Faces of a single pass are left to NMS alone, as in the reference.
   std::vector<Detection> faces;
   std::vector<size_t> kept;
   for (size_t i : nms(all, opt.nms_iou)) {
     const Detection& d = all[i];
     bool duplicate = false;
     for (size_t j : kept)
-      if (pass_of[j] != pass_of[i] && box_overlap_of_smaller(d.box, all[j].box) > 0.8f) duplicate = true;
+      if (pass_of[j] != pass_of[i] && box_overlap_of_smaller(d.box, all[j].box) > opt.cross_pass_overlap)
+        duplicate = true;
     if (duplicate) continue;
     kept.push_back(i);
     if (opt.min_face > 0 && std::min(d.width(), d.height()) < opt.min_face) continue;

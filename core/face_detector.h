@@ -74,6 +74,11 @@ struct DetectOptions {
   int pyramid_min_side = 320;    // coarse passes go down to a long side of at most this
   float pyramid_factor = 3.f;    // downscale factor between passes (> 1)
   float coarse_min_face = 256;   // a coarse pass keeps faces longer than this, in the finer pass's px
+  // A face of one pass lying more than this fraction (of the smaller box) inside a better-scoring
+  // face of another pass is that face seen at another scale, and dropped. RetinaFace-MobileNet0.25
+  // answers a face filling a 1080p photo with fragments at the finer pass and oversized phantoms
+  // at the coarser one; both overlap the real face by 50-70 % (test "a close-up ... one face").
+  float cross_pass_overlap = 0.5f;
 };
 
 // Greedy NMS of py_cpu_nms: sort by score (stable), keep the best, drop others with

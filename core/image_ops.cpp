@@ -760,4 +760,20 @@ Image downscale_area(const Image& src, int width, int height, ThreadPool* pool) 
   return out;
 }
 
+Image fit_on_noise(const Image& src, int width, int height) {
+  const double s = std::min(double(width) / src.width, double(height) / src.height);
+  const int sw = std::min(width, int(src.width * s + 0.5)), sh = std::min(height, int(src.height * s + 0.5));
+  const Image rgb = to_rgb(src);
+  const Image scaled = s < 1 ? downscale_area(rgb, sw, sh) : resize_bilinear(rgb, sw, sh);
+  Image out(width, height, 3);
+  uint32_t state = 12345;
+  for (uint8_t& v : out.pixels) {
+    state = state * 1664525u + 1013904223u;
+    v = uint8_t(68 + (state >> 24) % 120);
+  }
+  const int x0 = (width - sw) / 2, y0 = (height - sh) / 2;
+  for (int y = 0; y < sh; ++y) std::copy(scaled.row(y), scaled.row(y) + size_t(sw) * 3, out.row(y0 + y) + size_t(x0) * 3);
+  return out;
+}
+
 }  // namespace gpen

@@ -144,4 +144,11 @@ void fill_rectangle(FloatImage& plane, int x0, int y0, int x1, int y1, float val
 // count; width <= src.width and height <= src.height (otherwise use resize_bilinear).
 Image downscale_area(const Image& src, int width, int height, ThreadPool* pool = nullptr);
 
+// `src` (any channel count, made RGB) scaled to fit width x height (area for shrinking, bilinear
+// for growing) and centred on seeded uniform noise (68..187): every face of the source stays
+// whole. The test photos of `gpen bench --report` and the detector tests. Not on flat grey:
+// RetinaFace-MobileNet0.25 reports faces with scores > 0.9 in large flat areas (the PyTorch
+// reference does the same).
+Image fit_on_noise(const Image& src, int width, int height);
+
 }  // namespace gpen

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -179,6 +180,38 @@ TEST_CASE("detect gives one face for the aligned FFHQ crop", "[detect]") {
   CHECK(faces[0].width() > 700);
   CHECK(faces[0].box[0] < 300);
   CHECK(faces[0].box[2] > 800);
+}
+
+TEST_CASE("a close-up in a 1080p photo is one face, not fragments and phantoms of other passes", "[detect]") {
+  // `gpen bench --report`'s photos: the aligned FFHQ crop and the selfie fitted to 1920x1080 on
+  // noise (faces ~800 and ~500 px). The base pass sees fragments, the coarsest oversized phantoms;
+  // each overlaps the real face by 50-70 % of its box. With the old cross-pass rule (80 %) both
+  // photos gave three faces, i.e. three restorations pasted over one face.
+  for (const char* name : {"images/aligned_ffhq_00002.png", "images/selfie_child_4032x3024.jpg"}) {
+    INFO(name);
+    const Image photo = fit_on_noise(load_image(test::shared_path(name)), 1920, 1080);
+    const auto faces = detector().detect(photo, DetectOptions{});
+    std::ostringstream boxes;
+    for (const Detection& f : faces)
+      boxes << " [" << int(f.box[0]) << ", " << int(f.box[1]) << ", " << int(f.box[2]) << ", " << int(f.box[3]) << "]";
+    WARN(name << " at 1080p: " << faces.size() << " face(s):" << boxes.str());
+    REQUIRE(!faces.empty());
+    const Detection& best = faces[0];
+    CHECK((best.box[0] + best.box[2]) / 2 > 760);  // the face, near the middle of the photo
+    CHECK((best.box[0] + best.box[2]) / 2 < 1160);
+    CHECK(std::max(best.width(), best.height()) > 450);
+    for (size_t i = 1; i < faces.size(); ++i) {
+      INFO("face " << i << ": box " << faces[i].box[0] << ", " << faces[i].box[1] << ", " << faces[i].box[2] << ", "
+                   << faces[i].box[3] << " score " << faces[i].score);
+      CHECK(box_overlap_of_smaller(faces[i].box, best.box) <= 0.5f);
+    }
+    DetectOptions old_rule;
+    old_rule.cross_pass_overlap = 0.8f;
+    CHECK(detector().detect(photo, old_rule).size() > faces.size());
+  }
+  const auto ffhq = detector().detect(
+      fit_on_noise(load_image(test::shared_path("images/aligned_ffhq_00002.png")), 1920, 1080), DetectOptions{});
+  CHECK(ffhq.size() == 1);
 }
 
 TEST_CASE("low-quality crop: no face above 0.9, as in the reference pipeline", "[detect]") {

@@ -38,27 +38,6 @@ struct TestPhoto {
   Image photo;  // 1920 x 1080
 };
 
-// Scaled to fit 1920x1080 (area for shrinking, bilinear for growing) and centred on seeded noise:
-// every face of the source stays whole. Not on flat grey: RetinaFace-MobileNet0.25 reports faces
-// with scores > 0.9 in large flat areas (the PyTorch reference does the same), which would put
-// phantom faces into every timing.
-Image to_full_hd(const Image& src) {
-  const int W = 1920, H = 1080;
-  const double s = std::min(double(W) / src.width, double(H) / src.height);
-  const int sw = std::min(W, int(src.width * s + 0.5)), sh = std::min(H, int(src.height * s + 0.5));
-  const Image rgb = to_rgb(src);
-  const Image scaled = s < 1 ? downscale_area(rgb, sw, sh) : resize_bilinear(rgb, sw, sh);
-  Image out(W, H, 3);
-  uint32_t state = 12345;
-  for (uint8_t& v : out.pixels) {
-    state = state * 1664525u + 1013904223u;
-    v = uint8_t(68 + (state >> 24) % 120);
-  }
-  const int x0 = (W - sw) / 2, y0 = (H - sh) / 2;
-  for (int y = 0; y < sh; ++y) std::copy(scaled.row(y), scaled.row(y) + size_t(sw) * 3, out.row(y0 + y) + size_t(x0) * 3);
-  return out;
-}
-
 std::vector<TestPhoto> load_test_set(const std::string& dir) {
   std::set<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -69,7 +48,7 @@ std::vector<TestPhoto> load_test_set(const std::string& dir) {
       files.insert(e.path());
   }
   std::vector<TestPhoto> set;
-  for (const fs::path& p : files) set.push_back({p.stem().string(), to_full_hd(load_image(p.string()))});
+  for (const fs::path& p : files) set.push_back({p.stem().string(), fit_on_noise(load_image(p.string()), 1920, 1080)});
   if (set.empty()) fail("--images ", dir, ": no .png/.jpg/.webp photos");
   return set;
 }

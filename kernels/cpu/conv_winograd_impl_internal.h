@@ -150,31 +150,14 @@ class WinogradConv final : public ConvKernel {
     bool wide;
   };
 
-  // U[xi][kt][c][KT] = (G g G^T)[xi] for k = kt*KT + kk (0 beyond K).
+  // U[xi][kt][c][KT] = (G g G^T)[xi] for k = kt*KT + kk (0 beyond K): the per-run transform over
+  // all output channels at once, from a temporary 3x3 packing (vector f32 arithmetic, not a
+  // scalar loop: it is part of every start-up).
   void pack_weights(const float* w) {
-    static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
-                                   {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+    pack_weights_3x3(w);
     u_.resize(size_t(36) * ktiles_ * d_.C * KT);
-    std::vector<float> tu(size_t(36) * d_.K * d_.C);  // [xi][k][c]
-    for (int k = 0; k < d_.K; ++k)
-      for (int c = 0; c < d_.C; ++c) {
-        const float* g = w + (int64_t(k) * d_.C + c) * 9;
-        double tmp[6][3];  // G g
-        for (int a = 0; a < 6; ++a)
-          for (int j = 0; j < 3; ++j) tmp[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
-        for (int a = 0; a < 6; ++a)
-          for (int b = 0; b < 6; ++b)
-            tu[(size_t(a * 6 + b) * d_.K + k) * d_.C + c] =
-                float(tmp[a][0] * G[b][0] + tmp[a][1] * G[b][1] + tmp[a][2] * G[b][2]);
-      }
-    float* dst = u_.data();
-    for (int xi = 0; xi < 36; ++xi)
-      for (int kt = 0; kt < ktiles_; ++kt)
-        for (int c = 0; c < d_.C; ++c)
-          for (int kk = 0; kk < KT; ++kk) {
-            const int k = kt * KT + kk;
-            *dst++ = k < d_.K ? tu[(size_t(xi) * d_.K + k) * d_.C + c] : 0.f;
-          }
+    transform_weights(0, ktiles_, ktiles_, u_.data());
+    g9_ = AlignedArray<float>();  // only per-run kernels keep the 3x3 weights
   }
 
   // Per-run weights: g9_[kt][tap][c][KT], tap = 3 i + j, so that the transform runs over (c, kk).
@@ -191,7 +174,9 @@ class WinogradConv final : public ConvKernel {
           }
   }
 
-  // out[a] = (G x)[a] for one column (or row) x of a 3x3 kernel; G as in pack_weights.
+  // out[a] = (G x)[a] for one column (or row) x of a 3x3 kernel, with F(4,3)'s
+  // G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
+  // (f32: U differs from a double-precision transform by rounding only.)
   static void winograd_g6(const V* x, V* out) {
     const V sum02 = S::add(x[0], x[2]), q = S::mul(S::set1(1 / 12.f), x[1]);
     const V p = S::fmadd(S::set1(1 / 24.f), x[0], S::mul(S::set1(1 / 6.f), x[2]));
