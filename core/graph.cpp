@@ -409,11 +409,23 @@ MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch) const {
       [](const Block& a, const Block& b) { return a.last - a.first > b.last - b.first; },
       [](const Block& a, const Block& b) { return a.first != b.first ? a.first < b.first : a.size > b.size; },
   };
+  // No placement beats the most memory live at one node: the search stops once it reaches that.
+  int64_t live_peak = 0;
+  {
+    std::vector<int64_t> live(size_t(end) + 1, 0);  // difference array over node indices
+    for (const Block& b : blocks) {
+      live[size_t(b.first)] += b.size;
+      if (b.last + 1 <= end) live[size_t(b.last) + 1] -= b.size;
+    }
+    int64_t now = 0;
+    for (int64_t l : live) live_peak = std::max(live_peak, now += l);
+  }
   std::vector<Block> best_order;
   std::vector<int64_t> best_offsets, offsets;
   int64_t best = -1;
   for (Order order : orders)
     for (bool best_fit : {false, true}) {
+      if (best == live_peak) break;
       std::vector<Block> sorted = blocks;
       std::stable_sort(sorted.begin(), sorted.end(), order);
       const int64_t arena = place(sorted, best_fit, offsets);
@@ -423,7 +435,7 @@ MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch) const {
   // which lets a block that must sit below a larger one be placed first.
   std::mt19937 rng(12345);
   std::uniform_real_distribution<double> factor(0.5, 2.0);
-  for (int attempt = 0; attempt < 48 && !blocks.empty(); ++attempt) {
+  for (int attempt = 0; attempt < 48 && !blocks.empty() && best > live_peak; ++attempt) {
     std::vector<std::pair<double, size_t>> keys;
     for (size_t i = 0; i < blocks.size(); ++i) keys.push_back({double(blocks[i].size) * factor(rng), i});
     std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.first > b.first; });

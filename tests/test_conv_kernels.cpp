@@ -338,11 +338,11 @@ TEST_CASE("Winograd weights: per run where they outweigh a one-block map, or eve
   if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
   using namespace gpen;
   using namespace gpen::cpu;
-  // C = 37: 36 * C = 1332 > 2 * 24 * 24 = 1152 and 6 x 6 tiles: per run at 24 x 24 by default; at
-  // 40 x 40 (3200 > 1332) the weights are transformed at load. C = 300 at 44 x 44: 10800 > 3872
-  // but 121 tiles (every block would transform again): at load too.
+  // C = 37: 36 * C = 1332 > 2 * 16 * 16 = 512 and 4 x 4 tiles (one block on AVX2 and AVX-512): per
+  // run at 16 x 16 by default; at 40 x 40 (3200 > 1332) the weights are transformed at load.
+  // C = 300 at 44 x 44: 10800 > 3872 but 121 tiles (every block would transform again): at load.
   struct Size { int C, size; bool per_run; };
-  for (const Size& sz : {Size{37, 24, true}, Size{37, 40, false}, Size{300, 44, false}}) {
+  for (const Size& sz : {Size{37, 16, true}, Size{37, 40, false}, Size{300, 44, false}}) {
     ConvDesc d;
     d.C = sz.C, d.K = 11, d.kh = d.kw = 3, d.pad = 1;
     Tensor w = test::random_tensor({11, sz.C, 3, 3}, 4, -0.2f, 0.2f);

@@ -30,14 +30,15 @@ bool winograd_applies(const ConvDesc& d) {
 }
 
 // Winograd weights transformed in every run instead of at load where they (36 x K x C floats)
-// outweigh the K x OH x OW output of one sample by more than 2x, and a sample's map is at most 64
-// tiles (32 x 32): the kernels then transform once per sample -- a larger map would transform
-// again for every block of tiles. In GPEN-512 those are the 1024->512 convs at 16 and 32 px
-// (2 x 75 MB of transformed weights); the one at 64 px (4 blocks) keeps its 75 MB.
-bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt) {
+// outweigh the K x OH x OW output of one sample by more than 2x, and a sample's map is one block
+// of the kernel's tiles (64 on AVX-512: 32 x 32 px; 24 on AVX2): the kernel then transforms once
+// per sample -- a larger map would transform again for every block. In GPEN-512 on AVX-512 those
+// are the 1024->512 convs at 16 and 32 px (2 x 75 MB of transformed weights); the one at 64 px
+// (4 blocks) keeps its 75 MB.
+bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt, int tiles_per_block) {
   const int64_t oh = d.out_h(opt.map_h), ow = d.out_w(opt.map_w);
   const bool outweigh = 36 * int64_t(d.C) > 2 * oh * ow;
-  return outweigh && ((oh + 3) / 4) * ((ow + 3) / 4) <= 64;
+  return outweigh && ((oh + 3) / 4) * ((ow + 3) / 4) <= tiles_per_block;
 }
 
 }  // namespace
@@ -71,26 +72,29 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
     return tiles < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
   };
   using WW = WinogradWeights;
-  const bool weights_per_run =
-      opt.winograd_weights == WW::PerRun ||
-      (opt.winograd_weights == WW::Auto &&
-       (opt.lean_memory || (known_size && winograd_weights_per_run(d, opt))));
-  auto build = [&](int how, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {
-    if (how == 2) return make_winograd(d, weight, nullptr, weights_per_run);
+  auto weights_per_run = [&](int tiles_per_block) {
+    return opt.winograd_weights == WW::PerRun ||
+           (opt.winograd_weights == WW::Auto &&
+            (opt.lean_memory || (known_size && winograd_weights_per_run(d, opt, tiles_per_block))));
+  };
+  // tiles_per_block: the Winograd kernel's block of tiles (conv_policy_internal.h: NV x W).
+  auto build = [&](int how, int tiles_per_block, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {
+    const bool per_run = weights_per_run(tiles_per_block);
+    if (how == 2) return make_winograd(d, weight, nullptr, per_run);
     std::unique_ptr<ConvKernel> direct = make_direct(d, weight);
-    return how == 1 ? make_winograd(d, weight, std::move(direct), weights_per_run) : std::move(direct);
+    return how == 1 ? make_winograd(d, weight, std::move(direct), per_run) : std::move(direct);
   };
   if (isa >= Isa::AVX512_BF16 && opt.precision == Precision::BF16 && !pointwise) {
     // Winograd stays f32 (see conv_internal.h); its small-map fallback is the bf16 direct kernel.
-    k = build(plan(16), make_conv_direct_avx512bf16, make_conv_winograd_avx512);
+    k = build(plan(16), 64, make_conv_direct_avx512bf16, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX512) {
-    k = build(plan(16), make_conv_direct_avx512, make_conv_winograd_avx512);
+    k = build(plan(16), 64, make_conv_direct_avx512, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX2) {
-    k = build(plan(8), make_conv_direct_avx2, make_conv_winograd_avx2);
+    k = build(plan(8), 24, make_conv_direct_avx2, make_conv_winograd_avx2);
     if (k) return k;
   }
   return make_conv_generic(d, weight);
