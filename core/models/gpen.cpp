@@ -34,6 +34,15 @@ Tensor slice1d(const Tensor& t, int64_t begin, int64_t end) {
   return r;
 }
 
+// A StyledConv's 3x3 conv, C -> K (padding or stride/transposition set by the caller).
+cpu::ConvDesc conv3x3(int C, int K) {
+  cpu::ConvDesc cd;
+  cd.C = C;
+  cd.K = K;
+  cd.kh = cd.kw = 3;
+  return cd;
+}
+
 // Rows [begin, end) of a 2-D f32 tensor as a new tensor.
 Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
   const int64_t cols = t.dim(1);
@@ -263,10 +272,7 @@ struct Builder {
     const Tensor& bias = w(p + ".activate.bias");
     const EpilogueSpec act_lo = EpilogueSpec::fused_lrelu(slice1d(bias, 0, K));
     const EpilogueSpec act_hi = EpilogueSpec::fused_lrelu(slice1d(bias, K, 2 * int64_t(K)));
-    cpu::ConvDesc cd;
-    cd.C = C;
-    cd.K = K;
-    cd.kh = cd.kw = 3;
+    cpu::ConvDesc cd = conv3x3(C, K);
     if (!up) {
       cd.pad = 1;
       g.conv2d(p + ".conv", x, cd, wt, act_lo, s, d, lo);
@@ -329,10 +335,7 @@ struct Builder {
     g.scale_bias_act(p + ".noise", noise, w(p + ".noise.weight").data<float>()[0],
                      EpilogueSpec::fused_lrelu(slice1d(bias, K, 2 * int64_t(K))), noise);
     const int rgb_noise = to_rgb_half(rgb, "noise", noise, K, EpilogueSpec{});
-    cpu::ConvDesc cd;
-    cd.C = C;
-    cd.K = K;
-    cd.kh = cd.kw = 3;
+    cpu::ConvDesc cd = conv3x3(C, K);
     cd.pad = 1;
     const int conv = g.conv2d(p + ".conv", x, cd, wt, EpilogueSpec::fused_lrelu(slice1d(bias, 0, K)), modulation(p),
                               demods.at(p));
