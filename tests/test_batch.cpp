@@ -40,12 +40,7 @@ FaceRestorer& restorer() {
   return r;
 }
 
-std::string fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("gpen_batch_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string fresh_dir(const std::string& name) { return test::fresh_scratch("batch_test", name); }
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -28,14 +28,7 @@ const std::string kTiny = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.
 const std::string kDetector = test::shared_path("weights/retinaface_mobilenet0.25.pth");
 const std::string kGroup = test::shared_path("images/group_solvay_1927.png");
 
-std::string scratch() {
-  static const std::string dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("gpen_capi_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d.string();
-  }();
-  return dir;
-}
+std::string scratch() { return test::process_scratch("capi_test"); }
 
 // A C-API context that closes itself.
 struct Context {

@@ -30,14 +30,7 @@ struct Run {
   std::string out, err;
 };
 
-std::string scratch_dir() {
-  static const std::string dir = [] {
-    std::string d = fs::temp_directory_path() / ("gpen_cli_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
+std::string scratch_dir() { return test::process_scratch("cli_test"); }
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "tests/local_http_server.h"
+#include "tests/test_util.h"
 #include "weights/download.h"
 #include "weights/model_cache.h"
 
@@ -36,12 +37,7 @@ std::string slurp(const std::string& path) {
 }
 
 // A fresh, empty folder per test case.
-std::string scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("gpen_download_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch(const std::string& name) { return test::fresh_scratch("download_test", name); }
 
 // SHA-256 of a string, through the same file hashing the downloader uses.
 std::string sha256_of(const std::string& bytes, const std::string& dir) {

@@ -23,12 +23,7 @@ using namespace gpen;
 
 namespace {
 
-std::string scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("gpen_models_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string scratch(const std::string& name) { return test::fresh_scratch("models_test", name); }
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -49,11 +49,7 @@ std::string png_of(int w, int h, uint8_t value) {
 // that nothing else appeared next to it.
 std::string fresh_dir(const std::string& name) {
   static std::atomic<int> counter{0};
-  const fs::path d = fs::temp_directory_path() /
-                     ("gpen_serve_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
+  return test::fresh_scratch("serve_test", std::to_string(counter++) + "_" + name);
 }
 
 EngineConfig engine_config(const std::string& detector, const std::string& root) {

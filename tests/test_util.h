@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -11,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "core/tensor.h"
 
@@ -27,6 +30,36 @@ inline std::string cli_path() {  // the gpen CLI
 inline std::string binary_path(const std::string& rel) {
   const char* dir = std::getenv("GPEN_BINARY_DIR");
   return std::string(dir && *dir ? dir : GPEN_BINARY_DIR) + "/" + rel;
+}
+
+// This test process's own scratch folder, <temp>/gpen_<tag>_<pid>: created on first use and
+// removed when the process exits normally (ctest runs every case in a process of its own), so
+// test runs do not pile folders up in /tmp. A forked child that exits leaves it alone.
+inline std::string process_scratch(const std::string& tag) {
+  struct Roots {
+    pid_t owner = ::getpid();
+    std::map<std::string, std::filesystem::path> dirs;
+    ~Roots() {
+      if (::getpid() != owner) return;
+      std::error_code ec;
+      for (const auto& [t, d] : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Roots roots;
+  auto [it, added] = roots.dirs.try_emplace(tag);
+  if (added) {
+    it->second = std::filesystem::temp_directory_path() / ("gpen_" + tag + "_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(it->second);
+  }
+  return it->second.string();
+}
+
+// A fresh, empty folder `name` inside process_scratch(tag).
+inline std::string fresh_scratch(const std::string& tag, const std::string& name) {
+  const std::filesystem::path d = std::filesystem::path(process_scratch(tag)) / name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
 }
 
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {

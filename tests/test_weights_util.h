@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "tests/test_util.h"
 #include "weights/state_dict.h"
 
 namespace weights_test {
@@ -22,12 +23,7 @@ inline std::string shared(const std::string& name) { return std::string(GPEN_SOU
 
 // A per-process scratch directory, so parallel test runs do not collide.
 inline std::string scratch(const std::string& name) {
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("gpen_weights_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return (dir / name).string();
+  return (std::filesystem::path(gpen::test::process_scratch("weights_test")) / name).string();
 }
 
 inline std::vector<uint8_t> read_bytes(const std::string& path) {
