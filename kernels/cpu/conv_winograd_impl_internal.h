@@ -120,7 +120,7 @@ class WinogradConv final : public ConvKernel {
     while (kgroups < ktiles_ && balance(kgroups) < 0.85) ++kgroups;
     const int per_group = int(div_up(ktiles_, kgroups));
     parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
-      float* vb = thread_scratch<float>(1, size_t(36) * d_.C * LD);
+      float* vb = thread_scratch<float>(1, size_t(36) * v_stride());
       float* m = thread_scratch<float>(2, size_t(36) * kchunk * KT * LD);
       float* uc = per_run_ ? thread_scratch<float>(0, size_t(36) * kchunk * d_.C * KT) : nullptr;
       for (int64_t i = b; i < e; ++i) {
@@ -149,6 +149,11 @@ class WinogradConv final : public ConvKernel {
     int OH, OW, ty, tx, spr, slots;
     bool wide;
   };
+
+  // Floats from one xi's C x LD slice of vb to the next: one cache line more than the slice, so
+  // that the 36 stores of a tile's transform do not all land in one cache set (C x LD floats is a
+  // multiple of 4 KiB for most C).
+  int64_t v_stride() const { return int64_t(d_.C) * LD + 16; }
 
   // U[xi][kt][c][KT] = (G g G^T)[xi] for k = kt*KT + kk (0 beyond K): the per-run transform over
   // all output channels at once, from a temporary 3x3 packing (vector f32 arithmetic, not a
@@ -244,7 +249,7 @@ class WinogradConv final : public ConvKernel {
           load_narrow(scratch, pw, g, s0 + sl, d);
         transform_in(d, res);
         for (int xi = 0; xi < 36; ++xi)
-          S::store(vb + (int64_t(xi) * C + c) * LD + sl * VW, r.in_scale ? S::mul(res[xi], sc) : res[xi]);
+          S::store(vb + int64_t(xi) * v_stride() + int64_t(c) * LD + sl * VW, r.in_scale ? S::mul(res[xi], sc) : res[xi]);
       }
     }
   }
@@ -323,7 +328,7 @@ class WinogradConv final : public ConvKernel {
     const int C = d_.C;
     for (int xi = 0; xi < 36; ++xi)
       for (int kt = kt0; kt < kt1; ++kt)
-        P::template micro<KT, NS>(u.base + (int64_t(xi) * u.per_xi + kt - u.first) * C * KT, vb + int64_t(xi) * C * LD,
+        P::template micro<KT, NS>(u.base + (int64_t(xi) * u.per_xi + kt - u.first) * C * KT, vb + int64_t(xi) * v_stride(),
                                   &zero, 1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
   }
   void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
