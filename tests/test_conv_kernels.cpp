@@ -334,18 +334,21 @@ TEST_CASE("map-size hint builds only the algorithm that runs, with the same resu
   }
 }
 
-TEST_CASE("Winograd weights: per run where they outweigh a one-block map, or everywhere with lean memory", "[kernels]") {
+TEST_CASE("Winograd weights: per run where they pass 8 MiB or outweigh a one-block map, or everywhere with lean memory", "[kernels]") {
   if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
   using namespace gpen;
   using namespace gpen::cpu;
   // C = 37: 36 * C = 1332 > 2 * 16 * 16 = 512 and 4 x 4 tiles (one block on AVX2 and AVX-512): per
   // run at 16 x 16 by default; at 40 x 40 (3200 > 1332) the weights are transformed at load.
   // C = 300 at 44 x 44: 10800 > 3872 but 121 tiles (every block would transform again): at load.
-  struct Size { int C, size; bool per_run; };
-  for (const Size& sz : {Size{37, 16, true}, Size{37, 40, false}, Size{300, 44, false}}) {
+  // C = 256, K = 240 at 36 x 36 (81 tiles): transformed weights of 8.4 MiB > 8 MiB: per run.
+  struct Size { int C, K, size; bool per_run; };
+  for (const Size& sz : {Size{37, 11, 16, true}, Size{37, 11, 40, false}, Size{300, 11, 44, false},
+                         Size{256, 240, 36, true}}) {
+    const int K = sz.K;
     ConvDesc d;
-    d.C = sz.C, d.K = 11, d.kh = d.kw = 3, d.pad = 1;
-    Tensor w = test::random_tensor({11, sz.C, 3, 3}, 4, -0.2f, 0.2f);
+    d.C = sz.C, d.K = K, d.kh = d.kw = 3, d.pad = 1;
+    Tensor w = test::random_tensor({K, sz.C, 3, 3}, 4, -0.2f, 0.2f);
     KernelOptions o;
     o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
     o.map_h = o.map_w = sz.size;
@@ -361,15 +364,15 @@ TEST_CASE("Winograd weights: per run where they outweigh a one-block map, or eve
     CHECK((fast->name().find("_wt") != std::string::npos) == sz.per_run);
     CHECK(lean->name().find("_wt") != std::string::npos);
     Tensor x = test::random_tensor({2, sz.C, sz.size, sz.size}, 5);
-    const size_t out = size_t(2) * 11 * sz.size * sz.size;
+    const size_t out = size_t(2) * K * sz.size * sz.size;
     std::vector<float> y1(out), y2(out), y3(out);
     ConvRun r;
     r.x = make_view(x.data<float>(), 2, sz.C, sz.size, sz.size);
-    r.y = make_view(y1.data(), 2, 11, sz.size, sz.size);
+    r.y = make_view(y1.data(), 2, K, sz.size, sz.size);
     at_load->run(r);
-    r.y = make_view(y2.data(), 2, 11, sz.size, sz.size);
+    r.y = make_view(y2.data(), 2, K, sz.size, sz.size);
     fast->run(r);
-    r.y = make_view(y3.data(), 2, 11, sz.size, sz.size);
+    r.y = make_view(y3.data(), 2, K, sz.size, sz.size);
     lean->run(r);
     for (size_t i = 0; i < out; ++i) {
       REQUIRE(y2[i] == Approx(y1[i]).margin(1e-4));

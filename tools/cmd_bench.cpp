@@ -74,7 +74,7 @@ Runner register_bench(CLI::App& app) {
   cmd->add_flag("--profile", o->profile, "per-layer times (slower: timing every node)");
   cmd->add_flag("--low-memory", o->low_memory, "every Winograd layer transforms its weights per run (least memory)");
   cmd->add_option("--winograd-weights", o->winograd_weights,
-                  "CPU: Winograd weights transformed at load, per run, or auto (per run where they outweigh the output)")
+                  "CPU: Winograd weights transformed at load, per run, or auto (per run where they pass 8 MiB or outweigh the output)")
       ->check(CLI::IsMember({"auto", "load", "run"}));
   cmd->add_flag("--heuristic-algos", o->heuristic_algos,
                 "with --device cuda: cuDNN's heuristic algorithms, as gpen enhance compiles first (default: timed)");
@@ -133,6 +133,7 @@ Runner register_bench(CLI::App& app) {
     Executable& exe = runner.executable(o->batch);
     const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rss_compiled = current_rss_mb();
+    const double peak_prepared = peak_rss_mb();  // the peak of loading and compiling, before any run
     const GpenModel* model = &runner.model();
     const int S = model->config().size;
     Tensor x = Tensor::empty(DType::F32, {o->batch, 3, S, S});
@@ -161,6 +162,7 @@ Runner register_bench(CLI::App& app) {
                           {"times_s", times}, {"gflop", gflop}, {"gflops_per_s", gflop / median},
                           {"faces_per_s", o->batch / median}, {"peak_rss_mb", peak_rss_mb()},
                           {"rss_after_load_mb", rss_loaded}, {"rss_after_compile_mb", rss_compiled},
+                          {"peak_rss_before_runs_mb", peak_prepared},
                           {"weights_mb", double(exe.weight_bytes()) / 1048576},
                           {"arena_mb", double(exe.arena_bytes()) / 1048576}, {"load_s", load_s},
                           {"compile_s", compile_s}};
@@ -170,8 +172,10 @@ Runner register_bench(CLI::App& app) {
                   o->precision.c_str(), isa);
       std::printf("median %.3f s  min %.3f s  max %.3f s  (%d runs)  %.1f GFLOP  %.1f GFLOP/s  %.2f faces/s\n",
                   median, mn, mx, o->runs, gflop, gflop / median, o->batch / median);
-      std::printf("peak RSS %.0f MB (after load %.0f, after compile %.0f)  arena %.0f MB  load %.2f s  compile %.2f s\n",
-                  peak_rss_mb(), rss_loaded, rss_compiled, double(exe.arena_bytes()) / 1048576, load_s, compile_s);
+      std::printf(
+          "peak RSS %.0f MB (after load %.0f, after compile %.0f, peak before the runs %.0f)  arena %.0f MB  load %.2f s  "
+          "compile %.2f s\n",
+          peak_rss_mb(), rss_loaded, rss_compiled, peak_prepared, double(exe.arena_bytes()) / 1048576, load_s, compile_s);
       if (o->profile) print_profile(exe.profile(), o->runs, o->top);
     }
     return 0;

@@ -71,7 +71,7 @@ void add_engine_options(CLI::App* cmd, EngineOpts& e) {
       ->check(CLI::IsMember({"fp32", "bf16", "tf32", "fp16"}));
   cmd->add_option("--isa", e.isa, "cap the instruction set: generic, avx2, avx512, avx512bf16");
   cmd->add_flag("--low-memory", e.low_memory,
-                "CPU: every Winograd layer transforms its weights per run (GPEN-512 fp32 ~600 MB, a little slower)");
+                "CPU: every Winograd layer transforms its weights per run (least memory, a little slower)");
   add_model_fetch_options(cmd, e.fetch);
 }
 

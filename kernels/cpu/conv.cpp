@@ -29,13 +29,19 @@ bool winograd_applies(const ConvDesc& d) {
   return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2;
 }
 
-// Winograd weights transformed in every run instead of at load where they (36 x K x C floats)
-// outweigh the K x OH x OW output of one sample by more than 2x, and a sample's map is one block
-// of the kernel's tiles (64 on AVX-512: 32 x 32 px; 24 on AVX2): the kernel then transforms once
-// per sample -- a larger map would transform again for every block. In GPEN-512 on AVX-512 those
-// are the 1024->512 convs at 16 and 32 px (2 x 75 MB of transformed weights); the one at 64 px
-// (4 blocks) keeps its 75 MB.
-bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt, int tiles_per_block) {
+// Winograd weights transformed in every run instead of at load (the kernel then reads the 3x3
+// weights, a quarter of the bytes, and transforms them a chunk at a time in L2), where
+//  * the transformed weights (36 x K x C floats) pass 8 MiB: they are read from memory in every
+//    run anyway, and reading 9 floats a (k, c) instead of 36 costs less than the transform
+//    (measured on GPEN-512's 1024->512 convs at 16..64 px and its 512->256 conv at 128 px:
+//    as fast or faster on AVX-512 and AVX2, 2 threads; the 4.7 MB of its 256->128 conv at 256 px
+//    still favour transforming once: +4% on AVX-512, +9% on AVX2 per run); or
+//  * they outweigh the K x OH x OW output of one sample by more than 2x and a sample's map is one
+//    block of the kernel's tiles (64 on AVX-512: 32 x 32 px; 24 on AVX2), so the kernel
+//    transforms once per sample.
+bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt, bool known_size, int tiles_per_block) {
+  if (36 * int64_t(d.C) * d.K * int64_t(sizeof(float)) > (int64_t(8) << 20)) return true;
+  if (!known_size) return false;
   const int64_t oh = d.out_h(opt.map_h), ow = d.out_w(opt.map_w);
   const bool outweigh = 36 * int64_t(d.C) > 2 * oh * ow;
   return outweigh && ((oh + 3) / 4) * ((ow + 3) / 4) <= tiles_per_block;
@@ -75,7 +81,7 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   auto weights_per_run = [&](int tiles_per_block) {
     return opt.winograd_weights == WW::PerRun ||
            (opt.winograd_weights == WW::Auto &&
-            (opt.lean_memory || (known_size && winograd_weights_per_run(d, opt, tiles_per_block))));
+            (opt.lean_memory || winograd_weights_per_run(d, opt, known_size, tiles_per_block)));
   };
   // tiles_per_block: the Winograd kernel's block of tiles (conv_policy_internal.h: NV x W).
   auto build = [&](int how, int tiles_per_block, auto make_direct, auto make_winograd) -> std::unique_ptr<ConvKernel> {

@@ -122,7 +122,7 @@ class WinogradConv final : public ConvKernel {
     parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
       float* vb = thread_scratch<float>(1, size_t(36) * v_stride());
       float* m = thread_scratch<float>(2, size_t(36) * kchunk * KT * LD);
-      float* uc = per_run_ ? thread_scratch<float>(0, size_t(36) * kchunk * d_.C * KT) : nullptr;
+      float* uc = per_run_ ? thread_scratch<float>(0, size_t(36) * u_chunk_stride(kchunk)) : nullptr;
       for (int64_t i = b; i < e; ++i) {
         const int n = int(i / (int64_t(blocks) * kgroups)), rest = int(i % (int64_t(blocks) * kgroups));
         const int blk = rest / kgroups, kg = rest % kgroups;
@@ -133,10 +133,10 @@ class WinogradConv final : public ConvKernel {
         for (int kc = kt0; kc < kt1; kc += kchunk) {
           const int kce = std::min(kt1, kc + kchunk);
           if (per_run_) {
-            transform_weights(kc, kce, kchunk, uc);
-            gemm(vb, ns, kc, kce, kchunk, Panels{uc, kchunk, kc}, m);
+            transform_weights(kc, kce, u_chunk_stride(kchunk), uc);
+            gemm(vb, ns, kc, kce, kchunk, Panels{uc, u_chunk_stride(kchunk), kc}, m);
           } else {
-            gemm(vb, ns, kc, kce, kchunk, Panels{u_.data(), ktiles_, 0}, m);
+            gemm(vb, ns, kc, kce, kchunk, Panels{u_.data(), int64_t(ktiles_) * d_.C * KT, 0}, m);
           }
           output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
         }
@@ -161,7 +161,7 @@ class WinogradConv final : public ConvKernel {
   void pack_weights(const float* w) {
     pack_weights_3x3(w);
     u_.resize(size_t(36) * ktiles_ * d_.C * KT);
-    transform_weights(0, ktiles_, ktiles_, u_.data());
+    transform_weights(0, ktiles_, int64_t(ktiles_) * d_.C * KT, u_.data());
     g9_ = AlignedArray<float>();  // only per-run kernels keep the 3x3 weights
   }
 
@@ -193,10 +193,15 @@ class WinogradConv final : public ConvKernel {
     out[5] = x[2];
   }
 
-  // uc[xi][kt - kt0][c][KT] = (G g G^T)[xi] for kt in [kt0, kt1), from g9_ (a chunk of kbs
-  // output-channel tiles per xi).
-  void transform_weights(int kt0, int kt1, int kbs, float* uc) const {
-    const int64_t n = int64_t(d_.C) * KT, xi_stride = int64_t(kbs) * n;
+  // Floats between two xi of a per-run chunk of U (kbs output-channel tiles): one cache line more
+  // than the chunk, for the same reason as v_stride (C x KT floats is a multiple of 4 KiB for
+  // GPEN's 1024-channel inputs).
+  int64_t u_chunk_stride(int kbs) const { return int64_t(kbs) * d_.C * KT + 16; }
+
+  // uc[xi * xi_stride + (kt - kt0) * C * KT + c * KT + kk] = (G g G^T)[xi] for kt in [kt0, kt1),
+  // from g9_.
+  void transform_weights(int kt0, int kt1, int64_t xi_stride, float* uc) const {
+    const int64_t n = int64_t(d_.C) * KT;
     for (int kt = kt0; kt < kt1; ++kt) {
       const float* g = g9_.data() + int64_t(kt) * 9 * n;
       float* u = uc + int64_t(kt - kt0) * n;
@@ -313,11 +318,12 @@ class WinogradConv final : public ConvKernel {
     }
   }
 
-  // Where the U panels of a GEMM are: panel (xi, kt), C x KT floats, at base + (xi * per_xi + kt -
-  // first) * C * KT (u_ whole, or a per-run chunk of it).
+  // Where the U panels of a GEMM are: panel (xi, kt), C x KT floats, at base + xi * xi_stride +
+  // (kt - first) * C * KT (u_ whole, or a per-run chunk of it).
   struct Panels {
     const float* base;
-    int per_xi, first;
+    int64_t xi_stride;
+    int first;
   };
 
   // m[xi][kt - kt0][KT][LD] = U[xi][kt] . vb[xi] over all channels, for ns slots. For one xi the
@@ -328,7 +334,7 @@ class WinogradConv final : public ConvKernel {
     const int C = d_.C;
     for (int xi = 0; xi < 36; ++xi)
       for (int kt = kt0; kt < kt1; ++kt)
-        P::template micro<KT, NS>(u.base + (int64_t(xi) * u.per_xi + kt - u.first) * C * KT, vb + int64_t(xi) * v_stride(),
+        P::template micro<KT, NS>(u.base + int64_t(xi) * u.xi_stride + int64_t(kt - u.first) * C * KT, vb + int64_t(xi) * v_stride(),
                                   &zero, 1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
   }
   void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {

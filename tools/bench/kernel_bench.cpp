@@ -102,8 +102,9 @@ std::vector<PathDef> all_paths(bool with_generic) {
   if (with_generic) p.push_back({"generic", Isa::Generic, Precision::F32});
   if (detect_isa() >= Isa::AVX2) p.push_back({"avx2", Isa::AVX2, Precision::F32});
   if (detect_isa() >= Isa::AVX512) p.push_back({"avx512", Isa::AVX512, Precision::F32});
-  // Winograd layers with their weights transformed in every run (what GPEN's wide small-map layers
-  // use by default, and every Winograd layer with --low-memory); other layers as "avx512".
+  // Winograd layers with their weights transformed in every run (what GPEN's layers with large
+  // weights use by default, and every Winograd layer with --low-memory); other layers as without.
+  if (detect_isa() >= Isa::AVX2) p.push_back({"avx2_wt", Isa::AVX2, Precision::F32, WinogradWeights::PerRun});
   if (detect_isa() >= Isa::AVX512) p.push_back({"avx512_wt", Isa::AVX512, Precision::F32, WinogradWeights::PerRun});
   if (detect_isa() >= Isa::AVX512_BF16) p.push_back({"avx512bf16", Isa::AVX512_BF16, Precision::BF16});
   return p;
