@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -1284,22 +1285,32 @@ class CudaExecutable final : public Executable {
   }
 
   // Records the whole forward once. Any failure leaves the stream usable and this executable
-  // running node by node (with one warning): slower, never wrong.
+  // running node by node (with one warning): slower, never wrong. Out of device memory is not such
+  // a failure: it is rethrown (the OOM fallback halves the batch) and a later run captures again.
   void capture_graph(Io io) {
     cudaStream_t st = stream_->get();
     check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     std::string why;
+    std::exception_ptr oom;
     try {
       enqueue_all(st, io);
+    } catch (const OutOfDeviceMemory&) {
+      oom = std::current_exception();
     } catch (const std::exception& e) {
       why = e.what();
     }
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(st, &graph);
+    if (oom) {
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();  // capture errors are not sticky; clear them
+      std::rethrow_exception(oom);
+    }
     if (why.empty() && end != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
     if (why.empty()) {
       const cudaError_t inst = cudaGraphInstantiate(&graph_exec_[io], graph, 0);
       if (inst == cudaErrorMemoryAllocation) {
+        graph_exec_[io] = nullptr;  // what the runtime leaves there on failure is unspecified
         cudaGraphDestroy(graph);
         check(inst, "cudaGraphInstantiate");
       }

@@ -456,8 +456,10 @@ Executable& GpenRunner::executable(int batch) {
   // Packed now: keep a model without the f32 conv weights, so they are freed (unless the caller
   // kept the model) before the arena is first touched. Only after a successful compile: a failed
   // one (e.g. out of device memory) leaves the runner able to try again or elsewhere.
-  // A shared runner keeps them: other threads read model() while this one compiles.
-  if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_ && !coalescer_) {
+  // A shared runner keeps them: other threads read model() while this one compiles. So does a
+  // GPU runner: a later batch size may meet a cuDNN refusal whose fallback (another layout)
+  // uploads the filters again from the host (host memory is rarely what a GPU machine lacks).
+  if (opt_.kernel_cache && !conv_weights_dropped_ && !oom_fallback_ && !coalescer_ && runs_on_cpu()) {
     model_ = std::make_shared<const GpenModel>(model_->without_conv_weights());
     conv_weights_dropped_ = true;
     release_free_heap();  // the packing's temporaries and the dropped weights

@@ -70,7 +70,7 @@ class ThreadPool;
 
 // Runs a GpenModel on a backend, compiling one executable per batch size on first use.
 // Executables share one kernel cache, so the convolution weights are packed once; after the first
-// compile the runner keeps a copy of the model without its f32 conv weights, so they are freed
+// compile a CPU runner keeps a copy of the model without its f32 conv weights, so they are freed
 // when the caller holds no other reference to the model (peak memory: weights counted once).
 // The executables also share one activation arena, sized to the largest batch compiled: forward()
 // calls on one runner must not overlap (they never did: compiling is not thread-safe either).
