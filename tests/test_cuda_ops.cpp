@@ -403,6 +403,43 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
               GpuPrecision::FP16, f16, true);
     }
   }
+  SECTION("the fallbacks only a cuDNN refusal reaches (GPEN_CUDA_REFUSE): x * style, NCHW operands") {
+    // The large-image graph's two modulated convs (a 3x3 into a concat slice, StyleGAN's
+    // upsampling), compiled with per-sample filters refused (-> x * style on NHWC operands), and
+    // with NHWC operands refused as well (-> NCHW operands, re-laid out around cuDNN).
+    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    for (const char* refuse : {"per_sample", "per_sample,nhwc"}) {
+      test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", "1");
+      test::ScopedEnv refused("GPEN_CUDA_REFUSE", refuse);
+      INFO("GPEN_CUDA_REFUSE=" << refuse);
+      const int n = 2, C = 16, K = 8;
+      Graph g;
+      const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
+      const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
+      g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
+               EpilogueSpec::fused_lrelu(rnd({K}, 2)), s, d, g.channel_slice(cat, 0, K));
+      g.scale_bias_act("rest", g.input("f", {n, K, 40, 36}), 1.f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
+      const int s2 = g.input("s2", {n, 2 * K}), d2 = g.input("d2", {n, K});
+      const int t = g.conv2d("up", cat, conv_desc(2 * K, K, 3, 2, 0, 1, true), rnd({K, 2 * K, 3, 3}, 3, -0.3f, 0.3f),
+                             EpilogueSpec{}, s2, d2);
+      g.mark_output(g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 4))));
+      if (CudaModule::instance().usable()) {
+        test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
+        auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
+        int per_sample_convs = 0, nchw_convs = 0;
+        for (const NodeProfile& p : exe->profile()) {
+          per_sample_convs += p.kernel.find("+per_sample") != std::string::npos;
+          nchw_convs += p.kernel.find("cudnn_") != std::string::npos && p.kernel.find("_nchw") != std::string::npos;
+        }
+        CHECK(per_sample_convs == 0);
+        CHECK(nchw_convs == (std::string(refuse).find("nhwc") != std::string::npos ? 2 : 0));
+      }
+      compare(g,
+              {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
+               rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)},
+              GpuPrecision::FP16, f16, true);
+    }
+  }
   SECTION("runs of Linears and of demodulation factors, one launch each") {
     Graph g;
     const int latent = g.input("w", {3, 37});

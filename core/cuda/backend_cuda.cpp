@@ -1003,6 +1003,7 @@ class CudaExecutable final : public Executable {
       ConvAlgo a;
       for (;;) {
         try {
+          refuse_for_test(*c);
           a = choose_algo(*c, cap, probe, found);
           break;
         } catch (const OutOfDeviceMemory&) {
@@ -1053,6 +1054,19 @@ class CudaExecutable final : public Executable {
     a = find_algo(c, probe);
     found[c.conv->key()] = a;
     return a;
+  }
+
+  // GPEN_CUDA_REFUSE=per_sample and/or nhwc (tests): act as if cuDNN had no algorithm for
+  // per-sample filters / for NHWC f16 operands, so that the fallbacks below, which only a refusal
+  // reaches, run and are checked against the CPU. Read at every compile (tests switch it).
+  static void refuse_for_test(const ConvStep& c) {
+    const char* env = std::getenv("GPEN_CUDA_REFUSE");
+    if (!env || !*env) return;
+    const std::string what = env;
+    if (c.per_sample && what.find("per_sample") != std::string::npos)
+      throw Error("refused for a test (GPEN_CUDA_REFUSE=per_sample)");
+    if (!c.per_sample && c.conv->layout() == ScratchLayout::NHWC && what.find("nhwc") != std::string::npos)
+      throw Error("refused for a test (GPEN_CUDA_REFUSE=nhwc)");
   }
 
   // When cuDNN has no algorithm for c: per-sample filters give way to x * style, NHWC f16
