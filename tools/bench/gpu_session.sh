@@ -5,7 +5,10 @@
 #   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=570)
 #          (175 s on the H200 before the streams/serve stages, the third photo run and the
 #          nhwc16 stage were added; expect about 5-7 minutes now; GPEN_GPU_STAGES picks a subset,
-#          e.g. "device ops large nhwc16 photos" when the device budget is short)
+#          e.g. "device ops large peer nhwc16 photos" when the device budget is short). A task's
+#          device time is 15 minutes in all, the machine's start included: this is one call, then
+#          give_back. The stages run in order of what issue 6 asks (parity, the PyTorch peer,
+#          the f16 mode, whole photos) before the nice-to-have ones, so a cut-off run loses those.
 #
 # Uses the binaries carried in .gpucarry/bin (built here with the CUDA module; the GPU machine's
 # image has no libwebp/httplib/minizip to build with) and the machine's own CUDA libraries
@@ -16,11 +19,12 @@
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
 #     then gpen alone in fp32 and tf32;
 #  6. per-layer profile (fp16, batch 16); the f16 NHWC activation mode (GPEN_CUDA_NHWC16=1): bench
-#     and profile; two runners forwarding at once (fp16, --streams 2);
-#  7. GPEN compile time and speed with heuristic vs timed cuDNN algorithms (quick); detector
-#     start-up for a new photo size, heuristic vs timed (detstart);
-#     whole photos: a 1920x1080 one-face photo x N
-#     through `gpen enhance --device cuda --batch-size 16` (default --workers, then --workers 4);
+#     and profile;
+#  7. whole photos (issue 6's photos/s goal, so before the nice-to-have stages): a 1920x1080
+#     one-face photo x N through `gpen enhance --device cuda --batch-size 16` (default --workers,
+#     then --workers 4); two runners forwarding at once (fp16, --streams 2); GPEN compile time and
+#     speed with heuristic vs timed cuDNN algorithms (quick); detector start-up for a new photo
+#     size, heuristic vs timed (detstart);
 #  8. the same photo through `gpen serve --device cuda` from 32 concurrent clients
 #     (serve_photos.py: photos/s and how many faces each shared GPEN forward took);
 #  9. the seed-style report, cpu,cuda.
@@ -137,39 +141,6 @@ if want nhwc16; then
     echo "f16 NHWC activations are faster and passed parity: the photo runs add one with them"
   fi
 fi
-if want streams; then
-  stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
-  run_logged streams 120 8 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,8,16 \
-    --runs 20 --streams 2
-fi
-if want quick; then
-  # GPEN's first compile in gpen enhance/serve takes cuDNN's heuristic algorithms: what that saves
-  # at start-up and what it costs per forward, against timing every shape, both from an empty
-  # algorithm cache file.
-  stage "GPEN fp16 compile and speed: heuristic vs timed cuDNN algorithms"
-  for h in "--heuristic-algos" ""; do
-    rm -f /tmp/quick_algos.json
-    GPEN_CUDA_ALGO_CACHE=/tmp/quick_algos.json run_logged "quick${h:+_h}" 120 4 "$B/gpen" bench --model "$W" \
-      --device cuda --precision fp16 --batch-size 1,16 --runs 10 $h
-  done
-fi
-if want detstart; then
-  # What a new photo size costs the GPU detector: quick (heuristic) algorithms, as FaceDetector
-  # compiles a size at first, against timing every shape (GPEN_CUDA_QUICK_ALGOS=0), each from an
-  # empty algorithm cache file (process start and CUDA set-up are in both).
-  stage "detector start-up per photo size: heuristic vs timed cuDNN algorithms"
-  for photo in "$C/data/oneface_1080p.jpg" "$C/images/group_solvay_1927.png"; do
-    for quick in 1 0; do
-      rm -f /tmp/detstart_algos.json
-      t0=$(date +%s.%N)
-      GPEN_CUDA_QUICK_ALGOS=$quick GPEN_CUDA_ALGO_CACHE=/tmp/detstart_algos.json run_logged "detstart_q$quick" 60 0 \
-        "$B/gpen" detect "$photo" --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda
-      t1=$(date +%s.%N)
-      awk -v a="$t0" -v b="$t1" -v q="$quick" -v p="$(basename "$photo")" -v n="$(head -1 "$LOGS/detstart_q$quick.log")" \
-        'BEGIN { printf "%s, %s algorithms: %.2f s (%s)\n", p, (q == 1 ? "heuristic" : "timed"), b - a, n }'
-    done
-  done
-fi
 if want photos; then
   stage "whole photos: 1920x1080 one face, --device cuda --batch-size 16"
   N="${GPEN_GPU_PHOTOS:-256}"  # enough photos after the first for a steady rate
@@ -208,6 +179,39 @@ print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'
 PY
   done
   unset GPEN_CUDA_NHWC16
+fi
+if want streams; then
+  stage "two GPEN runners forwarding at once (twins sharing weights, own streams), fp16"
+  run_logged streams 120 8 "$B/gpen" bench --model "$W" --device cuda --precision fp16 --batch-size 1,8,16 \
+    --runs 20 --streams 2
+fi
+if want quick; then
+  # GPEN's first compile in gpen enhance/serve takes cuDNN's heuristic algorithms: what that saves
+  # at start-up and what it costs per forward, against timing every shape, both from an empty
+  # algorithm cache file.
+  stage "GPEN fp16 compile and speed: heuristic vs timed cuDNN algorithms"
+  for h in "--heuristic-algos" ""; do
+    rm -f /tmp/quick_algos.json
+    GPEN_CUDA_ALGO_CACHE=/tmp/quick_algos.json run_logged "quick${h:+_h}" 120 4 "$B/gpen" bench --model "$W" \
+      --device cuda --precision fp16 --batch-size 1,16 --runs 10 $h
+  done
+fi
+if want detstart; then
+  # What a new photo size costs the GPU detector: quick (heuristic) algorithms, as FaceDetector
+  # compiles a size at first, against timing every shape (GPEN_CUDA_QUICK_ALGOS=0), each from an
+  # empty algorithm cache file (process start and CUDA set-up are in both).
+  stage "detector start-up per photo size: heuristic vs timed cuDNN algorithms"
+  for photo in "$C/data/oneface_1080p.jpg" "$C/images/group_solvay_1927.png"; do
+    for quick in 1 0; do
+      rm -f /tmp/detstart_algos.json
+      t0=$(date +%s.%N)
+      GPEN_CUDA_QUICK_ALGOS=$quick GPEN_CUDA_ALGO_CACHE=/tmp/detstart_algos.json run_logged "detstart_q$quick" 60 0 \
+        "$B/gpen" detect "$photo" --detector "$C/data/retinaface_mobilenet0.25.pth" --device cuda
+      t1=$(date +%s.%N)
+      awk -v a="$t0" -v b="$t1" -v q="$quick" -v p="$(basename "$photo")" -v n="$(head -1 "$LOGS/detstart_q$quick.log")" \
+        'BEGIN { printf "%s, %s algorithms: %.2f s (%s)\n", p, (q == 1 ? "heuristic" : "timed"), b - a, n }'
+    done
+  done
 fi
 if want serve; then
   stage "gpen serve on the GPU: one 1080p photo, 32 concurrent clients"
