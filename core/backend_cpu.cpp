@@ -244,7 +244,7 @@ class CpuExecutable final : public Executable {
         break;
       }
       case OpType::UpsampleNearest:
-        s.run = [this, in0, out, pool](float* a) { cpu::ref::upsample_nearest(view(a, in0), view(a, out), pool); };
+        s.run = [this, in0, out, pool](float* a) { cpu::upsample_nearest(view(a, in0), view(a, out), pool); };
         break;
       case OpType::MaxPool2d: {
         const int k = n.conv.kh, stride = n.conv.stride, pad = n.conv.pad;
@@ -255,7 +255,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::ReflectPad2d: {
         const int pad = n.pad0;
-        s.run = [this, pad, in0, out, pool](float* a) { cpu::ref::reflect_pad2d(view(a, in0), view(a, out), pad, pool); };
+        s.run = [this, pad, in0, out, pool](float* a) { cpu::reflect_pad2d(view(a, in0), view(a, out), pad, pool); };
         break;
       }
       case OpType::PixelUnshuffle: {

@@ -1,4 +1,5 @@
-// Vectorised non-conv ops (upfirdn2d, scale_bias_act, add, linear) against the generic reference,
+// Vectorised non-conv ops (upfirdn2d, scale_bias_act, add, linear) and the row paths of the data
+// movement ops (upsample_nearest, reflect_pad2d) against the generic reference,
 // for every ISA implementation this machine can run (called directly) and through the dispatcher.
 #include <catch2/catch.hpp>
 
@@ -211,6 +212,42 @@ TEST_CASE("linear fast paths match reference", "[kernels]") {
           CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * std::max(1.0, mag) * ep.gain);
         }
       }
+    }
+  }
+}
+
+TEST_CASE("upsample_nearest and reflect_pad2d row paths match the reference, into channel slices", "[kernels]") {
+  std::mt19937 rng(17);
+  ThreadPool pool(3);
+  const int shapes[][4] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {1, 4, 13, 2}, {3, 2, 9, 33}, {1, 5, 2, 17}};
+  int iter = 0;
+  for (const auto& s : shapes) {
+    const int n = s[0], c = s[1], h = s[2], w = s[3];
+    auto xv = rand_vec(rng, size_t(n) * c * h * w);
+    const View x = make_view(xv.data(), n, c, h, w);
+    ThreadPool* tp = iter++ % 2 ? &pool : nullptr;
+    // Upsampling: x2 (every use), other integer factors, and ratios the row path leaves alone.
+    const int sizes[][2] = {{2 * h, 2 * w}, {3 * h, w}, {h, 4 * w}, {2 * h + 1, 3 * w - 1}};
+    for (const auto& o : sizes) {
+      const int oh = o[0], ow = o[1];
+      if (oh < 1 || ow < 1) continue;
+      INFO("upsample " << n << "x" << c << "x" << h << "x" << w << " -> " << oh << "x" << ow);
+      std::vector<float> want(size_t(n) * c * oh * ow);
+      ref::upsample_nearest(x, make_view(want.data(), n, c, oh, ow), nullptr);
+      SlicedBuf got(n, c, oh, ow, 777.f);
+      upsample_nearest(x, got.v, tp);
+      CHECK(max_rel_diff(got.v, make_view(want.data(), n, c, oh, ow)) == 0);
+      CHECK(got.outside_untouched(777.f));
+    }
+    for (int pad = 0; pad < std::min(h, w) && pad <= 3; ++pad) {
+      const int oh = h + 2 * pad, ow = w + 2 * pad;
+      INFO("reflect pad " << pad << " of " << n << "x" << c << "x" << h << "x" << w);
+      std::vector<float> want(size_t(n) * c * oh * ow);
+      ref::reflect_pad2d(x, make_view(want.data(), n, c, oh, ow), pad, nullptr);
+      SlicedBuf got(n, c, oh, ow, 777.f);
+      reflect_pad2d(x, got.v, pad, tp);
+      CHECK(max_rel_diff(got.v, make_view(want.data(), n, c, oh, ow)) == 0);
+      CHECK(got.outside_untouched(777.f));
     }
   }
 }

@@ -13,5 +13,9 @@ void upfirdn2d(const View& x, const View& y, const float* kernel, int kh, int kw
 void scale_bias_act(const View& x, const View& y, float scale, const Epilogue& ep, ThreadPool* pool);
 void add(const View& a, const View& b, const View& y, ThreadPool* pool);
 void linear(const float* x, const float* w, float* y, int n, int in, int out, const Epilogue& ep, ThreadPool* pool);
+// Data movement (ParseNet's and RealESRNet's decoders, RetinaFace's FPN): whole rows copied or
+// widened once and repeated, instead of an index computed per output value.
+void upsample_nearest(const View& x, const View& y, ThreadPool* pool);
+void reflect_pad2d(const View& x, const View& y, int pad, ThreadPool* pool);
 
 }  // namespace gpen::cpu
