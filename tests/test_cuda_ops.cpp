@@ -64,6 +64,11 @@ void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, 
   REQUIRE(runs_f16_nhwc(*exe) == f16_nhwc);
   exe->run(inputs, got);    // records the CUDA graph
   exe->run(inputs, again);  // replays it: the same result, bit for bit
+  // ... unless cuDNN had only a non-deterministic algorithm for some shape (its name says so, and
+  // the compile printed a note): then the replay is held to the tolerance instead, and says so.
+  bool deterministic = true;
+  for (const NodeProfile& np : exe->profile()) deterministic &= np.kernel.find("_nondet") == std::string::npos;
+  if (!deterministic) WARN("a non-deterministic cuDNN algorithm ran: the replay is compared within tolerance");
   REQUIRE(got.size() == want.size());
   REQUIRE(again.size() == got.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -75,7 +80,11 @@ void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, 
                    << err << " (reference max " << scale << ")");
     CHECK(err <= tol.max_abs * scale);
     if (tol.rel_l2 > 0) CHECK(test::rel_l2(got[i].data<float>(), want[i].data<float>(), n) <= tol.rel_l2);
-    CHECK(test::max_abs_diff(again[i].data<float>(), got[i].data<float>(), n) == 0);
+    const double replay = test::max_abs_diff(again[i].data<float>(), got[i].data<float>(), n);
+    if (deterministic)
+      CHECK(replay == 0);
+    else
+      CHECK(replay <= tol.max_abs * scale);
   }
 }
 

@@ -159,7 +159,7 @@ size_t CudnnConv::output_scratch_bytes() const { return size_t(n_) * d_.K * oh_ 
 std::string CudnnConv::kernel_name() const {
   std::ostringstream s;
   s << "cudnn_" << (d_.transposed ? "bwd_data" : "fwd") << "_algo" << algo_.algo << "_" << gpu_precision_name(precision_)
-    << (layout_ == ScratchLayout::NHWC ? "_nhwc" : "_nchw");
+    << (layout_ == ScratchLayout::NHWC ? "_nhwc" : "_nchw") << (algo_.deterministic ? "" : "_nondet");
   return s.str();
 }
 

@@ -50,7 +50,7 @@ class CudnnConv {
   size_t output_scratch_bytes() const;
   // Everything that decides the algorithm; the backend caches ConvAlgo under it.
   const std::string& key() const { return key_; }
-  std::string kernel_name() const;  // for profiles: "cudnn_fwd_algo1_f16_nhwc"
+  std::string kernel_name() const;  // for profiles: "cudnn_fwd_algo1_f16_nhwc" (+ "_nondet")
 
   // Times cuDNN's algorithms on real buffers (not inside a graph capture) and returns the fastest
   // that needs at most workspace_cap bytes and honours the precision; an Error if none does.
