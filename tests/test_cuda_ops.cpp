@@ -286,6 +286,43 @@ TEST_CASE("cuda resampling ops match the generic kernels", "[cuda]") {
   compare(g, {rnd({2, 6, 17, 19}, 1), rnd({2, 3, 12, 8}, 2)}, GpuPrecision::FP32, {0, 0});
 }
 
+namespace {
+
+// Two modulated convs on images large enough for per-sample filters: a 3x3 conv into a concat
+// slice (epilogue pass), and StyleGAN's upsampling, a transposed conv whose raw output cuDNN
+// writes in place (per-sample) or the blur demodulates. Batch n, with its random inputs.
+struct LargeModulated {
+  Graph g;
+  std::vector<Tensor> inputs;
+  explicit LargeModulated(int n) {
+    const int C = 16, K = 8;
+    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
+    const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
+    g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
+             EpilogueSpec::fused_lrelu(rnd({K}, 2)), s, d, g.channel_slice(cat, 0, K));
+    g.scale_bias_act("rest", g.input("f", {n, K, 40, 36}), 1.f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
+    const int s2 = g.input("s2", {n, 2 * K}), d2 = g.input("d2", {n, K});
+    const int t = g.conv2d("up", cat, conv_desc(2 * K, K, 3, 2, 0, 1, true), rnd({K, 2 * K, 3, 3}, 3, -0.3f, 0.3f),
+                           EpilogueSpec{}, s2, d2);
+    g.mark_output(g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 4))));
+    inputs = {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
+              rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)};
+  }
+};
+
+// How many of g's nodes, compiled for CUDA fp16 in the f16 activation mode, run a kernel whose
+// name contains `part` (a GPU must be usable).
+int count_f16_kernels(const Graph& g, const std::string& part) {
+  test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
+  auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
+  int count = 0;
+  for (const NodeProfile& p : exe->profile()) count += p.kernel.find(part) != std::string::npos;
+  return count;
+}
+
+}  // namespace
+
 // The f16 activation mode (GPEN_CUDA_NHWC16=1): image values as NHWC f16 views, each op's f16
 // kernel against the generic f32 one. Odd channel counts take the one-channel path, even ones
 // the __half2 path; the f16 roundings of every stored value set the tolerances.
@@ -381,72 +418,30 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
     }
   }
   SECTION("modulated convolutions on large images: per-sample filters, and x * style without them") {
-    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
     for (const int n : {3, 1})
     for (const char* per_sample : {"1", "0"}) {
       test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", per_sample);
       INFO("batch " << n << ", GPEN_CUDA_PER_SAMPLE=" << per_sample);
-      // A 3x3 conv into a concat slice (epilogue pass), and StyleGAN's upsampling: a transposed
-      // conv whose raw output cuDNN writes in place (per-sample) or the blur demodulates.
-      Graph g;
-      const int C = 16, K = 8;
-      const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
-      const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
-      g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
-               EpilogueSpec::fused_lrelu(rnd({K}, 2)), s, d, g.channel_slice(cat, 0, K));
-      g.scale_bias_act("rest", g.input("f", {n, K, 40, 36}), 1.f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
-      const int s2 = g.input("s2", {n, 2 * K}), d2 = g.input("d2", {n, K});
-      const int t = g.conv2d("up", cat, conv_desc(2 * K, K, 3, 2, 0, 1, true), rnd({K, 2 * K, 3, 3}, 3, -0.3f, 0.3f),
-                             EpilogueSpec{}, s2, d2);
-      g.mark_output(g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 4))));
-      if (CudaModule::instance().usable()) {
-        test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
-        auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
-        int per_sample_convs = 0;
-        for (const NodeProfile& p : exe->profile()) per_sample_convs += p.kernel.find("+per_sample") != std::string::npos;
-        CHECK(per_sample_convs == (per_sample[0] == '1' ? 2 : 0));
-      }
-      compare(g,
-              {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
-               rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)},
-              GpuPrecision::FP16, f16, true);
+      const LargeModulated m(n);
+      if (CudaModule::instance().usable())
+        CHECK(count_f16_kernels(m.g, "+per_sample") == (per_sample[0] == '1' ? 2 : 0));
+      compare(m.g, m.inputs, GpuPrecision::FP16, f16, true);
     }
   }
   SECTION("the fallbacks only a cuDNN refusal reaches (GPEN_CUDA_REFUSE): x * style, NCHW operands") {
-    // The large-image graph's two modulated convs (a 3x3 into a concat slice, StyleGAN's
-    // upsampling), compiled with per-sample filters refused (-> x * style on NHWC operands), and
-    // with NHWC operands refused as well (-> NCHW operands, re-laid out around cuDNN).
-    const Tensor k4 = Tensor::from_floats({4, 4}, {1, 3, 3, 1, 3, 9, 9, 3, 3, 9, 9, 3, 1, 3, 3, 1});
+    // The large-image graph compiled with per-sample filters refused (-> x * style on NHWC
+    // operands), and with NHWC operands refused as well (-> NCHW operands, re-laid out).
     for (const char* refuse : {"per_sample", "per_sample,nhwc"}) {
       test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", "1");
       test::ScopedEnv refused("GPEN_CUDA_REFUSE", refuse);
       INFO("GPEN_CUDA_REFUSE=" << refuse);
-      const int n = 2, C = 16, K = 8;
-      Graph g;
-      const int x = g.input("x", {n, C, 40, 36}), s = g.input("s", {n, C}), d = g.input("d", {n, K});
-      const int cat = g.buffer("cat", {n, 2 * K, 40, 36});
-      g.conv2d("conv", x, conv_desc(C, K, 3, 1, 1), rnd({K, C, 3, 3}, 1, -0.3f, 0.3f),
-               EpilogueSpec::fused_lrelu(rnd({K}, 2)), s, d, g.channel_slice(cat, 0, K));
-      g.scale_bias_act("rest", g.input("f", {n, K, 40, 36}), 1.f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
-      const int s2 = g.input("s2", {n, 2 * K}), d2 = g.input("d2", {n, K});
-      const int t = g.conv2d("up", cat, conv_desc(2 * K, K, 3, 2, 0, 1, true), rnd({K, 2 * K, 3, 3}, 3, -0.3f, 0.3f),
-                             EpilogueSpec{}, s2, d2);
-      g.mark_output(g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 4))));
+      const LargeModulated m(2);
       if (CudaModule::instance().usable()) {
-        test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
-        auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
-        int per_sample_convs = 0, nchw_convs = 0;
-        for (const NodeProfile& p : exe->profile()) {
-          per_sample_convs += p.kernel.find("+per_sample") != std::string::npos;
-          nchw_convs += p.kernel.find("cudnn_") != std::string::npos && p.kernel.find("_nchw") != std::string::npos;
-        }
-        CHECK(per_sample_convs == 0);
-        CHECK(nchw_convs == (std::string(refuse).find("nhwc") != std::string::npos ? 2 : 0));
+        CHECK(count_f16_kernels(m.g, "+per_sample") == 0);
+        const int nchw = std::string(refuse).find("nhwc") != std::string::npos ? 2 : 0;
+        CHECK(count_f16_kernels(m.g, "_f16_nchw") == nchw);  // cuDNN on NCHW operands
       }
-      compare(g,
-              {rnd({n, C, 40, 36}, 5), rnd({n, C}, 6, 0.5f, 1.5f), rnd({n, K}, 7, 0.1f, 0.3f), rnd({n, K, 40, 36}, 8),
-               rnd({n, 2 * K}, 9, 0.5f, 1.5f), rnd({n, K}, 10, 0.1f, 0.3f)},
-              GpuPrecision::FP16, f16, true);
+      compare(m.g, m.inputs, GpuPrecision::FP16, f16, true);
     }
   }
   SECTION("runs of Linears and of demodulation factors, one launch each") {

@@ -40,25 +40,30 @@ void linear(const float* x, const float* w, float* y, int n, int in, int out, co
   ref::linear(x, w, y, n, in, out, ep, pool);
 }
 
+namespace {
+// f(x plane, y plane) for every (sample, channel), the planes spread over the pool.
+template <class F>
+void for_each_plane(const View& x, const View& y, ThreadPool* pool, F&& f) {
+  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) f(x.at(int(i / x.c), int(i % x.c)), y.at(int(i / x.c), int(i % x.c)));
+  });
+}
+}  // namespace
+
 // Integer factors (every use: x2) take the row path; any other ratio the reference.
 void upsample_nearest(const View& x, const View& y, ThreadPool* pool) {
   if (x.h < 1 || x.w < 1 || y.h % x.h || y.w % x.w) return ref::upsample_nearest(x, y, pool);
   const int fy = y.h / x.h, fx = y.w / x.w;
-  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int n = int(i / x.c), c = int(i % x.c);
-      const float* xp = x.at(n, c);
-      float* yp = y.at(n, c);
-      for (int sy = 0; sy < x.h; ++sy) {
-        const float* src = xp + int64_t(sy) * x.w;
-        float* row = yp + int64_t(sy) * fy * y.w;
-        if (fx == 2) {
-          for (int j = 0; j < x.w; ++j) row[2 * j] = row[2 * j + 1] = src[j];
-        } else {
-          for (int j = 0; j < x.w; ++j) std::fill(row + int64_t(j) * fx, row + int64_t(j + 1) * fx, src[j]);
-        }
-        for (int r = 1; r < fy; ++r) std::memcpy(row + int64_t(r) * y.w, row, sizeof(float) * size_t(y.w));
+  for_each_plane(x, y, pool, [&](const float* xp, float* yp) {
+    for (int sy = 0; sy < x.h; ++sy) {
+      const float* src = xp + int64_t(sy) * x.w;
+      float* row = yp + int64_t(sy) * fy * y.w;
+      if (fx == 2) {
+        for (int j = 0; j < x.w; ++j) row[2 * j] = row[2 * j + 1] = src[j];
+      } else {
+        for (int j = 0; j < x.w; ++j) std::fill(row + int64_t(j) * fx, row + int64_t(j + 1) * fx, src[j]);
       }
+      for (int r = 1; r < fy; ++r) std::memcpy(row + int64_t(r) * y.w, row, sizeof(float) * size_t(y.w));
     }
   });
 }
@@ -67,19 +72,14 @@ void upsample_nearest(const View& x, const View& y, ThreadPool* pool) {
 // checks. Rows: the reflected left edge, the row itself, the reflected right edge.
 void reflect_pad2d(const View& x, const View& y, int pad, ThreadPool* pool) {
   if (pad < 0 || pad >= x.h || pad >= x.w) return ref::reflect_pad2d(x, y, pad, pool);
-  parallel_for(pool, int64_t(x.n) * x.c, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int n = int(i / x.c), c = int(i % x.c);
-      const float* xp = x.at(n, c);
-      float* yp = y.at(n, c);
-      for (int oy = 0; oy < y.h; ++oy) {
-        const int sy = oy < pad ? pad - oy : oy - pad >= x.h ? 2 * (x.h - 1) - (oy - pad) : oy - pad;
-        const float* row = xp + int64_t(sy) * x.w;
-        float* out = yp + int64_t(oy) * y.w;
-        for (int j = 0; j < pad; ++j) out[j] = row[pad - j];
-        std::memcpy(out + pad, row, sizeof(float) * size_t(x.w));
-        for (int j = 0; j < pad; ++j) out[pad + x.w + j] = row[x.w - 2 - j];
-      }
+  for_each_plane(x, y, pool, [&](const float* xp, float* yp) {
+    for (int oy = 0; oy < y.h; ++oy) {
+      const int sy = oy < pad ? pad - oy : oy - pad >= x.h ? 2 * (x.h - 1) - (oy - pad) : oy - pad;
+      const float* row = xp + int64_t(sy) * x.w;
+      float* out = yp + int64_t(oy) * y.w;
+      for (int j = 0; j < pad; ++j) out[j] = row[pad - j];
+      std::memcpy(out + pad, row, sizeof(float) * size_t(x.w));
+      for (int j = 0; j < pad; ++j) out[pad + x.w + j] = row[x.w - 2 - j];
     }
   });
 }
