@@ -1,8 +1,8 @@
 // Which device runs the models: `--device auto|cpu|cuda[:N]`.
 //
 // The CUDA backend is a separate module (libgpen_cuda.so, see core/backend_cuda.h) loaded lazily
-// with dlopen the first time a CUDA device is asked for, so the same binary starts and runs on a
-// machine without an NVIDIA driver. `auto` takes CUDA when the module loads and reports a device,
+// with dlopen the first time a CUDA device is asked for (and only where the driver's libcuda.so.1
+// loads), so the same binary starts and runs on a machine without an NVIDIA driver. `auto` takes CUDA when the module loads and reports a device,
 // else the CPU, quietly (the reason stays available for `gpen bench` and health output).
 // `cuda` that cannot be honoured is one clear error: "CUDA requested but unavailable: <why>".
 //
@@ -43,6 +43,9 @@ class CudaModule {
   static const CudaModule& instance();
   // Loads the first of `paths` that exists (a bare file name goes to the loader's search path).
   static CudaModule load(const std::vector<std::string>& paths);
+  // load(paths) where the NVIDIA driver (libcuda.so.1) can be loaded; else an unusable module
+  // that says so, without loading anything (what instance() does).
+  static CudaModule load_if_driver(const std::vector<std::string>& paths);
 
   bool usable() const { return device_count_ > 0; }
   int device_count() const { return device_count_; }

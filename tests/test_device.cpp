@@ -3,6 +3,8 @@
 // out-of-memory policy (halve the batch down to 1, then the CPU) with a fake device backend.
 #include <catch2/catch.hpp>
 
+#include <dlfcn.h>
+
 #include <atomic>
 #include <string>
 #include <vector>
@@ -74,6 +76,19 @@ TEST_CASE("a library that is not a gpen CUDA module is refused by name", "[devic
   const CudaModule m = CudaModule::load({"libm.so.6"});  // loads, but has no entry point
   CHECK_FALSE(m.usable());
   CHECK_THAT(m.why_unusable(), Catch::Contains("gpen_cuda_module_v1"));
+}
+
+// Without the driver no device can exist: the module (and cuDNN, cuBLAS behind it) is not loaded.
+TEST_CASE("without the NVIDIA driver the CUDA module is not loaded at all", "[device]") {
+  void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  const CudaModule m = CudaModule::load_if_driver({"/nonexistent/dir/libgpen_cuda.so"});
+  CHECK_FALSE(m.usable());
+  if (!driver) {
+    CHECK_THAT(m.why_unusable(), Catch::StartsWith("no NVIDIA driver (libcuda.so.1"));
+    CHECK(m.path().empty());
+  } else {  // a driver: it went on to look for the module, which is missing here
+    CHECK_THAT(m.why_unusable(), Catch::Contains("/nonexistent/dir/libgpen_cuda.so"));
+  }
 }
 
 TEST_CASE("device cpu always gives the CPU backend, quietly", "[device]") {
