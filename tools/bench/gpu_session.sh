@@ -69,6 +69,9 @@ done
 export GPEN_BINARY_DIR="$B"  # tests that run the CLI find the carried binary
 export LD_LIBRARY_PATH="$C/lib${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+# gpen loads its CUDA module only where the driver's libcuda.so.1 loads (the CUDA runtime's own
+# lookup); say so early if it does not.
+python3 -c 'import ctypes; ctypes.CDLL("libcuda.so.1")' 2>/dev/null || echo "!!! libcuda.so.1 does not load: gpen will see no GPU"
 missing=$(ldd "$B/gpen" "$B/gpen_tests" "$B/libgpen_cuda.so" | grep "not found" | sort -u)
 [ -n "$missing" ] && echo "!!! missing libraries: $missing"
 "$B/gpen" --version
