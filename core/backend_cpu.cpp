@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -66,7 +67,9 @@ class CpuExecutable final : public Executable {
     kopt.lean_memory = opt.lean_memory;
     kopt.winograd_weights = opt.winograd_weights;
     std::vector<int64_t> scratch(g.nodes().size(), 0);  // per node, elements (the kernels say)
-    for (size_t t = 0; t < g.nodes().size(); ++t) steps_.push_back(make_step(g.nodes()[t], int(t), kopt, &scratch[t]));
+    std::vector<std::shared_ptr<cpu::ConvKernel>> packed = pack_convs(g, kopt);
+    for (size_t t = 0; t < g.nodes().size(); ++t)
+      steps_.push_back(make_step(g.nodes()[t], int(t), kopt, std::move(packed[t]), &scratch[t]));
     plan_ = g.plan_memory(scratch);
     shared_arena_ = opt.shared_arena;
     if (!shared_arena_) arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});  // after packing: weights peak first
@@ -132,6 +135,39 @@ class CpuExecutable final : public Executable {
       }
   }
 
+  // Kernel options for conv node n: its input's size decides the algorithm.
+  cpu::KernelOptions sized_options(const Node& n, const cpu::KernelOptions& kopt) const {
+    const Shape& xs = graph_.value(n.inputs[0]).shape;
+    cpu::KernelOptions sized = kopt;
+    sized.map_h = int(xs[2]);
+    sized.map_w = int(xs[3]);
+    return sized;
+  }
+
+  // Every conv's kernel (weights packed, Winograd-transformed) made at once, the layers spread
+  // over the pool: packing is most of a compile (GPEN-512: hundreds of MB of weights re-laid
+  // out). Indexed by node; null for other ops. The first failure is rethrown here.
+  std::vector<std::shared_ptr<cpu::ConvKernel>> pack_convs(const Graph& g, const cpu::KernelOptions& kopt) {
+    std::vector<std::shared_ptr<cpu::ConvKernel>> packed(g.nodes().size());
+    std::vector<size_t> convs;
+    for (size_t t = 0; t < g.nodes().size(); ++t)
+      if (g.nodes()[t].op == OpType::Conv2d) convs.push_back(t);
+    std::vector<std::exception_ptr> failed(convs.size());
+    pool_.parallel_for(int64_t(convs.size()), 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const Node& n = g.nodes()[convs[size_t(i)]];
+        try {
+          packed[convs[size_t(i)]] = conv_kernel(n, sized_options(n, kopt));
+        } catch (...) {  // a worker thread must not throw: kept, rethrown by the caller
+          failed[size_t(i)] = std::current_exception();
+        }
+      }
+    });
+    for (const std::exception_ptr& f : failed)
+      if (f) std::rethrow_exception(f);
+    return packed;
+  }
+
   std::shared_ptr<cpu::ConvKernel> conv_kernel(const Node& n, const cpu::KernelOptions& kopt) {
     const std::string key = cache_ ? conv_cache_key(n, kopt) : std::string();
     if (cache_)
@@ -152,7 +188,8 @@ class CpuExecutable final : public Executable {
   }
 
   // `scratch` receives the elements of arena scratch the node's kernel needs while it runs.
-  Step make_step(const Node& n, int index, const cpu::KernelOptions& kopt, int64_t* scratch) {
+  Step make_step(const Node& n, int index, const cpu::KernelOptions& kopt, std::shared_ptr<cpu::ConvKernel> packed,
+                 int64_t* scratch) {
     Step s;
     s.prof.name = n.name;
     s.prof.op = op_name(n.op);
@@ -190,10 +227,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::Conv2d: {
         const Shape xs = graph_.value(in0).shape;
-        cpu::KernelOptions sized = kopt;
-        sized.map_h = int(xs[2]);
-        sized.map_w = int(xs[3]);
-        std::shared_ptr<cpu::ConvKernel> k = conv_kernel(n, sized);
+        std::shared_ptr<cpu::ConvKernel> k = packed ? std::move(packed) : conv_kernel(n, sized_options(n, kopt));
         s.prof.kernel = k->name();
         s.prof.flops = n.conv.flops(int(xs[0]), int(xs[2]), int(xs[3]));
         const int sin = n.inputs.size() > 1 ? n.inputs[1] : -1, sout = n.inputs.size() > 2 ? n.inputs[2] : -1;
