@@ -187,7 +187,8 @@ class CpuExecutable final : public Executable {
     return ep;
   }
 
-  // `scratch` receives the elements of arena scratch the node's kernel needs while it runs.
+  // `packed`: a conv node's kernel from pack_convs. `scratch` receives the elements of arena
+  // scratch the node's kernel needs while it runs.
   Step make_step(const Node& n, int index, const cpu::KernelOptions& kopt, std::shared_ptr<cpu::ConvKernel> packed,
                  int64_t* scratch) {
     Step s;
@@ -227,7 +228,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::Conv2d: {
         const Shape xs = graph_.value(in0).shape;
-        std::shared_ptr<cpu::ConvKernel> k = packed ? std::move(packed) : conv_kernel(n, sized_options(n, kopt));
+        std::shared_ptr<cpu::ConvKernel> k = std::move(packed);  // pack_convs made every conv's (or threw)
         s.prof.kernel = k->name();
         s.prof.flops = n.conv.flops(int(xs[0]), int(xs[2]), int(xs[3]));
         const int sin = n.inputs.size() > 1 ? n.inputs[1] : -1, sout = n.inputs.size() > 2 ? n.inputs[2] : -1;
