@@ -23,10 +23,18 @@ using namespace gpen;
 
 namespace {
 
-bool cuda_or_skip() {
+// Whether the CUDA module has a device. GPEN_TEST_REQUIRE_CUDA (the ctest run on the emulated
+// module, CMakeLists.txt) makes a missing one a failure instead of a skip.
+bool cuda_present() {
   const CudaModule& m = CudaModule::instance();
   if (m.usable()) return true;
-  WARN("SKIPPED: no CUDA device (" << m.why_unusable() << ")");
+  if (std::getenv("GPEN_TEST_REQUIRE_CUDA")) FAIL("no CUDA device, and GPEN_TEST_REQUIRE_CUDA is set: " << m.why_unusable());
+  return false;
+}
+
+bool cuda_or_skip() {
+  if (cuda_present()) return true;
+  WARN("SKIPPED: no CUDA device (" << CudaModule::instance().why_unusable() << ")");
   return false;
 }
 
@@ -57,7 +65,7 @@ void compare(const Graph& g, const std::vector<Tensor>& inputs, GpuPrecision p, 
   auto cpu = make_cpu_backend();
   std::vector<Tensor> want, got, again;
   compile_on(*cpu, g, true)->run(inputs, want);
-  if (!CudaModule::instance().usable()) return;
+  if (!cuda_present()) return;
   auto gpu = CudaModule::instance().make_backend(0, p);
   auto exe = compile_on(*gpu, g, false);
   INFO("f16 NHWC activations requested: " << f16_nhwc);
@@ -193,7 +201,7 @@ TEST_CASE("cuda quick (heuristic) convolution algorithms match the generic kerne
       const std::vector<Tensor> inputs = {rnd({2, 23, 13, 11}, 33)};
       std::vector<Tensor> want, quick_out, timed_out;
       compile_on(*make_cpu_backend(), g, true)->run(inputs, want);
-      if (!CudaModule::instance().usable()) continue;
+      if (!cuda_present()) continue;
       INFO(gpu_precision_name(p) << (transposed ? " transposed" : ""));
       auto gpu = CudaModule::instance().make_backend(0, p);
       CHECK(gpu->times_algorithms());
@@ -390,7 +398,7 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
       g.upfirdn2d("blur", t, k4, 1, 1, 1, 1, EpilogueSpec::fused_lrelu(rnd({K}, 2)), g.channel_slice(cat, 0, K));
       g.scale_bias_act("noise", g.input("f", {n, K, 18, 14}), 0.3f, EpilogueSpec{}, g.channel_slice(cat, K, 2 * K));
       g.mark_output(cat);
-      if (CudaModule::instance().usable()) {
+      if (cuda_present()) {
         test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
         auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
         bool moved = false;
@@ -423,7 +431,7 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
       test::ScopedEnv filters("GPEN_CUDA_PER_SAMPLE", per_sample);
       INFO("batch " << n << ", GPEN_CUDA_PER_SAMPLE=" << per_sample);
       const LargeModulated m(n);
-      if (CudaModule::instance().usable())
+      if (cuda_present())
         CHECK(count_f16_kernels(m.g, "+per_sample") == (per_sample[0] == '1' ? 2 : 0));
       compare(m.g, m.inputs, GpuPrecision::FP16, f16, true);
     }
@@ -436,10 +444,10 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
       test::ScopedEnv refused("GPEN_CUDA_REFUSE", refuse);
       INFO("GPEN_CUDA_REFUSE=" << refuse);
       const LargeModulated m(2);
-      if (CudaModule::instance().usable()) {
+      if (cuda_present()) {
         CHECK(count_f16_kernels(m.g, "+per_sample") == 0);
         const int nchw = std::string(refuse).find("nhwc") != std::string::npos ? 2 : 0;
-        CHECK(count_f16_kernels(m.g, "_f16_nchw") == nchw);  // cuDNN on NCHW operands
+        CHECK(count_f16_kernels(m.g, "_fp16_nchw") == nchw);  // cuDNN on NCHW operands (kernel_name())
       }
       compare(m.g, m.inputs, GpuPrecision::FP16, f16, true);
     }
@@ -455,7 +463,7 @@ TEST_CASE("cuda f16 NHWC activations: every op matches the generic kernels", "[c
     g.mark_output(g.demod_factors("demod_b", b, rnd({13, 5}, 7, 0.f, 2.f), 1e-8f));
     g.mark_output(a);
     g.mark_output(g.scale_bias_act("image", g.input("x", {3, 4, 5, 6}), 2.f, EpilogueSpec{}));  // an f16 value too
-    if (CudaModule::instance().usable()) {
+    if (cuda_present()) {
       test::ScopedEnv mode("GPEN_CUDA_NHWC16", "1");
       auto exe = CudaModule::instance().make_backend(0, GpuPrecision::FP16)->compile(g, CompileOptions{});
       std::string kernels;
@@ -665,5 +673,54 @@ TEST_CASE("cuda faces in and out as bytes give the float path's bytes (GPEN-256,
       CHECK(worst <= 1);
       CHECK(differ * 1000 <= total);
     }
+  }
+}
+
+// Out of device memory for real (cudaMalloc failing), not through a fake backend: only the
+// emulated module (libgpen_cuda_emu.so) can cap its memory (GPEN_CUDA_EMU_MEMORY); on a GPU
+// this test says so and checks nothing.
+TEST_CASE("cuda out of device memory: the runner halves the batch, then moves to the CPU, same faces", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  const CudaModule& m = CudaModule::instance();
+  if (std::string(m.device_info(0).name).find("emulator") == std::string::npos) {
+    WARN("SKIPPED: only the emulated CUDA module can cap its device memory");
+    return;
+  }
+  auto model = std::make_shared<GpenModel>(GpenModel::load(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth")));
+  CompileOptions opt;
+  opt.threads = 2;
+  GpenRunner on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
+  const int S = model->config().size;
+  const Tensor x = test::random_tensor({5, 3, S, S}, 6);
+  const Tensor want = on_cpu.forward(x);
+  std::shared_ptr<Backend> gpu(m.make_backend(0, GpuPrecision::FP32));
+
+  // What a runner of batch 1 adds on the device once the backend holds the weights (uploaded
+  // once per backend), measured with memory to spare.
+  size_t batch1 = 0;
+  {
+    GpenRunner probe(model, gpu, opt);
+    const size_t before = m.memory_stats(0).device_used_bytes;
+    probe.executable(1);
+    batch1 = m.memory_stats(0).device_used_bytes - before;
+  }
+  const size_t before = m.memory_stats(0).device_used_bytes;
+  REQUIRE(batch1 > 0);
+  struct Case {
+    size_t cap_bytes;
+    std::vector<int> device_batches;  // the executables the runner keeps on the device
+  };
+  for (const Case& c : {Case{before + batch1 + batch1 / 4, {1}}, Case{before + 1024, {}}}) {
+    test::ScopedEnv cap("GPEN_CUDA_EMU_MEMORY", std::to_string(c.cap_bytes).c_str());
+    INFO("device memory capped at " << c.cap_bytes << " bytes, " << before << " in use (batch 1 needs " << batch1
+                                    << " more)");
+    GpenRunner runner(model, gpu, opt);
+    std::vector<std::string> warnings;
+    runner.enable_oom_fallback([&](const std::string& w) { warnings.push_back(w); });
+    const Tensor y = runner.forward(x);
+    REQUIRE(y.shape() == want.shape());
+    CHECK(test::max_abs_diff(y.data<float>(), want.data<float>(), size_t(y.numel())) < 1e-3);
+    CHECK_FALSE(warnings.empty());
+    CHECK(runner.compiled_batches() == c.device_batches);
   }
 }
