@@ -67,7 +67,11 @@ DeviceRequest parse_device(const std::string& s) {
 std::string cuda_unavailable_message(const std::string& why) { return "CUDA requested but unavailable: " + why; }
 
 const CudaModule& CudaModule::instance() {
-  static const CudaModule module = load_if_driver(default_module_paths());
+  // A module named explicitly (GPEN_CUDA_MODULE: another build's, or libgpen_cuda_emu.so, the
+  // CPU emulation the tests run) is loaded even without a driver.
+  const char* named = std::getenv("GPEN_CUDA_MODULE");
+  static const CudaModule module =
+      named && *named ? load(default_module_paths()) : load_if_driver(default_module_paths());
   return module;
 }
 

@@ -96,10 +96,10 @@ cudaError_t epilogue(const T* acc, ScratchLayout layout, const float* os, const 
                      cudaStream_t stream) {
   if (layout == ScratchLayout::NCHW) {
     const PlaneGrid g = plane_grid(int64_t(y.n) * y.c, y.plane());
-    epilogue_nchw<T><<<g.grid, g.block, 0, stream>>>(acc, os, ep, y);
+    GPEN_LAUNCH(g.grid, g.block, 0, stream, epilogue_nchw<T>)(acc, os, ep, y);
   } else {
     const dim3 grid(unsigned((y.plane() + kTile - 1) / kTile), unsigned((y.c + kTile - 1) / kTile), unsigned(y.n));
-    epilogue_nhwc<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(acc, os, ep, y);
+    GPEN_LAUNCH(grid, dim3(kTile, kTileRows), 0, stream, epilogue_nhwc<T>)(acc, os, ep, y);
   }
   return cudaGetLastError();
 }
@@ -117,21 +117,21 @@ cudaError_t launch_scale_bias_act(const DevView& x, const DevView& y, float scal
                                   cudaStream_t stream) {
   if (x.numel() == 0) return cudaSuccess;
   const PlaneGrid g = plane_grid(int64_t(x.n) * x.c, x.plane());
-  scale_bias_act_kernel<<<g.grid, g.block, 0, stream>>>(x, y, scale, ep);
+  GPEN_LAUNCH(g.grid, g.block, 0, stream, scale_bias_act_kernel)(x, y, scale, ep);
   return cudaGetLastError();
 }
 
 cudaError_t launch_add(const DevView& a, const DevView& b, const DevView& y, cudaStream_t stream) {
   if (a.numel() == 0) return cudaSuccess;
   const PlaneGrid g = plane_grid(int64_t(a.n) * a.c, a.plane());
-  add_kernel<<<g.grid, g.block, 0, stream>>>(a, b, y);
+  GPEN_LAUNCH(g.grid, g.block, 0, stream, add_kernel)(a, b, y);
   return cudaGetLastError();
 }
 
 cudaError_t launch_broadcast(const float* param, const DevView& y, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
   const PlaneGrid g = plane_grid(int64_t(y.n) * y.c, y.plane());
-  broadcast_kernel<<<g.grid, g.block, 0, stream>>>(param, y);
+  GPEN_LAUNCH(g.grid, g.block, 0, stream, broadcast_kernel)(param, y);
   return cudaGetLastError();
 }
 

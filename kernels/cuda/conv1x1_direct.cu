@@ -22,7 +22,7 @@ __device__ __forceinline__ float finish(const DevEpilogue& ep, const float* out_
 // Few outputs (K <= 8): each thread keeps K accumulators and streams over the C input planes.
 __global__ void conv1x1_few_outputs(DevView x, const float* __restrict__ in_scale, const float* __restrict__ w,
                                     const float* __restrict__ out_scale, DevEpilogue ep, DevView y) {
-  extern __shared__ float ws[];
+  GPEN_DYNAMIC_SHARED(float, ws);
   const int C = x.c, K = y.c, P = int(x.plane());
   for (int n = blockIdx.y; n < x.n; n += gridDim.y) {
     stage_weights(ws, w, in_scale, n, C, K);
@@ -46,7 +46,7 @@ __global__ void conv1x1_few_outputs(DevView x, const float* __restrict__ in_scal
 // Few inputs (C <= 8): each thread loads its pixel's C inputs once and writes all K outputs.
 __global__ void conv1x1_few_inputs(DevView x, const float* __restrict__ in_scale, const float* __restrict__ w,
                                    const float* __restrict__ out_scale, DevEpilogue ep, DevView y) {
-  extern __shared__ float ws[];
+  GPEN_DYNAMIC_SHARED(float, ws);
   const int C = x.c, K = y.c, P = int(x.plane());
   for (int n = blockIdx.y; n < x.n; n += gridDim.y) {
     stage_weights(ws, w, in_scale, n, C, K);
@@ -76,9 +76,9 @@ cudaError_t launch_f32_conv1x1_direct(const DevView& x, const float* in_scale, c
   const PlaneGrid g = plane_grid(x.n, x.plane());
   const size_t smem = size_t(x.c) * y.c * sizeof(float);
   if (y.c <= kConv1x1MaxSmall)
-    conv1x1_few_outputs<<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, y);
+    GPEN_LAUNCH(g.grid, g.block, smem, stream, conv1x1_few_outputs)(x, in_scale, weight, out_scale, ep, y);
   else
-    conv1x1_few_inputs<<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, y);
+    GPEN_LAUNCH(g.grid, g.block, smem, stream, conv1x1_few_inputs)(x, in_scale, weight, out_scale, ep, y);
   return cudaGetLastError();
 }
 

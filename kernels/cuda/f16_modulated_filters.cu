@@ -30,8 +30,8 @@ cudaError_t launch_f16_modulated_filters(const float* w, int Kf, int R, int Cf, 
   if (n > 65535) return cudaErrorInvalidValue;
   int64_t bx = (per_sample + kThreads - 1) / kThreads;
   bx = bx > 4096 ? 4096 : bx;
-  modulated_filters<<<dim3(unsigned(bx), unsigned(n)), kThreads, 0, stream>>>(w, Kf, R, Cf, transposed, style, demod,
-                                                                             reinterpret_cast<__half*>(out));
+  GPEN_LAUNCH(dim3(unsigned(bx), unsigned(n)), kThreads, 0, stream, modulated_filters)(
+      w, Kf, R, Cf, transposed, style, demod, reinterpret_cast<__half*>(out));
   return cudaGetLastError();
 }
 

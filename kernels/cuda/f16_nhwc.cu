@@ -11,9 +11,9 @@ namespace {
     const bool two_ = (pairs_ok);                                                                   \
     const NhwcGrid g_ = nhwc_grid((shape).n, (shape).plane(), two_ ? (shape).c / 2 : (shape).c);  \
     if (two_)                                                                                       \
-      kernel<2><<<g_.grid, g_.block, 0, stream>>>(__VA_ARGS__);                                     \
+      GPEN_LAUNCH(g_.grid, g_.block, 0, stream, kernel<2>)(__VA_ARGS__);                            \
     else                                                                                            \
-      kernel<1><<<g_.grid, g_.block, 0, stream>>>(__VA_ARGS__);                                     \
+      GPEN_LAUNCH(g_.grid, g_.block, 0, stream, kernel<1>)(__VA_ARGS__);                            \
   } while (0)
 
 bool empty(const DevView16& v) { return v.n == 0 || v.c == 0 || v.plane() == 0; }
@@ -174,7 +174,7 @@ cudaError_t launch_f16_nhwc_from_rgb_bytes(const uint8_t* in, const float* level
   if (empty(y)) return cudaSuccess;
   dim3 grid = pixel_blocks(y.plane());
   grid.z = unsigned(y.n);
-  from_rgb_bytes<<<grid, kThreads, 0, stream>>>(in, levels, reverse_channels, y);
+  GPEN_LAUNCH(grid, kThreads, 0, stream, from_rgb_bytes)(in, levels, reverse_channels, y);
   return cudaGetLastError();
 }
 
@@ -184,7 +184,7 @@ cudaError_t launch_f16_nhwc_to_rgb_bytes(const DevView16& x, float scale, float 
   if (empty(x)) return cudaSuccess;
   dim3 grid = pixel_blocks(x.plane());
   grid.z = unsigned(x.n);
-  to_rgb_bytes<<<grid, kThreads, 0, stream>>>(x, scale, offset, out);
+  GPEN_LAUNCH(grid, kThreads, 0, stream, to_rgb_bytes)(x, scale, offset, out);
   return cudaGetLastError();
 }
 

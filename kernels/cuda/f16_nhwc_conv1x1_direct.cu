@@ -11,7 +11,7 @@ namespace {
 template <int V, int XV>
 __global__ void conv1x1_nhwc(DevView16 x, const float* __restrict__ in_scale, const float* __restrict__ w,
                              const float* __restrict__ out_scale, DevEpilogue ep, DevThen then, DevView16 y) {
-  extern __shared__ float ws[];
+  GPEN_DYNAMIC_SHARED(float, ws);
   const int n = blockIdx.z, C = x.c, K = y.c, P = int(y.plane());
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   for (int i = tid; i < C * K; i += blockDim.x * blockDim.y) {
@@ -54,9 +54,9 @@ void launch_v(const DevView16& x, const float* in_scale, const float* weight, co
   const NhwcGrid g = nhwc_grid(y.n, y.plane(), y.c / V);
   const size_t smem = size_t(x.c) * y.c * sizeof(float);
   if (x.pairs())
-    conv1x1_nhwc<V, 2><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, then, y);
+    GPEN_LAUNCH(g.grid, g.block, smem, stream, conv1x1_nhwc<V, 2>)(x, in_scale, weight, out_scale, ep, then, y);
   else
-    conv1x1_nhwc<V, 1><<<g.grid, g.block, smem, stream>>>(x, in_scale, weight, out_scale, ep, then, y);
+    GPEN_LAUNCH(g.grid, g.block, smem, stream, conv1x1_nhwc<V, 1>)(x, in_scale, weight, out_scale, ep, then, y);
 }
 
 }  // namespace

@@ -79,9 +79,9 @@ void launch_up(const DevView16& x, const DevView16& y, const float* kernel, int 
   const dim3 grid(unsigned(channel_chunks * pixel_chunks), unsigned(y.h < 65535 ? y.h : 65535), unsigned(y.n));
   const dim3 block{unsigned(bx), unsigned(by)};
   const bool four = kh == 4 && kw == 4;
-#define GPEN_FIR_LAUNCH(V, K)                                                                           \
-  upfirdn2d_nhwc<UP, V, K><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, in_scale, ep, \
-                                                       channel_chunks)
+#define GPEN_FIR_LAUNCH(V, K)                                                                 \
+  GPEN_LAUNCH(grid, block, 0, stream, upfirdn2d_nhwc<UP, V, K>)(x, y, kernel, kh, kw, up, down, pad0, \
+                                                                in_scale, ep, channel_chunks)
   if (two && four)
     GPEN_FIR_LAUNCH(2, 4);
   else if (two)

@@ -50,13 +50,13 @@ unsigned warp_blocks(int64_t rows) { return unsigned((rows * 32 + kThreads - 1) 
 cudaError_t launch_grouped_linear(const float* x, int n, int x_stride, const GroupedLinearRows& g,
                                   cudaStream_t stream) {
   if (g.rows == 0 || n == 0) return cudaSuccess;
-  grouped_linear<<<warp_blocks(g.rows), kThreads, 0, stream>>>(x, n, x_stride, g);
+  GPEN_LAUNCH(warp_blocks(g.rows), kThreads, 0, stream, grouped_linear)(x, n, x_stride, g);
   return cudaGetLastError();
 }
 
 cudaError_t launch_grouped_demod(int n, const GroupedDemodRows& g, cudaStream_t stream) {
   if (g.rows == 0 || n == 0) return cudaSuccess;
-  grouped_demod<<<warp_blocks(g.rows), kThreads, 0, stream>>>(n, g);
+  GPEN_LAUNCH(warp_blocks(g.rows), kThreads, 0, stream, grouped_demod)(n, g);
   return cudaGetLastError();
 }
 

@@ -1,4 +1,4 @@
-// Launch helpers shared by the .cu files (nvcc only).
+// Launch helpers shared by the .cu files (nvcc, or the host compiler in the emulation build).
 #pragma once
 #include <cstdint>
 
@@ -29,6 +29,19 @@ inline PlaneGrid plane_grid(int64_t planes, int64_t plane_size) {
 
 #define GPEN_PLANE_LOOP(plane, planes) for (int plane = blockIdx.y; plane < (planes); plane += gridDim.y)
 #define GPEN_PIXEL_LOOP(p, P) for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < (P); p += gridDim.x * blockDim.x)
+
+// kernel<<<grid, block, smem, stream>>>, written so that the emulation build (kernels/cuda/emu,
+// GPEN_CUDA_EMU) can run the same launch on the CPU:
+//   GPEN_LAUNCH(grid, block, smem, stream, kernel<T>)(args...);
+// and `extern __shared__ T name[]` as GPEN_DYNAMIC_SHARED(T, name).
+#ifdef GPEN_CUDA_EMU
+#define GPEN_LAUNCH(grid, block, smem, stream, ...) \
+  ::gpen::cuda::emu::make_launch(__VA_ARGS__, dim3(grid), dim3(block), size_t(smem), (stream))
+#define GPEN_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::gpen::cuda::emu::dynamic_shared())
+#else
+#define GPEN_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#define GPEN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 #define GPEN_GRID_STRIDE(i, total) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (total); i += int64_t(gridDim.x) * blockDim.x)

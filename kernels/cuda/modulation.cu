@@ -70,10 +70,10 @@ template <class T>
 cudaError_t prepare(const DevView& x, const float* scale, T* out, ScratchLayout layout, cudaStream_t stream) {
   if (layout == ScratchLayout::NCHW) {
     const PlaneGrid g = plane_grid(int64_t(x.n) * x.c, x.plane());
-    prepare_nchw<T><<<g.grid, g.block, 0, stream>>>(x, scale, out);
+    GPEN_LAUNCH(g.grid, g.block, 0, stream, prepare_nchw<T>)(x, scale, out);
   } else {
     const dim3 grid(unsigned((x.plane() + kTile - 1) / kTile), unsigned((x.c + kTile - 1) / kTile), unsigned(x.n));
-    prepare_nhwc<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(x, scale, out);
+    GPEN_LAUNCH(grid, dim3(kTile, kTileRows), 0, stream, prepare_nhwc<T>)(x, scale, out);
   }
   return cudaGetLastError();
 }
@@ -91,7 +91,7 @@ cudaError_t launch_demod_factors(const float* style, const float* wsq, float* d,
                                  cudaStream_t stream) {
   const int64_t threads = int64_t(n) * K * 32;
   if (threads == 0) return cudaSuccess;
-  demod_factors_kernel<<<unsigned((threads + 255) / 256), 256, 0, stream>>>(style, wsq, d, n, C, K, eps);
+  GPEN_LAUNCH(unsigned((threads + 255) / 256), 256, 0, stream, demod_factors_kernel)(style, wsq, d, n, C, K, eps);
   return cudaGetLastError();
 }
 

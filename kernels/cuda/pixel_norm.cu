@@ -23,7 +23,7 @@ __global__ void pixel_norm_kernel(const float* __restrict__ x, float* __restrict
 
 cudaError_t launch_pixel_norm(const float* x, float* y, int n, int c, int64_t hw, float eps, cudaStream_t stream) {
   if (int64_t(n) * hw == 0) return cudaSuccess;
-  pixel_norm_kernel<<<grid_blocks(int64_t(n) * hw), kThreads, 0, stream>>>(x, y, n, c, hw, eps);
+  GPEN_LAUNCH(grid_blocks(int64_t(n) * hw), kThreads, 0, stream, pixel_norm_kernel)(x, y, n, c, hw, eps);
   return cudaGetLastError();
 }
 

@@ -62,25 +62,25 @@ __global__ void pixel_unshuffle_kernel(DevView x, DevView y, int r) {
 
 cudaError_t launch_reflect_pad2d(const DevView& x, const DevView& y, int pad, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  reflect_pad2d_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, pad);
+  GPEN_LAUNCH(grid_blocks(y.numel()), kThreads, 0, stream, reflect_pad2d_kernel)(x, y, pad);
   return cudaGetLastError();
 }
 
 cudaError_t launch_pixel_unshuffle(const DevView& x, const DevView& y, int r, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  pixel_unshuffle_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, r);
+  GPEN_LAUNCH(grid_blocks(y.numel()), kThreads, 0, stream, pixel_unshuffle_kernel)(x, y, r);
   return cudaGetLastError();
 }
 
 cudaError_t launch_upsample_nearest(const DevView& x, const DevView& y, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  upsample_nearest_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y);
+  GPEN_LAUNCH(grid_blocks(y.numel()), kThreads, 0, stream, upsample_nearest_kernel)(x, y);
   return cudaGetLastError();
 }
 
 cudaError_t launch_max_pool2d(const DevView& x, const DevView& y, int k, int stride, int pad, cudaStream_t stream) {
   if (y.numel() == 0) return cudaSuccess;
-  max_pool2d_kernel<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, k, stride, pad);
+  GPEN_LAUNCH(grid_blocks(y.numel()), kThreads, 0, stream, max_pool2d_kernel)(x, y, k, stride, pad);
   return cudaGetLastError();
 }
 

@@ -46,8 +46,8 @@ cudaError_t launch_rgb_bytes_to_planes(const uint8_t* in, const float* levels, b
   if (y.c != 3) return cudaErrorInvalidValue;
   const int64_t total = int64_t(y.n) * y.plane();
   if (total == 0) return cudaSuccess;
-  rgb_bytes_to_planes_kernel<<<grid_blocks(total), kThreads, 0, stream>>>(in, levels, reverse_channels, y.data,
-                                                                          y.plane(), y.batch_stride, y.n);
+  GPEN_LAUNCH(grid_blocks(total), kThreads, 0, stream, rgb_bytes_to_planes_kernel)(
+      in, levels, reverse_channels, y.data, y.plane(), y.batch_stride, y.n);
   return cudaGetLastError();
 }
 
@@ -55,8 +55,8 @@ cudaError_t launch_planes_to_rgb_bytes(DevView x, float scale, float offset, uin
   if (x.c != 3) return cudaErrorInvalidValue;
   const int64_t total = int64_t(x.n) * x.plane();
   if (total == 0) return cudaSuccess;
-  planes_to_rgb_bytes_kernel<<<grid_blocks(total), kThreads, 0, stream>>>(x.data, x.plane(), x.batch_stride, scale,
-                                                                          offset, out, x.n);
+  GPEN_LAUNCH(grid_blocks(total), kThreads, 0, stream, planes_to_rgb_bytes_kernel)(
+      x.data, x.plane(), x.batch_stride, scale, offset, out, x.n);
   return cudaGetLastError();
 }
 

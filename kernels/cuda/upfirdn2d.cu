@@ -93,9 +93,9 @@ void launch_tiled(const DevView& x, const DevView& y, const float* kernel, int k
                   unsigned(planes < 65535 ? planes : 65535));
   const dim3 block(kTileW, kBlockRows);
   if (kh == 4 && kw == 4)
-    upfirdn2d_tiled<UP, DOWN, 4><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
+    GPEN_LAUNCH(grid, block, 0, stream, upfirdn2d_tiled<UP, DOWN, 4>)(x, y, kernel, kh, kw, pad0, ep);
   else
-    upfirdn2d_tiled<UP, DOWN, 0><<<grid, block, 0, stream>>>(x, y, kernel, kh, kw, pad0, ep);
+    GPEN_LAUNCH(grid, block, 0, stream, upfirdn2d_tiled<UP, DOWN, 0>)(x, y, kernel, kh, kw, pad0, ep);
 }
 
 // --- general kernel: any up, down and tap count (the fallback) ---
@@ -146,7 +146,8 @@ cudaError_t launch_upfirdn2d(const DevView& x, const DevView& y, const float* ke
   } else if (tiled && up == 1 && down == 2) {
     launch_tiled<1, 2>(x, y, kernel, kh, kw, pad0, ep, stream);
   } else {
-    upfirdn2d_general<<<grid_blocks(y.numel()), kThreads, 0, stream>>>(x, y, kernel, kh, kw, up, down, pad0, ep);
+    GPEN_LAUNCH(grid_blocks(y.numel()), kThreads, 0, stream, upfirdn2d_general)(x, y, kernel, kh, kw, up, down, pad0,
+                                                                                 ep);
   }
   return cudaGetLastError();
 }

@@ -1,0 +1,19 @@
+// Kernels that exercise the CUDA emulator itself (emu_selftest_kernels.cpp is compiled like the
+// kernels under kernels/cuda/, with cuda_emu.h): each returns the launch's cudaGetLastError().
+#pragma once
+#include <cuda_runtime.h>
+
+namespace gpen::cuda::emu_test {
+
+// out = in reversed within each block of `block` threads, through shared memory and a barrier.
+cudaError_t reverse_in_blocks(const int* in, int* out, int blocks, int block);
+// out[w] = sum of in[32 w .. 32 w + 31], by warp shuffles (`block` threads a block).
+cudaError_t warp_sums(const float* in, float* out, int warps, int block);
+// Each block stages `count` ints in dynamic shared memory, then out[i] = staged[count - 1 - i].
+cudaError_t dynamic_shared_reverse(const int* in, int* out, int count, size_t smem_bytes);
+// Even threads wait at __syncthreads() while odd ones wait at a shuffle: a deadlock on a GPU.
+cudaError_t divergent_barriers(int* out);
+// A launch of `threads` threads in one block (more than 1024 is an invalid configuration).
+cudaError_t one_block(int threads, int* out);
+
+}  // namespace gpen::cuda::emu_test
