@@ -724,3 +724,34 @@ TEST_CASE("cuda out of device memory: the runner halves the batch, then moves to
     CHECK(runner.compiled_batches() == c.device_batches);
   }
 }
+
+// The whole command on the device -- RetinaFace, GPEN fp16 in the f16 activation mode with the
+// faces crossing as bytes, two streams, paste-back -- against the same command on the CPU. The
+// child inherits GPEN_CUDA_MODULE (the emulated module in ctest's cuda_backend_emulated).
+TEST_CASE("cuda gpen enhance on the device gives the CPU's photo (fp16, f16 activations; +-2 on 99.9%)", "[cuda]") {
+  if (!cuda_or_skip()) return;
+  const std::string dir = test::fresh_scratch("cuda_ops", "enhance");
+  const std::string args = " enhance " + test::shared_path("images/aligned_ffhq_00002.png") +
+                           " --model random:256 --detector " +
+                           test::shared_path("weights/retinaface_mobilenet0.25.pth") + " --threads 2";
+  const std::string quiet = " >" + dir + "/log.txt 2>&1";
+  REQUIRE(std::system((test::cli_path() + args + " --device cpu -o " + dir + "/cpu.png" + quiet).c_str()) == 0);
+  const std::string on_device = "env GPEN_CUDA_NHWC16=1 GPEN_CUDA_ALGO_CACHE=off " + test::cli_path() + args +
+                                " --device cuda --precision fp16 --batch-size 4 -o " + dir + "/cuda.png" + quiet;
+  REQUIRE(std::system(on_device.c_str()) == 0);
+  const Image a = load_image(dir + "/cpu.png"), b = load_image(dir + "/cuda.png");
+  REQUIRE(a.width == b.width);
+  REQUIRE(a.height == b.height);
+  REQUIRE(a.pixels.size() == b.pixels.size());
+  size_t close = 0, same = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) {
+    const int d = std::abs(int(a.pixels[i]) - int(b.pixels[i]));
+    close += d <= 2;
+    same += d == 0;
+  }
+  INFO("identical " << double(same) / double(a.pixels.size()) << ", within 2 " << double(close) / double(a.pixels.size()));
+  CHECK(double(close) >= 0.999 * double(a.pixels.size()));
+  // An fp16 device result is never bit-identical to the CPU's f32 one: this fails if the command
+  // quietly ran on the CPU.
+  CHECK(same < a.pixels.size());
+}
