@@ -1,10 +1,19 @@
 // The part of the CUDA runtime API that gpen's CUDA backend calls, on the CPU (cuda_emu.h):
 // device memory is host memory (filled with NaN bytes when allocated, so that a read of memory
-// nothing wrote shows), streams run their work at once in order, a captured graph is the list of
-// work recorded during the capture and replays it. The real runtime's rules that the backend
-// must keep are kept: no allocation or synchronous copy while this thread captures (the capture
-// is then invalidated), no synchronisation of a capturing stream, allocations past the device's
-// memory fail with cudaErrorMemoryAllocation. The device's memory is 4 GiB, or
+// nothing wrote shows); a captured graph is the list of work recorded during the capture and
+// replays it.
+//
+// Streams are lazy, to make ordering mistakes visible: the work of a created stream runs only
+// when the host must wait for it (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree and
+// cudaFreeHost, which synchronise the device, and a copy between the stream and pageable host
+// memory, which the real runtime performs at once), each stream on its own. A host that reads a
+// pinned result before synchronising, or a stream that uses what another stream has not yet been
+// made to finish, sees old data (NaN bytes for fresh memory), as a GPU would when the race goes
+// the wrong way. The legacy stream (null: the kernel tests) runs its work at once.
+//
+// The real runtime's rules that the backend must keep are kept: no allocation or synchronous
+// copy while this thread captures (the capture is then invalidated), no synchronisation of a
+// capturing stream, allocations past the device's memory fail with cudaErrorMemoryAllocation. The device's memory is 4 GiB, or
 // GPEN_CUDA_EMU_MEMORY bytes (read at every allocation: tests of the out-of-memory fallbacks).
 #include <cuda_runtime.h>
 
@@ -13,13 +22,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
 #include "kernels/cuda/emu/runtime_emu.h"
 
 struct CUstream_st {
+  std::mutex mu;
+  std::vector<std::function<void()>> pending;  // not yet run (lazy streams)
   bool capturing = false;
   bool invalidated = false;
   std::vector<std::function<void()>> recorded;
@@ -45,6 +58,8 @@ thread_local int current_device = 0;
 struct DeviceMemory {
   std::mutex mu;
   std::unordered_map<void*, size_t> blocks;
+  std::map<uintptr_t, size_t> pinned;  // cudaHostAlloc blocks: start -> bytes
+  std::set<CUstream_st*> streams;
   size_t used = 0;
   size_t total() const {
     const char* bytes = std::getenv("GPEN_CUDA_EMU_MEMORY");
@@ -54,6 +69,37 @@ struct DeviceMemory {
 DeviceMemory& memory() {
   static DeviceMemory m;
   return m;
+}
+
+// Runs a stream's pending work, including what that work enqueues meanwhile.
+void flush(CUstream_st* s) {
+  for (;;) {
+    std::vector<std::function<void()>> work;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      work.swap(s->pending);
+    }
+    if (work.empty()) return;
+    for (const auto& w : work) w();
+  }
+}
+void flush_all() {
+  std::vector<CUstream_st*> all;
+  {
+    DeviceMemory& m = memory();
+    std::lock_guard<std::mutex> lock(m.mu);
+    all.assign(m.streams.begin(), m.streams.end());
+  }
+  for (CUstream_st* s : all) flush(s);
+}
+bool pinned(const void* p) {
+  DeviceMemory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mu);
+  const uintptr_t a = uintptr_t(p);
+  auto it = m.pinned.upper_bound(a);
+  if (it == m.pinned.begin()) return false;
+  --it;
+  return a < it->first + it->second;
 }
 
 cudaError_t fail(cudaError_t e) {
@@ -84,7 +130,12 @@ void enqueue(cudaStream_t stream, std::function<void()> work) {
     set_error(cudaErrorStreamCaptureImplicit);
     return;
   }
-  work();
+  if (!stream) {
+    work();
+    return;
+  }
+  std::lock_guard<std::mutex> lock(stream->mu);
+  stream->pending.push_back(std::move(work));
 }
 
 }  // namespace gpen::cuda::emu
@@ -113,6 +164,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     default: return "cudaError (emulated)";
   }
 }
@@ -167,6 +219,8 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* ptr) {
+  if (refused_while_capturing()) return fail(cudaErrorStreamCaptureUnsupported);
+  flush_all();  // cudaFree synchronises the device
   if (!ptr) return cudaSuccess;
   DeviceMemory& m = memory();
   std::lock_guard<std::mutex> lock(m.mu);
@@ -180,9 +234,20 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
   if (refused_while_capturing()) return fail(cudaErrorStreamCaptureUnsupported);
   *ptr = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
-  return *ptr ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+  if (!*ptr) return fail(cudaErrorMemoryAllocation);
+  DeviceMemory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.pinned[uintptr_t(*ptr)] = bytes;
+  return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* ptr) {
+  if (refused_while_capturing()) return fail(cudaErrorStreamCaptureUnsupported);
+  flush_all();  // as cudaFree
+  {
+    DeviceMemory& m = memory();
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.pinned.erase(uintptr_t(ptr));
+  }
   std::free(ptr);
   return cudaSuccess;
 }
@@ -192,7 +257,14 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t stream) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  // Pageable host memory: the real runtime waits for the stream and copies before returning.
+  const bool pageable = (kind == cudaMemcpyHostToDevice && !pinned(src)) || (kind == cudaMemcpyDeviceToHost && !pinned(dst));
+  if (pageable && stream && !stream->capturing) {
+    flush(stream);
+    std::memmove(dst, src, bytes);
+    return cudaSuccess;
+  }
   enqueue(stream, [=] { std::memmove(dst, src, bytes); });
   return cudaSuccess;
 }
@@ -208,10 +280,20 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   *stream = new CUstream_st();
+  DeviceMemory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.streams.insert(*stream);
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (!stream) return cudaSuccess;
+  flush(stream);  // its work still completes
+  {
+    DeviceMemory& m = memory();
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.streams.erase(stream);
+  }
   delete stream;
   return cudaSuccess;
 }
@@ -220,10 +302,19 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     if (stream) stream->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
-  return cudaSuccess;  // the work already ran
+  if (!stream) return cudaSuccess;
+  // A failure of the work that runs now (a bad launch, a deadlocked block) is what the real
+  // synchronisation reports.
+  const cudaError_t earlier = last_error;
+  last_error = cudaSuccess;
+  flush(stream);
+  const cudaError_t during = last_error;
+  last_error = earlier != cudaSuccess ? earlier : during;
+  return during;
 }
 cudaError_t cudaDeviceSynchronize(void) {
   if (refused_while_capturing()) return fail(cudaErrorStreamCaptureUnsupported);
+  flush_all();
   return cudaSuccess;
 }
 
@@ -276,6 +367,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  event->recorded = false;  // until the stream gets there
   enqueue(stream, [event] {
     event->at = std::chrono::steady_clock::now();
     event->recorded = true;
@@ -283,7 +375,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (!start->recorded || !end->recorded) return fail(cudaErrorInvalidResourceHandle);
+  if (!start->recorded || !end->recorded) return fail(cudaErrorNotReady);  // not synchronised yet
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;
 }
