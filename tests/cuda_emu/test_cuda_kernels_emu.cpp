@@ -144,6 +144,28 @@ void require_close_f16(const std::vector<float>& got, const std::vector<float>& 
 
 DevEpilogue dev(const cpu::Epilogue& e) { return DevEpilogue{e.bias, e.slope, e.gain}; }
 
+std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (uint8_t& b : v) b = uint8_t(rng() & 255);
+  return v;
+}
+
+// The bytes the RGB output kernels must write for packed NCHW planes [n][3][P]: the host's
+// rounding steps (x * scale, + offset, clip, * 255, truncate), each on its own.
+std::vector<uint8_t> expected_rgb_bytes(const std::vector<float>& planes, int n, int64_t P, float scale, float offset) {
+  std::vector<uint8_t> out(size_t(n) * P * 3);
+  for (int b = 0; b < n; ++b)
+    for (int64_t p = 0; p < P; ++p)
+      for (int c = 0; c < 3; ++c) {
+        float v = planes[(size_t(b) * 3 + c) * P + p] * scale;
+        v = v + offset;
+        v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
+        out[(size_t(b) * P + p) * 3 + c] = uint8_t(int(v * 255.f));
+      }
+  return out;
+}
+
 struct FirCase {
   int up, down, kh, kw, pad0, pad1;
 };
@@ -420,9 +442,7 @@ TEST_CASE("cuda pixel norm and resampling kernels (f32)", "[cuda-emu]") {
 TEST_CASE("cuda RGB bytes to planes and back (f32)", "[cuda-emu]") {
   const int n = 2, h = 7, w = 19;
   const int64_t P = int64_t(h) * w;
-  std::vector<uint8_t> bytes(size_t(n) * P * 3);
-  std::mt19937 rng(81);
-  for (uint8_t& b : bytes) b = uint8_t(rng() & 255);
+  const std::vector<uint8_t> bytes = random_bytes(size_t(n) * P * 3, 81);
   const std::vector<float> levels = random_floats(3 * 256, 82);
   for (bool reverse : {false, true}) {
     INFO("reverse channels " << reverse);
@@ -435,17 +455,12 @@ TEST_CASE("cuda RGB bytes to planes and back (f32)", "[cuda-emu]") {
     require_close(got.buf, want.buf, 0);
   }
   Slice x(n, 3, h, w, 4, 1, 84);
-  std::vector<uint8_t> out(bytes.size(), 0), expect(bytes.size());
+  std::vector<float> planes(size_t(n) * 3 * P);
   for (int b = 0; b < n; ++b)
-    for (int64_t p = 0; p < P; ++p)
-      for (int c = 0; c < 3; ++c) {
-        float v = x.cpu().at(b, c)[p] * 0.5f;
-        v = v + 0.5f;
-        v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
-        expect[(size_t(b) * P + p) * 3 + c] = uint8_t(int(v * 255.f));
-      }
+    for (int c = 0; c < 3; ++c) std::memcpy(planes.data() + (size_t(b) * 3 + c) * P, x.cpu().at(b, c), P * sizeof(float));
+  std::vector<uint8_t> out(bytes.size(), 0);
   REQUIRE(cuda::launch_planes_to_rgb_bytes(x.dev(), 0.5f, 0.5f, out.data(), nullptr) == cudaSuccess);
-  REQUIRE(out == expect);
+  REQUIRE(out == expected_rgb_bytes(planes, n, P, 0.5f, 0.5f));
 }
 
 namespace {
@@ -655,9 +670,7 @@ TEST_CASE("cuda f16 modulated filters (forward and transposed layouts)", "[cuda-
 TEST_CASE("cuda f16 NHWC RGB bytes in and out", "[cuda-emu]") {
   const int n = 2, h = 6, w = 9;
   const int64_t P = int64_t(h) * w;
-  std::vector<uint8_t> bytes(size_t(n) * P * 3);
-  std::mt19937 rng(141);
-  for (uint8_t& b : bytes) b = uint8_t(rng() & 255);
+  const std::vector<uint8_t> bytes = random_bytes(size_t(n) * P * 3, 141);
   const std::vector<float> levels = random_floats(3 * 256, 142);
   for (int lead : {0, 1})
     for (bool reverse : {false, true}) {
@@ -675,17 +688,8 @@ TEST_CASE("cuda f16 NHWC RGB bytes in and out", "[cuda-emu]") {
       require_close(y.nchw(), want, 0);
       REQUIRE(y.outside() == around);
 
-      std::vector<uint8_t> out(bytes.size(), 0), expect(bytes.size());
-      const std::vector<float> yv = y.nchw();
-      for (int b = 0; b < n; ++b)
-        for (int64_t p = 0; p < P; ++p)
-          for (int c = 0; c < 3; ++c) {
-            float v = yv[(size_t(b) * 3 + c) * P + p] * 0.5f;
-            v = v + 0.5f;
-            v = v < 0.f ? 0.f : v > 1.f ? 1.f : v;
-            expect[(size_t(b) * P + p) * 3 + c] = uint8_t(int(v * 255.f));
-          }
+      std::vector<uint8_t> out(bytes.size(), 0);
       REQUIRE(cuda::launch_f16_nhwc_to_rgb_bytes(y.view(), 0.5f, 0.5f, out.data(), nullptr) == cudaSuccess);
-      REQUIRE(out == expect);
+      REQUIRE(out == expected_rgb_bytes(y.nchw(), n, P, 0.5f, 0.5f));
     }
 }

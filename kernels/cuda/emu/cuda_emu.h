@@ -1,9 +1,10 @@
 // CPU emulation of the CUDA execution model, for testing our own kernels without a GPU.
 //
 // The .cu files under kernels/cuda/ are compiled a second time by the host compiler with this
-// header force-included (-include, -DGPEN_CUDA_EMU) into a static library that only the tests
-// link (CMake target gpen_cuda_emu). Every launch then runs on the calling CPU thread: block by
-// block, each CUDA thread of a block as a fiber (ucontext) with its own stack, so that
+// header force-included (-include, -DGPEN_CUDA_EMU) into static libraries that only the tests
+// link (CMake targets gpen_cuda_emu_asan and gpen_cuda_emu). Every launch then runs on the
+// calling CPU thread: block by block, each CUDA thread of a block as a fiber with its own stack
+// (cuda_emu.cpp), so that
 // __syncthreads() and warp shuffles have their real meaning -- a fiber waits at a barrier until
 // every live thread of its block (or warp) has arrived, and a barrier that some threads can never
 // reach is reported instead of hanging. __shared__ arrays are per block (one OS thread runs one
@@ -46,8 +47,8 @@ struct Coordinates {
 extern thread_local Coordinates coords;
 
 // Runs body() once per CUDA thread of grid x block (blocks one after another), with
-// dynamic_smem bytes of dynamic shared memory per block -- now, or when the graph being captured
-// on `stream` is launched (runtime_emu.cpp). A bad configuration (a zero or too large dimension)
+// dynamic_smem bytes of dynamic shared memory per block -- when `stream` gets there
+// (runtime_emu.cpp: the legacy stream at once, a created one lazily, a capture on replay). A bad configuration (a zero or too large dimension)
 // or a barrier some threads cannot reach sets the error cudaGetLastError() returns, as a real
 // launch would.
 void launch(dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream, std::function<void()> body);
