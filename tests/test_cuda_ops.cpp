@@ -16,6 +16,7 @@
 #include "core/face_tensor.h"
 #include "core/image.h"
 #include "core/models/gpen.h"
+#include "tests/test_gpen_util.h"
 #include "tests/test_util.h"
 #include "tools/bench_cuda.h"
 
@@ -686,20 +687,14 @@ TEST_CASE("cuda out of device memory: the runner halves the batch, then moves to
     WARN("SKIPPED: only the emulated CUDA module can cap its device memory");
     return;
   }
-  auto model = std::make_shared<GpenModel>(GpenModel::load(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth")));
-  CompileOptions opt;
-  opt.threads = 2;
-  GpenRunner on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
-  const int S = model->config().size;
-  const Tensor x = test::random_tensor({5, 3, S, S}, 6);
-  const Tensor want = on_cpu.forward(x);
+  test::TinyGpenFaces t(5, 6);
   std::shared_ptr<Backend> gpu(m.make_backend(0, GpuPrecision::FP32));
 
   // What a runner of batch 1 adds on the device once the backend holds the weights (uploaded
   // once per backend), measured with memory to spare.
   size_t batch1 = 0;
   {
-    GpenRunner probe(model, gpu, opt);
+    GpenRunner probe(t.model, gpu, t.opt);
     const size_t before = m.memory_stats(0).device_used_bytes;
     probe.executable(1);
     batch1 = m.memory_stats(0).device_used_bytes - before;
@@ -714,14 +709,15 @@ TEST_CASE("cuda out of device memory: the runner halves the batch, then moves to
     test::ScopedEnv cap("GPEN_CUDA_EMU_MEMORY", std::to_string(c.cap_bytes).c_str());
     INFO("device memory capped at " << c.cap_bytes << " bytes, " << before << " in use (batch 1 needs " << batch1
                                     << " more)");
-    GpenRunner runner(model, gpu, opt);
+    GpenRunner runner(t.model, gpu, t.opt);
     std::vector<std::string> warnings;
     runner.enable_oom_fallback([&](const std::string& w) { warnings.push_back(w); });
-    const Tensor y = runner.forward(x);
-    REQUIRE(y.shape() == want.shape());
-    CHECK(test::max_abs_diff(y.data<float>(), want.data<float>(), size_t(y.numel())) < 1e-3);
-    CHECK_FALSE(warnings.empty());
+    const Tensor y = runner.forward(t.x);
+    REQUIRE(y.shape() == t.expected.shape());
+    CHECK(test::max_abs_diff(y.data<float>(), t.expected.data<float>(), size_t(y.numel())) < 1e-3);
+    REQUIRE_FALSE(warnings.empty());
     CHECK(runner.compiled_batches() == c.device_batches);
+    if (c.device_batches.empty()) CHECK_THAT(warnings.back(), Catch::Contains("running on the CPU"));
   }
 }
 

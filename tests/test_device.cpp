@@ -11,6 +11,7 @@
 
 #include "core/device.h"
 #include "core/models/gpen.h"
+#include "tests/test_gpen_util.h"
 #include "tests/test_util.h"
 
 using namespace gpen;
@@ -215,20 +216,15 @@ class OomAboveBatchBackend final : public Backend {
 }  // namespace
 
 TEST_CASE("the OOM policy around a GpenRunner gives the same faces as the CPU", "[device]") {
-  auto model = std::make_shared<GpenModel>(GpenModel::load(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth")));
+  test::TinyGpenFaces t(5, 4);
   auto fake = std::make_shared<OomAboveBatchBackend>(2);
-  CompileOptions opt;
-  opt.threads = 2;
-  GpenRunner on_device(model, fake, opt), on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
+  GpenRunner on_device(t.model, fake, t.opt);
   int warnings = 0;
   OomFallbackForward f([&](const Tensor& x) { return on_device.forward(x); },
-                       [&](const Tensor& x) { return on_cpu.forward(x); }, 8, [&](const std::string&) { ++warnings; });
-  const int S = model->config().size;
-  const Tensor x = test::random_tensor({5, 3, S, S}, 4);
-  const Tensor y = f(x);
-  const Tensor expected = on_cpu.forward(x);
-  REQUIRE(y.shape() == expected.shape());
-  CHECK(test::max_abs_diff(y.data<float>(), expected.data<float>(), size_t(y.numel())) < 1e-5);
+                       [&](const Tensor& x) { return t.on_cpu.forward(x); }, 8, [&](const std::string&) { ++warnings; });
+  const Tensor y = f(t.x);
+  REQUIRE(y.shape() == t.expected.shape());
+  CHECK(test::max_abs_diff(y.data<float>(), t.expected.data<float>(), size_t(y.numel())) < 1e-5);
   CHECK(f.batch() == 2);
   CHECK_FALSE(f.on_cpu());
   CHECK(warnings == 1);  // the whole 5 (batch 8 clipped to the input) fails, then batch 2 fits
@@ -236,22 +232,16 @@ TEST_CASE("the OOM policy around a GpenRunner gives the same faces as the CPU", 
 }
 
 TEST_CASE("GpenRunner::enable_oom_fallback: halves the batch, then moves to the CPU, same faces", "[device]") {
-  auto model = std::make_shared<GpenModel>(GpenModel::load(test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.pth")));
-  CompileOptions opt;
-  opt.threads = 2;
-  GpenRunner on_cpu(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
-  const int S = model->config().size;
-  const Tensor x = test::random_tensor({5, 3, S, S}, 5);
-  const Tensor expected = on_cpu.forward(x);
+  test::TinyGpenFaces t(5, 5);
   for (int64_t fits : {2, 0}) {  // batch 2 fits on the "device"; nothing fits
     auto fake = std::make_shared<OomAboveBatchBackend>(fits);
-    GpenRunner runner(model, fake, opt);
+    GpenRunner runner(t.model, fake, t.opt);
     std::vector<std::string> warnings;
     runner.enable_oom_fallback([&](const std::string& w) { warnings.push_back(w); });
-    const Tensor y = runner.forward(x);
+    const Tensor y = runner.forward(t.x);
     INFO("device fits batch " << fits);
-    REQUIRE(y.shape() == expected.shape());
-    CHECK(test::max_abs_diff(y.data<float>(), expected.data<float>(), size_t(y.numel())) < 1e-5);
+    REQUIRE(y.shape() == t.expected.shape());
+    CHECK(test::max_abs_diff(y.data<float>(), t.expected.data<float>(), size_t(y.numel())) < 1e-5);
     if (fits == 2) {
       CHECK(fake->compiled == std::vector<int64_t>{5, 2, 1});
       CHECK(warnings.size() == 1);
@@ -260,7 +250,7 @@ TEST_CASE("GpenRunner::enable_oom_fallback: halves the batch, then moves to the 
       REQUIRE(warnings.size() == 3);
       CHECK_THAT(warnings.back(), Catch::Contains("running on the CPU"));
       fake->compiled.clear();
-      runner.forward(x);  // once on the CPU, it stays there
+      runner.forward(t.x);  // once on the CPU, it stays there
       CHECK(fake->compiled.empty());
     }
   }
