@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Everything a GPU session needs, in ONE call of the device tool, from the repository root:
 #
+#   first: ctest (its cuda_backend_emulated runs the [cuda] tests on the CUDA emulator) and
+#          tools/bench/gpu_session_dry_run.sh (this script's gpen commands on the emulator):
+#          what fails there would fail here too, at the price of the lease
 #   here:  tools/bench/pack_gpu_carry.sh build            (binaries + libs + detector + photos)
 #   there: run(command="bash tools/bench/gpu_session.sh", carry=[".gpucarry"], timeout_s=570)
 #          (175 s on the H200 before the streams/serve stages, the third photo run and the
