@@ -5,13 +5,13 @@
 // write past a buffer or a misaligned __half2 fails the test. The same kernels run on a GPU in
 // tests/test_cuda_ops.cpp; these tests need neither a GPU nor a driver.
 #include <catch2/catch.hpp>
-#include <cuda_fp16.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/generic.h"
 #include "kernels/cuda/bias_act.cuh"
 #include "kernels/cuda/conv1x1_direct.cuh"
@@ -26,6 +26,7 @@
 #include "kernels/cuda/rgb_bytes.cuh"
 #include "kernels/cuda/upfirdn2d.cuh"
 #include "tests/cuda_emu/emu_selftest_kernels.h"
+#include "tests/test_util.h"
 
 using namespace gpen;
 using cuda::DevEpilogue;
@@ -34,19 +35,9 @@ using cuda::DevView16;
 
 namespace {
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using test::random_floats;
 
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::fabs(x)));
-  return m;
-}
+double max_abs(const std::vector<float>& v) { return test::max_abs(v.data(), v.size()); }
 
 // Every element within tol * max(1, largest reference magnitude); the first miss is reported.
 void require_close(const std::vector<float>& got, const std::vector<float>& want, double tol) {
@@ -74,13 +65,11 @@ struct Slice {
 };
 Slice packed(int n, int c, int h, int w, uint32_t seed) { return Slice(n, c, h, w, c, 0, seed); }
 
+// f16 through gpen's own conversions (core/dtype.h): an oracle independent of cuda_fp16.h, which
+// the kernels use.
 struct Rounding {
-  static uint16_t bits(float v) { return __half_raw(__float2half_rn(v)).x; }
-  static float value(uint16_t b) {
-    __half_raw r;
-    r.x = b;
-    return __half2float(__half(r));
-  }
+  static uint16_t bits(float v) { return f32_to_f16(v); }
+  static float value(uint16_t b) { return f16_to_f32(b); }
   static float round(float v) { return value(bits(v)); }
 };
 
