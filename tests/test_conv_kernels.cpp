@@ -274,6 +274,8 @@ TEST_CASE("depthwise conv (MobileNet's conv_dw) matches reference: strides 1-3, 
       {depthwise(7, 5, 1, 2), 1, 11, 40},  {depthwise(4, 3, 3, 0), 1, 13, 29}, {depthwise(6, 1, 1, 0), 1, 9, 33},
       {depthwise(16, 3, 1, 1), 1, 1, 1},   {depthwise(9, 2, 2, 0), 1, 10, 18}, {depthwise(32, 3, 2, 1), 1, 36, 64},
       {depthwise(4, 1, 2, 0), 1, 5, 1},    {depthwise(3, 3, 3, 1), 1, 4, 2},  // phases past a 1-2 column map
+      // rows of several 4-vector blocks plus a tail; stride-2 rows read as vector pairs
+      {depthwise(3, 3, 1, 1), 2, 7, 157},  {depthwise(5, 3, 2, 1), 1, 9, 211}, {depthwise(2, 3, 2, 0), 1, 6, 140},
   };
   int i = 0;
   for (const Path& p : available_paths())

@@ -2,14 +2,17 @@
 // conv_dw layers), templated over the vector traits of simd_internal.h. Include it inside a
 // per-ISA namespace after simd_internal.h (see conv_depthwise_avx512.cpp).
 //
-// Per (sample, channel) plane, the input is first copied into `stride` phase planes with the
-// zero padding built in: phase q holds columns q, q + s, q + 2s, ... of the padded row, so tap
-// (ky, kx) of output column ox reads phase kx % s at column ox + kx / s -- a plain unaligned vector
-// load for every stride, no bounds checks in the inner loop. Then each output row is a sum of
-// kh*kw vector FMAs per vector of W output columns, followed by the epilogue.
+// Per (sample, channel) plane, the input rows are copied, as the output rows need them, into a
+// ring of kh padded rows split into `stride` phases: phase q holds columns q, q + s, q + 2s, ...
+// of the padded row, so tap (ky, kx) of output column ox reads phase kx % s at column
+// ox + kx / s -- a plain unaligned vector load for every stride, no bounds checks in the inner
+// loop. The ring (a few KB) stays in L1 where a whole padded plane (2 MB at 960x540) did not.
+// Each output row is then kh*kw vector FMAs per vector of W output columns, four vectors at once
+// (independent sums, so the FMA latency is hidden), followed by the epilogue.
 //
 // The generic kernel (ref::conv2d) ran these at scalar speed: 40 % of RetinaFace's time on a
-// 1920x1080 photo (perf, dev machine, 2026-11-26).
+// 1920x1080 photo (perf, dev machine, 2026-11-26). The first vector version filled the whole
+// plane first and looked taps up with a division per tap; 3x3 taps are now unrolled.
 
 template <class S>
 class DepthwiseConv final : public ConvKernel {
@@ -29,7 +32,7 @@ class DepthwiseConv final : public ConvKernel {
   void run(const ConvRun& r) const override {
     const int OH = d_.out_h(r.x.h), OW = d_.out_w(r.x.w);
     parallel_for(r.pool, int64_t(r.x.n) * d_.C, 1, [&](int64_t begin, int64_t end) {
-      Phases ph(d_, OH, OW);
+      Phases ph(d_, OW);
       for (int64_t i = begin; i < end; ++i) plane(r, int(i / d_.C), int(i % d_.C), OH, OW, ph);
     });
   }
@@ -37,68 +40,107 @@ class DepthwiseConv final : public ConvKernel {
  private:
   using V = typename S::V;
 
-  // The padded, phase-split copy of one input plane (per worker, reused across its planes).
+  // The last kh padded rows of one input plane, phase-split (per worker, reused across planes).
   struct Phases {
-    Phases(const ConvDesc& d, int OH, int OW)
-        : rows((OH - 1) * d.stride + d.kh),
+    Phases(const ConvDesc& d, int OW)
+        : rows(d.kh),
           // Every vector load of a row stays inside it: OW rounded up to W, plus the taps' reach.
           cols(int((OW + S::W - 1) / S::W) * S::W + (d.kw - 1) / d.stride + 1),
           buf(size_t(d.stride) * rows * cols) {}
     int rows, cols;
     std::vector<float> buf;
-    float* row(int phase, int r) { return buf.data() + (size_t(phase) * rows + r) * cols; }
+    // Padded row r of phase q (r's slot in the ring).
+    float* row(int phase, int r) { return buf.data() + (size_t(phase) * rows + size_t(r % rows)) * cols; }
   };
 
-  // Phase q, column j holds padded column j*s + q, i.e. input column j*s + q - pad (zero outside).
-  void fill(const float* xp, int h, int w, float scale, Phases& ph) const {
-    const int s = d_.stride, pad = d_.pad;
-    for (int r = 0; r < ph.rows; ++r) {
-      const int iy = r - pad;
-      for (int q = 0; q < s; ++q) {
-        float* dst = ph.row(q, r);
-        if (iy < 0 || iy >= h) {
-          std::fill(dst, dst + ph.cols, 0.f);
-          continue;
-        }
-        const float* src = xp + int64_t(iy) * w + q - pad;  // src[j * s] is column j of this phase
-        const int j0 = std::min(ph.cols, q >= pad ? 0 : (pad - q + s - 1) / s);
-        const int last = w - 1 + pad - q;  // padded column of the last input column, in phase q terms
-        const int j1 = last < 0 ? j0 : std::max(j0, std::min(ph.cols, last / s + 1));
-        std::fill(dst, dst + j0, 0.f);
-        if (s == 1)
-          for (int j = j0; j < j1; ++j) dst[j] = src[j] * scale;
-        else
-          for (int j = j0; j < j1; ++j) dst[j] = src[j * s] * scale;
-        std::fill(dst + j1, dst + ph.cols, 0.f);
+  // Padded row r into the ring: phase q, column j holds padded column j*s + q, i.e. input column
+  // j*s + q - pad of input row r - pad (zero outside), times `scale`.
+  void fill_row(const float* xp, int h, int w, float scale, int r, Phases& ph) const {
+    const int s = d_.stride, pad = d_.pad, iy = r - pad;
+    for (int q = 0; q < s; ++q) {
+      float* dst = ph.row(q, r);
+      if (iy < 0 || iy >= h) {
+        std::fill(dst, dst + ph.cols, 0.f);
+        continue;
       }
+      const float* src = xp + int64_t(iy) * w + q - pad;  // src[j * s] is column j of this phase
+      const int j0 = std::min(ph.cols, q >= pad ? 0 : (pad - q + s - 1) / s);
+      const int last = w - 1 + pad - q;  // the last src index inside the input row
+      const int j1 = last < 0 ? j0 : std::max(j0, std::min(ph.cols, last / s + 1));
+      std::fill(dst, dst + j0, 0.f);
+      const typename S::V vs = S::set1(scale);
+      int j = j0;
+      if (s == 1)
+        for (; j + S::W <= j1; j += S::W) S::store(dst + j, S::mul(S::load(src + j), vs));
+      else if (s == 2)
+        for (; j + S::W <= j1 && 2 * (j + S::W) - 1 <= last; j += S::W) S::store(dst + j, S::mul(S::load_even2(src + 2 * j), vs));
+      for (; j < j1; ++j) dst[j] = src[j * s] * scale;
+      std::fill(dst + j1, dst + ph.cols, 0.f);
+    }
+  }
+
+  struct RowEpilogue {
+    V os, bias, slope, gain;
+    V apply(V acc) const { return S::mul(S::lrelu(S::add(S::mul(acc, os), bias), slope), gain); }
+  };
+
+  // One output row: out[ox] = ep(sum_t taps[t] * src[t][ox]) for ox < OW. N > 0: N taps known
+  // at compile time (unrolled), else `n` of them.
+  template <int N>
+  static void row_sum(const float* const* src, const V* taps, int n, const RowEpilogue& ep, int OW, float* out) {
+    const int count = N > 0 ? N : n;
+    int ox = 0;
+    for (; ox + 4 * S::W <= OW; ox += 4 * S::W) {
+      V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+      for (int t = 0; t < count; ++t) {
+        const float* p = src[t] + ox;
+        a0 = S::fmadd(taps[t], S::load(p), a0);
+        a1 = S::fmadd(taps[t], S::load(p + S::W), a1);
+        a2 = S::fmadd(taps[t], S::load(p + 2 * S::W), a2);
+        a3 = S::fmadd(taps[t], S::load(p + 3 * S::W), a3);
+      }
+      S::store(out + ox, ep.apply(a0));
+      S::store(out + ox + S::W, ep.apply(a1));
+      S::store(out + ox + 2 * S::W, ep.apply(a2));
+      S::store(out + ox + 3 * S::W, ep.apply(a3));
+    }
+    for (; ox < OW; ox += S::W) {
+      V acc = S::zero();
+      for (int t = 0; t < count; ++t) acc = S::fmadd(taps[t], S::load(src[t] + ox), acc);
+      if (ox + S::W <= OW)
+        S::store(out + ox, ep.apply(acc));
+      else
+        S::store_n(out + ox, ep.apply(acc), OW - ox);
     }
   }
 
   void plane(const ConvRun& r, int n, int c, int OH, int OW, Phases& ph) const {
     const float scale = r.in_scale ? r.in_scale[int64_t(n) * d_.C + c] : 1.f;
-    fill(r.x.at(n, c), r.x.h, r.x.w, scale, ph);
+    const float* xp = r.x.at(n, c);
     const float* wc = weight_.data() + size_t(c) * d_.kh * d_.kw;
+    const int ntaps = d_.kh * d_.kw;
     V taps[kMaxTaps * kMaxTaps];
-    for (int t = 0; t < d_.kh * d_.kw; ++t) taps[t] = S::set1(wc[t]);
-    const float os = r.out_scale ? r.out_scale[int64_t(n) * d_.K + c] : 1.f;
-    const V vos = S::set1(os), vbias = S::set1(r.ep.bias ? r.ep.bias[c] : 0.f), vslope = S::set1(r.ep.slope),
-            vgain = S::set1(r.ep.gain);
+    for (int t = 0; t < ntaps; ++t) taps[t] = S::set1(wc[t]);
+    RowEpilogue ep;
+    ep.os = S::set1(r.out_scale ? r.out_scale[int64_t(n) * d_.K + c] : 1.f);
+    ep.bias = S::set1(r.ep.bias ? r.ep.bias[c] : 0.f);
+    ep.slope = S::set1(r.ep.slope);
+    ep.gain = S::set1(r.ep.gain);
     const int s = d_.stride;
     float* out = r.y.at(n, c);
+    const float* src[kMaxTaps * kMaxTaps];
+    int filled = 0;  // padded rows [0, filled) have been through the ring
     for (int oy = 0; oy < OH; ++oy) {
+      const int top = oy * s;  // this output row reads padded rows [top, top + kh)
+      for (int pr = std::max(filled, top); pr < top + d_.kh; ++pr) fill_row(xp, r.x.h, r.x.w, scale, pr, ph);
+      filled = std::max(filled, top + d_.kh);
+      for (int ky = 0; ky < d_.kh; ++ky)
+        for (int kx = 0; kx < d_.kw; ++kx) src[ky * d_.kw + kx] = ph.row(kx % s, top + ky) + kx / s;
       float* orow = out + int64_t(oy) * OW;
-      for (int ox = 0; ox < OW; ox += S::W) {
-        V acc = S::zero();
-        for (int ky = 0; ky < d_.kh; ++ky)
-          for (int kx = 0; kx < d_.kw; ++kx)
-            acc = S::fmadd(taps[ky * d_.kw + kx], S::load(ph.row(kx % s, oy * s + ky) + ox + kx / s), acc);
-        V v = S::add(S::mul(acc, vos), vbias);
-        v = S::mul(S::lrelu(v, vslope), vgain);
-        if (ox + S::W <= OW)
-          S::store(orow + ox, v);
-        else
-          S::store_n(orow + ox, v, OW - ox);
-      }
+      if (ntaps == 9)
+        row_sum<9>(src, taps, ntaps, ep, OW, orow);
+      else
+        row_sum<0>(src, taps, ntaps, ep, OW, orow);
     }
   }
 

@@ -28,6 +28,11 @@ struct SimdAvx512 {
     return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
   }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  // p[0], p[2], ..., p[2W - 2] (reads 2W floats): one phase of a stride-2 row.
+  static V load_even2(const float* p) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+  }
   // dst[2i] = a[i], dst[2i+1] = b[i], first n (<= 32) floats.
   static void store_interleave2(float* dst, V a, V b, int n) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -72,6 +77,12 @@ struct SimdAvx2 {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // p[0], p[2], ..., p[2W - 2] (reads 2W floats): one phase of a stride-2 row.
+  static V load_even2(const float* p) {
+    // (0 2 8 10 | 4 6 12 14) -> lanes reordered as 64-bit pairs 0, 2, 1, 3
+    const V mixed = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
   }
   // dst[2i] = a[i], dst[2i+1] = b[i], first n (<= 16) floats.
   static void store_interleave2(float* dst, V a, V b, int n) {
