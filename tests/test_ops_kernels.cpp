@@ -226,8 +226,10 @@ TEST_CASE("upsample_nearest and reflect_pad2d row paths match the reference, int
     auto xv = rand_vec(rng, size_t(n) * c * h * w);
     const View x = make_view(xv.data(), n, c, h, w);
     ThreadPool* tp = iter++ % 2 ? &pool : nullptr;
-    // Upsampling: x2 (every use), other integer factors, and ratios the row path leaves alone.
-    const int sizes[][2] = {{2 * h, 2 * w}, {3 * h, w}, {h, 4 * w}, {2 * h + 1, 3 * w - 1}};
+    // Upsampling: x2, other integer factors, RetinaFace's FPN ratio (2n - 1 <- n), other ratios,
+    // and shrinking.
+    const int sizes[][2] = {{2 * h, 2 * w}, {3 * h, w},         {h, 4 * w},
+                            {2 * h + 1, 3 * w - 1}, {2 * h - 1, 2 * w - 1}, {(h + 1) / 2, (w + 2) / 3}};
     for (const auto& o : sizes) {
       const int oh = o[0], ow = o[1];
       if (oh < 1 || ow < 1) continue;

@@ -329,3 +329,47 @@ TEST_CASE("GpenRunner with quick_algorithms: heuristic at first, timed once the 
   CHECK(timing2->compiles == std::vector<std::pair<int, bool>>{{2, false}});
   CHECK(cheap->compiles == std::vector<std::pair<int, bool>>{{2, false}});
 }
+
+// The CPU executable scales photo bytes straight into its arena (no f32 copy of the photo): the
+// same outputs, bit for bit, as run() on the host-converted floats -- through the vectorised row
+// kernel for RetinaFace's v - mean table, through lookups for any other table (GPEN's).
+TEST_CASE("CPU executable: bytes into the arena give run()'s outputs exactly", "[detect]") {
+  std::mt19937 rng(7);
+  const int H = 37, W = 53;  // odd: rows split unevenly over the pool
+  Image photo(W, H, 3);
+  for (uint8_t& v : photo.pixels) v = uint8_t(rng());
+  const uint8_t* bytes = photo.pixels.data();
+  std::unique_ptr<Backend> backend = make_cpu_backend();
+  CompileOptions opt;
+  opt.threads = 3;
+
+  const RetinaFaceModel det = RetinaFaceModel::from_state_dict(retinaface_random_state_dict(RetinaFaceBody::MobileNet025, 3));
+  std::unique_ptr<Executable> exe = backend->compile(det.build_graph(1, H, W), opt);
+  std::vector<Tensor> want, got;
+  exe->run({retinaface_input(photo)}, want);
+  REQUIRE(exe->run_from_rgb_bytes(retinaface_rgb_bytes_io(), &bytes, 1, got));
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    REQUIRE(got[i].shape() == want[i].shape());
+    CHECK(test::max_abs_diff(got[i].data<float>(), want[i].data<float>(), size_t(got[i].numel())) == 0.0);
+  }
+
+  // GPEN's table (x / 127.5 - 1, planes R, G, B) is not v + offset: looked up per value.
+  const int S = tiny_model()->config().size;
+  std::vector<Image> faces = random_faces(2, S, 11);
+  const RgbBytesIo& io = gpen_rgb_bytes_io();
+  REQUIRE_FALSE(io.reverse_channels);
+  Tensor x = Tensor::empty(DType::F32, {2, 3, S, S});
+  for (int n = 0; n < 2; ++n)
+    for (int64_t p = 0; p < int64_t(S) * S; ++p)
+      for (int c = 0; c < 3; ++c)
+        x.data<float>()[(n * 3 + c) * S * S + p] = io.in_levels[size_t(c) * 256 + faces[size_t(n)].pixels[size_t(p) * 3 + size_t(c)]];
+  std::unique_ptr<Executable> gen = backend->compile(tiny_model()->build_graph(2), opt);
+  const uint8_t* in[2] = {faces[0].pixels.data(), faces[1].pixels.data()};
+  gen->run({x}, want);
+  REQUIRE(gen->run_from_rgb_bytes(io, in, 2, got));
+  REQUIRE(got.size() == 1);
+  CHECK(test::max_abs_diff(got[0].data<float>(), want[0].data<float>(), size_t(got[0].numel())) == 0.0);
+  // A batch size the graph was not built for is declined, not run.
+  CHECK_FALSE(gen->run_from_rgb_bytes(io, in, 1, got));
+}
