@@ -39,6 +39,20 @@ __global__ void divergent_kernel(int* out) {
 
 __global__ void count_kernel(int* out) { out[threadIdx.x] = 1; }
 
+// Wrong on a GPU: no barrier between writing the slot and reading the neighbour's.
+__global__ void unsynchronised_neighbour_kernel(const int* in, int* out) {
+  __shared__ int staged[1024];
+  const int t = threadIdx.x;
+  staged[t] = in[t];
+  out[t] = t == 0 ? staged[0] : staged[t - 1];
+}
+
+// Wrong on a GPU: block b reads what block b - 1 of the same launch writes.
+__global__ void previous_block_kernel(int* data) {
+  const int b = blockIdx.x;
+  if (threadIdx.x == 0) data[b + 1] = data[b] + 1;
+}
+
 }  // namespace
 
 cudaError_t reverse_in_blocks(const int* in, int* out, int blocks, int block) {
@@ -63,6 +77,16 @@ cudaError_t divergent_barriers(int* out) {
 
 cudaError_t one_block(int threads, int* out) {
   GPEN_LAUNCH(1, threads, 0, nullptr, count_kernel)(out);
+  return cudaGetLastError();
+}
+
+cudaError_t unsynchronised_neighbour(const int* in, int* out, int threads) {
+  GPEN_LAUNCH(1, threads, 0, nullptr, unsynchronised_neighbour_kernel)(in, out);
+  return cudaGetLastError();
+}
+
+cudaError_t previous_block_chain(int* data, int blocks) {
+  GPEN_LAUNCH(blocks, 32, 0, nullptr, previous_block_kernel)(data);
   return cudaGetLastError();
 }
 

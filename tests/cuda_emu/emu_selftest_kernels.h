@@ -15,5 +15,9 @@ cudaError_t dynamic_shared_reverse(const int* in, int* out, int count, size_t sm
 cudaError_t divergent_barriers(int* out);
 // A launch of `threads` threads in one block (more than 1024 is an invalid configuration).
 cudaError_t one_block(int threads, int* out);
+// Racy on purpose (order-dependent results, see emu::Order): out[t] = in[t - 1] (out[0] = in[0])
+// read from shared memory without a barrier; data[b + 1] = data[b] + 1 across blocks.
+cudaError_t unsynchronised_neighbour(const int* in, int* out, int threads);
+cudaError_t previous_block_chain(int* data, int blocks);
 
 }  // namespace gpen::cuda::emu_test

@@ -6,6 +6,8 @@
 // tests/test_cuda_ops.cpp; these tests need neither a GPU nor a driver.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -14,6 +16,7 @@
 #include "core/dtype.h"
 #include "kernels/cpu/generic.h"
 #include "kernels/cuda/bias_act.cuh"
+#include "kernels/cuda/emu/cuda_emu.h"
 #include "kernels/cuda/conv1x1_direct.cuh"
 #include "kernels/cuda/f16_modulated_filters.cuh"
 #include "kernels/cuda/f16_nhwc.cuh"
@@ -192,6 +195,36 @@ TEST_CASE("cuda emulator: barriers, shuffles, dynamic shared memory and launch e
   SECTION("threads waiting at barriers the others never reach fail the launch, not the process") {
     std::vector<int> out(64, 0);
     REQUIRE(cuda::emu_test::divergent_barriers(out.data()) == cudaErrorLaunchFailure);
+  }
+  SECTION("reverse order exposes races that forward order hides (missing barrier, block dependence)") {
+    const cuda::emu::Order saved = cuda::emu::order();
+    const int n = 64;
+    std::vector<int> in(n), out(n, -1);
+    for (int i = 0; i < n; ++i) in[i] = 3 * i + 1;
+    auto neighbours_right = [&] {
+      for (int t = 1; t < n; ++t)
+        if (out[t] != in[t - 1]) return false;
+      return true;
+    };
+    auto chain_right = [](const std::vector<int>& d) {
+      for (size_t b = 0; b < d.size(); ++b)
+        if (d[b] != int(b)) return false;
+      return true;
+    };
+    std::vector<int> chain(9, 0);
+    cuda::emu::set_order(cuda::emu::Order::Forward);
+    REQUIRE(cuda::emu_test::unsynchronised_neighbour(in.data(), out.data(), n) == cudaSuccess);
+    CHECK(neighbours_right());  // hidden: each lower thread ran before its neighbour read
+    REQUIRE(cuda::emu_test::previous_block_chain(chain.data(), 8) == cudaSuccess);
+    CHECK(chain_right(chain));
+    cuda::emu::set_order(cuda::emu::Order::Reverse);
+    for (int& v : in) v += 1000;  // (a static __shared__ array keeps the last launch's values)
+    REQUIRE(cuda::emu_test::unsynchronised_neighbour(in.data(), out.data(), n) == cudaSuccess);
+    CHECK_FALSE(neighbours_right());
+    std::fill(chain.begin(), chain.end(), 0);
+    REQUIRE(cuda::emu_test::previous_block_chain(chain.data(), 8) == cudaSuccess);
+    CHECK_FALSE(chain_right(chain));
+    cuda::emu::set_order(saved);
   }
   SECTION("more than 1024 threads a block is an invalid configuration; the error is cleared once read") {
     std::vector<int> out(2048, 0);

@@ -3,17 +3,24 @@
 // aligned crop covers ~1600x1080 photo pixels). With GPEN on a GPU these stages, not the model,
 // bound the photos per second a machine's cores can feed it (docs/BENCHMARKS.md).
 //   build/gpen_kernel_bench --benchmark_filter='photo/'
+// The detector case reads RetinaFace-MobileNet0.25's real weights from $GPEN_SHARED/weights or
+// ../shared/weights when there (random weights of the same layout otherwise: the same
+// convolutions, but candidate counts unlike a real photo's).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <random>
 
 #include "core/face_align.h"
+#include "core/face_detector.h"
 #include "core/face_tensor.h"
 #include "core/image.h"
 #include "core/image_ops.h"
 #include "core/paste_back.h"
+#include "core/models/retinaface.h"
 #include "core/pipeline/adjustments.h"
 
 namespace gpen {
@@ -117,6 +124,26 @@ void photo_face_tensors_16(benchmark::State& st) {
   }
 }
 
+// RetinaFace-MobileNet0.25 on the 1920x1080 photo as `gpen enhance` runs it (multi-scale: the
+// photo, then 1/3 and 1/9 of it), on st.range(0) threads.
+void photo_detect(benchmark::State& st) {
+  const char* env = std::getenv("GPEN_SHARED");
+  const std::string weights = std::string(env ? env : "../shared") + "/weights/retinaface_mobilenet0.25.pth";
+  const bool real = std::filesystem::exists(weights);
+  auto model = std::make_shared<const RetinaFaceModel>(
+      real ? RetinaFaceModel::load(weights)
+           : RetinaFaceModel::from_state_dict(retinaface_random_state_dict(RetinaFaceBody::MobileNet025, 1)));
+  CompileOptions opt;
+  opt.threads = int(st.range(0));
+  FaceDetector det(model, std::shared_ptr<Backend>(make_cpu_backend()), opt);
+  const OneFace f;
+  for (int i = 0; i < 4; ++i) det.detect(f.photo);  // compiled, memory settled
+  for (auto _ : st) benchmark::DoNotOptimize(det.detect(f.photo).size());
+  st.SetLabel(real ? "real weights" : "random weights");
+}
+
+BENCHMARK(photo_detect)->Name("photo/detect_retinaface_mnet_1080p")->Arg(1)->Arg(2)->ArgName("t")
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(photo_face_tensors_16)->Name("photo/face_tensors_in_out_16x512")->Unit(benchmark::kMillisecond);
 BENCHMARK(photo_paste_one_face)->Name("photo/paste_one_face_1080p")->Unit(benchmark::kMillisecond);
 BENCHMARK(photo_protect_skin)->Name("photo/protect_skin_one_face_1080p")->Unit(benchmark::kMillisecond);

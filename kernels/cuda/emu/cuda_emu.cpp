@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
@@ -82,6 +84,12 @@ struct Scheduler {
   std::vector<unsigned char> dynamic_shared;
 };
 thread_local std::unique_ptr<Scheduler> scheduler;
+
+Order order_from_environment() {
+  const char* e = std::getenv("GPEN_CUDA_EMU_ORDER");
+  return e && std::strcmp(e, "reverse") == 0 ? Order::Reverse : Order::Forward;
+}
+thread_local Order run_order = order_from_environment();
 
 void start_switch(void** fake_stack, const void* bottom, size_t size) {
 #ifdef GPEN_EMU_ASAN
@@ -201,9 +209,12 @@ bool run_block(Scheduler& s, uint3 block_idx, dim3 grid, dim3 block) {
         s.fibers[t]->coords = Coordinates{block_idx, uint3{x, y, z}, block, grid};
         s.fibers[t]->wait = Wait::Runnable;
       }
+  const bool reverse = run_order == Order::Reverse;
   for (;;) {
-    for (size_t i = 0; i < s.threads; ++i)
+    for (size_t k = 0; k < s.threads; ++k) {
+      const size_t i = reverse ? s.threads - 1 - k : k;
       if (s.fibers[i]->wait == Wait::Runnable) run_fiber(s, i);
+    }
     bool done = false;
     if (!wake_waiting(s, &done)) {
       for (size_t i = 0; i < s.threads; ++i)
@@ -240,9 +251,12 @@ void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<vo
   s.active = true;
   const Coordinates saved = coords;
   bool ok = true;
-  for (unsigned z = 0; z < grid.z && ok; ++z)
-    for (unsigned y = 0; y < grid.y && ok; ++y)
-      for (unsigned x = 0; x < grid.x && ok; ++x) ok = run_block(s, uint3{x, y, z}, grid, block);
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  for (uint64_t k = 0; k < blocks && ok; ++k) {
+    const uint64_t b = run_order == Order::Reverse ? blocks - 1 - k : k;  // x fastest, then y, then z
+    const uint3 idx{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+    ok = run_block(s, idx, grid, block);
+  }
   s.active = false;
   coords = saved;
   if (!ok) {
@@ -250,6 +264,9 @@ void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<vo
     set_error(cudaErrorLaunchFailure);
   }
 }
+
+void set_order(Order o) { run_order = o; }
+Order order() { return run_order; }
 
 void sync_block() { yield(Wait::Block); }
 

@@ -55,6 +55,17 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream, std
 // The launch itself, on the calling thread (what launch() runs or records).
 void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()>& body);
 
+// The order the emulator runs things in. A GPU promises none: a kernel that is right only when
+// lower threads of a block run first up to a barrier (a missing __syncthreads() before reading
+// what another thread wrote), or when lower blocks finish first (a block reading another block's
+// output), is wrong. Forward order hides the first kind when the writer is the lower thread;
+// Reverse runs the blocks of a grid and the threads of each round last first and so exposes it.
+// The default is GPEN_CUDA_EMU_ORDER ("reverse" or forward); set_order() changes it for the
+// calling OS thread's later launches (tests).
+enum class Order { Forward, Reverse };
+void set_order(Order order);
+Order order();
+
 void sync_block();       // __syncthreads()
 void* dynamic_shared();  // the launch's dynamic shared memory
 // One warp shuffle: every live lane of the warp publishes `bits`; returns those of lane
