@@ -494,3 +494,35 @@ TEST_CASE("gpen enhance: a real write failure (file size limit) stops cleanly, n
   CHECK(j["summary"]["stopped_by"].get<std::string>().find("File too large") != std::string::npos);
   CHECK(j["summary"]["done"] == 0);
 }
+
+// The report's rates from the finish times alone: a first batch finishing in a burst right after
+// the first result inflates the rate after the first photo; the steady rate starts once a quarter
+// of the photos are done. Failed photos do not count.
+TEST_CASE("batch report: first result, rate after it and the steady rate", "[batch]") {
+  BatchSummary s;
+  auto add = [&](ItemStatus status, double t) {
+    ItemResult r;
+    r.status = status;
+    r.finished_s = t;
+    s.items.push_back(r);
+  };
+  // 4 photos of a first batch at 2.00-2.03 s, then one every 0.5 s: 2.5, 3.0, ..., 6.0 (8 more).
+  for (int i = 0; i < 4; ++i) add(ItemStatus::Done, 2.0 + 0.01 * i);
+  for (int i = 1; i <= 8; ++i) add(ItemStatus::Done, 2.0 + 0.5 * i);
+  add(ItemStatus::Failed, 1.0);  // earlier than any result: ignored
+  std::swap(s.items[0], s.items[7]);  // finish order need not be item order
+  const auto summary = batch_report(s)["summary"];
+  CHECK(summary["first_result_s"].get<double>() == Approx(2.0));
+  CHECK(summary["photos_per_s_after_first"].get<double>() == Approx(11.0 / 4.0));
+  // A quarter of 12 done is 3: from the 4th result (2.03 s) to the last (6.0 s), 8 photos.
+  CHECK(summary["photos_per_s_steady"].get<double>() == Approx(8.0 / 3.97).epsilon(0.01));
+
+  BatchSummary few;
+  for (int i = 0; i < 7; ++i) {
+    ItemResult r;
+    r.status = ItemStatus::Done;
+    r.finished_s = 1.0 + i;
+    few.items.push_back(r);
+  }
+  CHECK_FALSE(batch_report(few)["summary"].contains("photos_per_s_steady"));  // under 8 photos
+}

@@ -573,19 +573,22 @@ nlohmann::ordered_json stage_times_json(const ItemResult& r) {
 
 namespace {
 // The rate once the first photo is out: start-up (model load, compile, a GPU's algorithm search)
-// is in the first result's time, so this is what a long batch sustains.
+// is in the first result's time. The photos of the first GPEN batch finish just after it, in a
+// burst that rate counts without its time (up to batch / photos too high), so the steady rate
+// is also given from the moment a quarter of the photos are done to the last (8 photos or more).
 void add_steady_rate(const BatchSummary& s, nlohmann::ordered_json& summary) {
-  double first = -1, last = -1;
-  size_t done = 0;
-  for (const ItemResult& r : s.items) {
-    if (r.status != ItemStatus::Done) continue;
-    ++done;
-    first = first < 0 ? r.finished_s : std::min(first, r.finished_s);
-    last = std::max(last, r.finished_s);
-  }
-  if (done == 0) return;
+  std::vector<double> finished;
+  for (const ItemResult& r : s.items)
+    if (r.status == ItemStatus::Done) finished.push_back(r.finished_s);
+  if (finished.empty()) return;
+  std::sort(finished.begin(), finished.end());
+  const size_t done = finished.size();
+  const double first = finished.front(), last = finished.back();
+  auto rate = [](size_t photos, double seconds) { return std::round(double(photos) / seconds * 100) / 100; };
   summary["first_result_s"] = std::round(first * 1000) / 1000;
-  if (done >= 2 && last > first) summary["photos_per_s_after_first"] = std::round(double(done - 1) / (last - first) * 100) / 100;
+  if (done >= 2 && last > first) summary["photos_per_s_after_first"] = rate(done - 1, last - first);
+  const size_t quarter = done / 4;
+  if (done >= 8 && last > finished[quarter]) summary["photos_per_s_steady"] = rate(done - 1 - quarter, last - finished[quarter]);
 }
 }  // namespace
 

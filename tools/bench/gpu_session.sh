@@ -179,7 +179,8 @@ import json, statistics, sys
 report = json.load(open(sys.argv[1]))
 items = [i for i in report["items"] if i.get("status") == "done"]
 s = report["summary"]
-print(f"  first result after {s.get('first_result_s')} s; then {s.get('photos_per_s_after_first')} photos/s (steady state)")
+print(f"  first result after {s.get('first_result_s')} s; then {s.get('photos_per_s_after_first')} photos/s; "
+      f"{s.get('photos_per_s_steady')} photos/s once a quarter were done (steady state)")
 stages = sorted({k for i in items for k in i.get("stages_ms", {})})
 print("  median ms per photo:", ", ".join(f"{k} {statistics.median(i['stages_ms'].get(k, 0) for i in items):.1f}" for k in stages))
 PY
