@@ -22,7 +22,7 @@
 #  5. gpen vs PyTorch eager on the same random GPEN-512 weights, same run (peer_torch_gpu.sh);
 #     then gpen alone in fp32 and tf32;
 #  6. per-layer profile (fp16, batch 16); the f16 NHWC activation mode (GPEN_CUDA_NHWC16=1): bench
-#     and profile;
+#     and profile (batch 16 and batch 1);
 #  7. whole photos (issue 6's photos/s goal, so before the nice-to-have stages): a 1920x1080
 #     one-face photo x N through `gpen enhance --device cuda --batch-size 16` (default --workers,
 #     then --workers 4); two runners forwarding at once (fp16, --streams 2); GPEN compile time and
@@ -137,6 +137,10 @@ if want nhwc16; then
   done
   GPEN_CUDA_NHWC16=1 run_logged nhwc16_profile 90 60 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
     --batch-size 16 --runs 5 --profile --top 32
+  # Batch 1 (the <= 3 ms latency goal): where a single face's time goes (the per-node events
+  # add their own cost; the sum says which layers and how many launches matter).
+  GPEN_CUDA_NHWC16=1 run_logged nhwc16_profile_b1 60 45 "$B/gpen" bench --model "$W" --device cuda --precision fp16 \
+    --batch-size 1 --runs 20 --profile --top 32
   b16() { awk '$1 == "fp16" && $2 == 16 && $3 ~ /^[0-9.]+$/ { print $3; exit }' "$LOGS/nhwc16_$1.log"; }
   f32_rate=$(b16 0) f16_rate=$(b16 1)
   echo "batch 16 faces/s: f32 arena ${f32_rate:-?}, f16 NHWC ${f16_rate:-?} (without per-sample filters:" \
