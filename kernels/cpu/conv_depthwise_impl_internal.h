@@ -84,36 +84,6 @@ class DepthwiseConv final : public ConvKernel {
     V apply(V acc) const { return S::mul(S::lrelu(S::add(S::mul(acc, os), bias), slope), gain); }
   };
 
-  // One output row: out[ox] = ep(sum_t taps[t] * src[t][ox]) for ox < OW. N > 0: N taps known
-  // at compile time (unrolled), else `n` of them.
-  template <int N>
-  static void row_sum(const float* const* src, const V* taps, int n, const RowEpilogue& ep, int OW, float* out) {
-    const int count = N > 0 ? N : n;
-    int ox = 0;
-    for (; ox + 4 * S::W <= OW; ox += 4 * S::W) {
-      V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
-      for (int t = 0; t < count; ++t) {
-        const float* p = src[t] + ox;
-        a0 = S::fmadd(taps[t], S::load(p), a0);
-        a1 = S::fmadd(taps[t], S::load(p + S::W), a1);
-        a2 = S::fmadd(taps[t], S::load(p + 2 * S::W), a2);
-        a3 = S::fmadd(taps[t], S::load(p + 3 * S::W), a3);
-      }
-      S::store(out + ox, ep.apply(a0));
-      S::store(out + ox + S::W, ep.apply(a1));
-      S::store(out + ox + 2 * S::W, ep.apply(a2));
-      S::store(out + ox + 3 * S::W, ep.apply(a3));
-    }
-    for (; ox < OW; ox += S::W) {
-      V acc = S::zero();
-      for (int t = 0; t < count; ++t) acc = S::fmadd(taps[t], S::load(src[t] + ox), acc);
-      if (ox + S::W <= OW)
-        S::store(out + ox, ep.apply(acc));
-      else
-        S::store_n(out + ox, ep.apply(acc), OW - ox);
-    }
-  }
-
   void plane(const ConvRun& r, int n, int c, int OH, int OW, Phases& ph) const {
     const float scale = r.in_scale ? r.in_scale[int64_t(n) * d_.C + c] : 1.f;
     const float* xp = r.x.at(n, c);
@@ -137,10 +107,11 @@ class DepthwiseConv final : public ConvKernel {
       for (int ky = 0; ky < d_.kh; ++ky)
         for (int kx = 0; kx < d_.kw; ++kx) src[ky * d_.kw + kx] = ph.row(kx % s, top + ky) + kx / s;
       float* orow = out + int64_t(oy) * OW;
-      if (ntaps == 9)
-        row_sum<9>(src, taps, ntaps, ep, OW, orow);
+      const auto fin = [&ep](V acc) { return ep.apply(acc); };
+      if (ntaps == 9)  // 3x3, MobileNet's: unrolled
+        tap_dot_row<S, 9>(orow, src, taps, ntaps, OW, fin, false);
       else
-        row_sum<0>(src, taps, ntaps, ep, OW, orow);
+        tap_dot_row<S>(orow, src, taps, ntaps, OW, fin, false);
     }
   }
 

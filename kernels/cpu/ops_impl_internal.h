@@ -83,35 +83,6 @@ inline int fir_taps(int oy, int kh, int up, int pad0, int H, int* src_rows, int*
   return nt;
 }
 
-// y[ox] = sum_t w[t] * src[t][ox] for ox < n (n rounded up to whole vectors when `full`, else the
-// tail stored partially), then `fin`; 4 accumulators (4 vectors of ox) hide the FMA latency.
-template <class S, class Fin>
-inline void fir_dot_row(float* y, const float* const* src, const typename S::V* w, int nw, int n, const Fin& fin,
-                        bool full) {
-  using V = typename S::V;
-  int ox = 0;
-  for (; ox + 4 * S::W <= n; ox += 4 * S::W) {
-    V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
-    for (int t = 0; t < nw; ++t) {
-      const float* r = src[t] + ox;
-      a0 = S::fmadd(w[t], S::load(r), a0);
-      a1 = S::fmadd(w[t], S::load(r + S::W), a1);
-      a2 = S::fmadd(w[t], S::load(r + 2 * S::W), a2);
-      a3 = S::fmadd(w[t], S::load(r + 3 * S::W), a3);
-    }
-    S::store(y + ox, fin(a0)), S::store(y + ox + S::W, fin(a1));
-    S::store(y + ox + 2 * S::W, fin(a2)), S::store(y + ox + 3 * S::W, fin(a3));
-  }
-  for (; ox < n; ox += S::W) {
-    V a = S::zero();
-    for (int t = 0; t < nw; ++t) a = S::fmadd(w[t], S::load(src[t] + ox), a);
-    if (full)
-      S::store(y + ox, fin(a));
-    else
-      S::store_n(y + ox, fin(a), std::min(S::W, n - ox));
-  }
-}
-
 // upfirdn2d with down == 1 (every use in GPEN: the blur after a transposed conv, pad (1,1); the
 // ToRGB skip upsample, up 2 pad (2,1); the blur before a stride-2 encoder conv, pad (2,2)).
 // Output row oy is a correlation of the zero-inserted, padded input with the flipped kernel:
@@ -153,13 +124,13 @@ void upfirdn2d_separable_t(const View& x, const View& y, const float* a, const f
         float* row = cache + int64_t(slot) * hw;
         if (tag[slot] != sy) {  // filter the new source row along x
           expand_row(expanded, xp + int64_t(sy) * W, W, up, pad0, ew);
-          fir_dot_row<S>(row, taps_x, bv, kw, OW, identity, true);
+          tap_dot_row<S>(row, taps_x, bv, kw, OW, identity, true);
           tag[slot] = sy;
         }
         rows[i] = row;
         wv[i] = av[taps[i]];
       }
-      fir_dot_row<S>(yp + int64_t(oy) * OW, rows, wv, nt, OW, fin, false);
+      tap_dot_row<S>(yp + int64_t(oy) * OW, rows, wv, nt, OW, fin, false);
     }
   });
 }
@@ -201,7 +172,7 @@ bool upfirdn2d_t(const View& x, const View& y, const float* kernel, int kh, int 
         }
         for (int kx = 0; kx < kw; ++kx) wv[nw] = S::set1(kf[taps[i] * kw + kx]), src[nw++] = row + kx;
       }
-      fir_dot_row<S>(yp + int64_t(oy) * OW, src, wv, nw, OW, fin, false);
+      tap_dot_row<S>(yp + int64_t(oy) * OW, src, wv, nw, OW, fin, false);
     }
   });
   return true;

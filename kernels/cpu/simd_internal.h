@@ -99,6 +99,38 @@ struct SimdAvx2 {
 };
 #endif
 
+// y[ox] = fin(sum_t w[t] * src[t][ox]) for ox < n (n rounded up to whole vectors when `full`,
+// else the tail stored partially); 4 accumulators (4 vectors of ox) hide the FMA latency. NW > 0:
+// that many taps, known at compile time (unrolled); else nw. The rows of FIR filters
+// (ops_impl_internal.h) and of depthwise convolutions (conv_depthwise_impl_internal.h).
+template <class S, int NW = 0, class Fin>
+inline void tap_dot_row(float* y, const float* const* src, const typename S::V* w, int nw, int n, const Fin& fin,
+                        bool full) {
+  using V = typename S::V;
+  const int taps = NW > 0 ? NW : nw;
+  int ox = 0;
+  for (; ox + 4 * S::W <= n; ox += 4 * S::W) {
+    V a0 = S::zero(), a1 = S::zero(), a2 = S::zero(), a3 = S::zero();
+    for (int t = 0; t < taps; ++t) {
+      const float* r = src[t] + ox;
+      a0 = S::fmadd(w[t], S::load(r), a0);
+      a1 = S::fmadd(w[t], S::load(r + S::W), a1);
+      a2 = S::fmadd(w[t], S::load(r + 2 * S::W), a2);
+      a3 = S::fmadd(w[t], S::load(r + 3 * S::W), a3);
+    }
+    S::store(y + ox, fin(a0)), S::store(y + ox + S::W, fin(a1));
+    S::store(y + ox + 2 * S::W, fin(a2)), S::store(y + ox + 3 * S::W, fin(a3));
+  }
+  for (; ox < n; ox += S::W) {
+    V a = S::zero();
+    for (int t = 0; t < taps; ++t) a = S::fmadd(w[t], S::load(src[t] + ox), a);
+    if (full)
+      S::store(y + ox, fin(a));
+    else
+      S::store_n(y + ox, fin(a), n - ox < S::W ? n - ox : S::W);
+  }
+}
+
 // y = act(v * os + bias) * gain over n contiguous floats (the Epilogue of kernel_types.h with the
 // demodulation factor os folded in; same operation order as the reference).
 template <class S>
