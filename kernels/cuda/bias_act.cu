@@ -35,7 +35,7 @@ __global__ void epilogue_nchw(const T* __restrict__ acc, const float* __restrict
 // [P][K] -> [K][P] per sample through a shared tile: reads along channels, writes along pixels.
 template <class T>
 __global__ void epilogue_nhwc(const T* __restrict__ acc, const float* __restrict__ os, DevEpilogue ep, DevView y) {
-  __shared__ float tile[kTile][kTile + 1];
+  GPEN_SHARED(float, tile, [kTile][kTile + 1]);
   const int64_t P = y.plane();
   const int K = y.c;
   const int64_t p0 = int64_t(blockIdx.x) * kTile;

@@ -24,7 +24,7 @@ template <int UP, int V, int K>
 __global__ void upfirdn2d_nhwc(DevView16 x, DevView16 y, const float* __restrict__ kernel, int kh, int kw, int up,
                                int down, int pad0, const float* __restrict__ in_scale, DevEpilogue ep,
                                int channel_chunks) {
-  __shared__ float taps[kMaxTaps * kMaxTaps];
+  GPEN_SHARED(float, taps, [kMaxTaps * kMaxTaps]);
   if (K) kh = kw = K;
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   for (int i = tid; i < kh * kw; i += blockDim.x * blockDim.y)  // flipped: a true convolution

@@ -33,14 +33,21 @@ inline PlaneGrid plane_grid(int64_t planes, int64_t plane_size) {
 // kernel<<<grid, block, smem, stream>>>, written so that the emulation build (kernels/cuda/emu,
 // GPEN_CUDA_EMU) can run the same launch on the CPU:
 //   GPEN_LAUNCH(grid, block, smem, stream, kernel<T>)(args...);
-// and `extern __shared__ T name[]` as GPEN_DYNAMIC_SHARED(T, name).
+// `extern __shared__ T name[]` as GPEN_DYNAMIC_SHARED(T, name), and `__shared__ T name[A][B]` as
+// GPEN_SHARED(T, name, [A][B]) at the top of the kernel. The emulator fills each block's
+// shared memory with 0xFF bytes (NaN as a float) before its first thread uses it: a read of a
+// slot no thread of this block wrote sees that, not the previous block's value.
 #ifdef GPEN_CUDA_EMU
 #define GPEN_LAUNCH(grid, block, smem, stream, ...) \
   ::gpen::cuda::emu::make_launch(__VA_ARGS__, dim3(grid), dim3(block), size_t(smem), (stream))
 #define GPEN_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::gpen::cuda::emu::dynamic_shared())
+#define GPEN_SHARED(T, name, dims)    \
+  static thread_local T name dims; \
+  ::gpen::cuda::emu::fresh_shared(&name, sizeof(name))
 #else
 #define GPEN_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
 #define GPEN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#define GPEN_SHARED(T, name, dims) __shared__ T name dims
 #endif
 
 #define GPEN_GRID_STRIDE(i, total) \

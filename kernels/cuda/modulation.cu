@@ -30,7 +30,7 @@ __global__ void prepare_nchw(DevView x, const float* __restrict__ scale, T* __re
 // both the reads (along pixels) and the writes (along channels) are coalesced.
 template <class T>
 __global__ void prepare_nhwc(DevView x, const float* __restrict__ scale, T* __restrict__ out) {
-  __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
+  GPEN_SHARED(float, tile, [kTile][kTile + 1]);  // +1: no bank conflicts on the transposed read
   const int64_t P = x.plane();
   const int C = x.c;
   const int64_t p0 = int64_t(blockIdx.x) * kTile;

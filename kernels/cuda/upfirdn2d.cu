@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(kTileW* kBlockRows)
     upfirdn2d_tiled(DevView x, DevView y, const float* __restrict__ kernel, int kh, int kw, int pad0, DevEpilogue ep) {
   constexpr int TH = tile_h(DOWN), kRows = TH / kBlockRows;
   constexpr int SW = staged_extent(kTileW, UP, DOWN, kMaxTaps), SH = staged_extent(TH, UP, DOWN, kMaxTaps);
-  __shared__ float src[SH][SW + 1];
-  __shared__ float taps[kMaxTaps * kMaxTaps];
+  GPEN_SHARED(float, src, [SH][SW + 1]);
+  GPEN_SHARED(float, taps, [kMaxTaps * kMaxTaps]);
   if (K) kh = kw = K;
   const int tid = threadIdx.y * kTileW + threadIdx.x;
   for (int i = tid; i < kh * kw; i += kTileW * kBlockRows)  // flipped: a true convolution

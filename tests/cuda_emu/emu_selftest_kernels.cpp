@@ -6,7 +6,7 @@ namespace gpen::cuda::emu_test {
 namespace {
 
 __global__ void reverse_kernel(const int* in, int* out) {
-  __shared__ int staged[1024];
+  GPEN_SHARED(int, staged, [1024]);
   const int t = threadIdx.x, base = blockIdx.x * blockDim.x;
   staged[t] = in[base + t];
   __syncthreads();  // without a real barrier, early threads read slots not yet written
@@ -41,10 +41,21 @@ __global__ void count_kernel(int* out) { out[threadIdx.x] = 1; }
 
 // Wrong on a GPU: no barrier between writing the slot and reading the neighbour's.
 __global__ void unsynchronised_neighbour_kernel(const int* in, int* out) {
-  __shared__ int staged[1024];
+  GPEN_SHARED(int, staged, [1024]);
   const int t = threadIdx.x;
   staged[t] = in[t];
   out[t] = t == 0 ? staged[0] : staged[t - 1];
+}
+
+// Block b writes slots [0, blockDim.x - b) of a static shared array, then thread 0 reads the last
+// slot: only block 0 wrote it, so later blocks read undefined memory (on a GPU: whatever was
+// there; on the emulator: 0xFF bytes, not block 0's value).
+__global__ void unwritten_shared_kernel(int* out) {
+  GPEN_SHARED(int, staged, [64]);
+  const int t = threadIdx.x, b = blockIdx.x;
+  if (t < int(blockDim.x) - b) staged[t] = 100 + b;
+  __syncthreads();
+  if (t == 0) out[b] = staged[blockDim.x - 1];
 }
 
 // Wrong on a GPU: block b reads what block b - 1 of the same launch writes.
@@ -87,6 +98,11 @@ cudaError_t unsynchronised_neighbour(const int* in, int* out, int threads) {
 
 cudaError_t previous_block_chain(int* data, int blocks) {
   GPEN_LAUNCH(blocks, 32, 0, nullptr, previous_block_kernel)(data);
+  return cudaGetLastError();
+}
+
+cudaError_t unwritten_shared(int* out, int blocks) {
+  GPEN_LAUNCH(blocks, 64, 0, nullptr, unwritten_shared_kernel)(out);
   return cudaGetLastError();
 }
 

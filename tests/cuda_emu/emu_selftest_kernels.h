@@ -19,5 +19,7 @@ cudaError_t one_block(int threads, int* out);
 // read from shared memory without a barrier; data[b + 1] = data[b] + 1 across blocks.
 cudaError_t unsynchronised_neighbour(const int* in, int* out, int threads);
 cudaError_t previous_block_chain(int* data, int blocks);
+// out[b] = a static shared slot only block 0 writes, read by block b's thread 0.
+cudaError_t unwritten_shared(int* out, int blocks);
 
 }  // namespace gpen::cuda::emu_test

@@ -226,6 +226,13 @@ TEST_CASE("cuda emulator: barriers, shuffles, dynamic shared memory and launch e
     CHECK_FALSE(chain_right(chain));
     cuda::emu::set_order(saved);
   }
+  SECTION("each block starts with fresh static shared memory (0xFF bytes), not the last block's") {
+    std::vector<int> out(3, 0);
+    REQUIRE(cuda::emu_test::unwritten_shared(out.data(), 3) == cudaSuccess);
+    CHECK(out[0] == 100);
+    CHECK(out[1] == -1);
+    CHECK(out[2] == -1);
+  }
   SECTION("more than 1024 threads a block is an invalid configuration; the error is cleared once read") {
     std::vector<int> out(2048, 0);
     REQUIRE(cuda::emu_test::one_block(1024, out.data()) == cudaSuccess);

@@ -82,6 +82,8 @@ struct Scheduler {
   size_t current = 0;
   std::vector<uint64_t> lanes;  // one published value per thread (shuffles)
   std::vector<unsigned char> dynamic_shared;
+  uint64_t block_serial = 0;                   // counts the blocks run on this OS thread
+  std::vector<std::pair<void*, uint64_t>> shared_filled;  // GPEN_SHARED arrays: the block that last filled each
 };
 thread_local std::unique_ptr<Scheduler> scheduler;
 
@@ -202,6 +204,7 @@ bool valid_configuration(dim3 grid, dim3 block, size_t smem) {
 // Runs one block; false if its threads deadlocked at barriers (their fibers are then restarted
 // from scratch at their next use).
 bool run_block(Scheduler& s, uint3 block_idx, dim3 grid, dim3 block) {
+  ++s.block_serial;
   size_t t = 0;
   for (unsigned z = 0; z < block.z; ++z)
     for (unsigned y = 0; y < block.y; ++y)
@@ -271,6 +274,17 @@ Order order() { return run_order; }
 void sync_block() { yield(Wait::Block); }
 
 void* dynamic_shared() { return scheduler->dynamic_shared.data(); }
+
+void fresh_shared(void* p, size_t bytes) {
+  Scheduler& s = *scheduler;
+  for (auto& [array, serial] : s.shared_filled)
+    if (array == p) {
+      if (serial != s.block_serial) std::memset(p, 0xFF, bytes), serial = s.block_serial;
+      return;
+    }
+  std::memset(p, 0xFF, bytes);
+  s.shared_filled.emplace_back(p, s.block_serial);
+}
 
 uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta) {
   Scheduler& r = *scheduler;

@@ -7,8 +7,9 @@
 // (cuda_emu.cpp), so that
 // __syncthreads() and warp shuffles have their real meaning -- a fiber waits at a barrier until
 // every live thread of its block (or warp) has arrived, and a barrier that some threads can never
-// reach is reported instead of hanging. __shared__ arrays are per block (one OS thread runs one
-// block at a time); dynamic shared memory is a buffer of the launch's size.
+// reach is reported instead of hanging. Static shared arrays (GPEN_SHARED) are thread_local
+// statics (one OS thread runs one block at a time), filled with 0xFF bytes at each block's first
+// use; dynamic shared memory is a buffer of the launch's size, filled with 0xA5 bytes per launch.
 //
 // What it checks: indexing, bounds (the emulation tests run under AddressSanitizer and UBSan,
 // which also catch misaligned __half2 accesses that a GPU would fault on), barriers, and the
@@ -68,6 +69,9 @@ Order order();
 
 void sync_block();       // __syncthreads()
 void* dynamic_shared();  // the launch's dynamic shared memory
+// GPEN_SHARED's array at p: filled with 0xFF bytes the first time a thread of this block gets
+// there (static shared arrays live on from block to block; on a GPU their content is undefined).
+void fresh_shared(void* p, size_t bytes);
 // One warp shuffle: every live lane of the warp publishes `bits`; returns those of lane
 // (own lane + delta), or `bits` when that lane is past the warp's end (as __shfl_down_sync).
 uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta);
@@ -115,8 +119,10 @@ Launch<Kernel> make_launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, cu
 #define __shfl_down_sync(mask, v, delta) ::gpen::cuda::emu::shfl_down_sync((mask), (v), (delta))
 #define __ldg(p) (*(p))
 #define __launch_bounds__(...)
+// Static shared memory is declared with GPEN_SHARED (kernels/cuda/launch.cuh), which gives each
+// block fresh contents; a bare __shared__ does not compile here.
 #undef __shared__
-#define __shared__ static thread_local
+#define __shared__ use_GPEN_SHARED_from_kernels_cuda_launch_cuh
 
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
