@@ -68,6 +68,10 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // Depthwise convs (MobileNet) have a kernel of their own, f32 in every precision (memory bound).
   if (isa >= Isa::AVX512 && (k = make_conv_depthwise_avx512(d, weight))) return k;
   if (isa >= Isa::AVX2 && (k = make_conv_depthwise_avx2(d, weight))) return k;
+  // So do strided dense convs of few channels (MobileNet's 3 -> 8 first layer on the whole photo):
+  // the direct kernel's phase-split copy of the input costs more than their arithmetic.
+  if (isa >= Isa::AVX512 && (k = make_conv_smallc_avx512(d, weight))) return k;
+  if (isa >= Isa::AVX2 && (k = make_conv_smallc_avx2(d, weight))) return k;
   // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on
   // AVX2). With a known map size only the algorithm that will run is built.
   const bool known_size = opt.map_h > 0 && opt.map_w > 0;

@@ -1,4 +1,4 @@
-// AVX2 (8 columns per vector) depthwise convolution (conv_depthwise_impl_internal.h).
+// AVX2 (8 columns per vector) depthwise and small-channel convolutions (conv_depthwise_impl_internal.h).
 
 #include <immintrin.h>
 
@@ -20,6 +20,13 @@ namespace avx2_depthwise {
 
 std::unique_ptr<ConvKernel> make_conv_depthwise_avx2(const ConvDesc& d, const Tensor& weight) {
   using K = avx2_depthwise::DepthwiseConv<avx2_depthwise::SimdAvx2>;
+  if (!K::supports(d)) return nullptr;
+  const Tensor w = weight.to(DType::F32);
+  return std::make_unique<K>(d, w.data<float>(), "avx2");
+}
+
+std::unique_ptr<ConvKernel> make_conv_smallc_avx2(const ConvDesc& d, const Tensor& weight) {
+  using K = avx2_depthwise::SmallChannelConv<avx2_depthwise::SimdAvx2>;
   if (!K::supports(d)) return nullptr;
   const Tensor w = weight.to(DType::F32);
   return std::make_unique<K>(d, w.data<float>(), "avx2");

@@ -1,4 +1,4 @@
-// AVX-512 (16 columns per vector) depthwise convolution (conv_depthwise_impl_internal.h).
+// AVX-512 (16 columns per vector) depthwise and small-channel convolutions (conv_depthwise_impl_internal.h).
 // GCC 12 reports false "may be used uninitialized" warnings from inside the AVX-512 intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -21,6 +21,13 @@ namespace avx512_depthwise {
 
 std::unique_ptr<ConvKernel> make_conv_depthwise_avx512(const ConvDesc& d, const Tensor& weight) {
   using K = avx512_depthwise::DepthwiseConv<avx512_depthwise::SimdAvx512>;
+  if (!K::supports(d)) return nullptr;
+  const Tensor w = weight.to(DType::F32);
+  return std::make_unique<K>(d, w.data<float>(), "avx512");
+}
+
+std::unique_ptr<ConvKernel> make_conv_smallc_avx512(const ConvDesc& d, const Tensor& weight) {
+  using K = avx512_depthwise::SmallChannelConv<avx512_depthwise::SimdAvx512>;
   if (!K::supports(d)) return nullptr;
   const Tensor w = weight.to(DType::F32);
   return std::make_unique<K>(d, w.data<float>(), "avx512");
