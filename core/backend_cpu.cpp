@@ -2,6 +2,7 @@
 // convolution kernels made (and their weights prepacked) once here at compile time.
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -71,7 +72,8 @@ class CpuExecutable final : public Executable {
     std::vector<std::shared_ptr<cpu::ConvKernel>> packed = pack_convs(g, kopt);
     for (size_t t = 0; t < g.nodes().size(); ++t)
       steps_.push_back(make_step(g.nodes()[t], int(t), kopt, std::move(packed[t]), &scratch[t]));
-    plan_ = g.plan_memory(scratch);
+    const std::vector<std::pair<int, int>> extra_reads = fuse_depthwise_pointwise(g, kopt);
+    plan_ = g.plan_memory(scratch, extra_reads);
     shared_arena_ = opt.shared_arena;
     if (!shared_arena_) arena_ = Tensor::empty(DType::F32, {plan_.arena_elems});  // after packing: weights peak first
   }
@@ -230,6 +232,56 @@ class CpuExecutable final : public Executable {
     std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_kernel(n.conv, n.weight, kopt);
     if (cache_) cache_->put(key, k);
     return k;
+  }
+
+  // MobileNet's conv_dw blocks: a depthwise conv whose output only the next node, a plain 1x1
+  // conv, reads runs inside that node's step as one row-by-row kernel (cpu::make_conv_dw_pw)
+  // where its map would leave the caches (kFusedMinBytes); its own step then does nothing.
+  // Returns the reads this adds (the 1x1 node reads the depthwise input), for the memory plan:
+  // without them the 1x1's output could be placed over that input. The arena keeps the unused
+  // depthwise value. GPEN_CPU_FUSE=0 turns this off (A/B runs).
+  static constexpr int64_t kFusedMinBytes = int64_t(1) << 20;
+  std::vector<std::pair<int, int>> fuse_depthwise_pointwise(const Graph& g, const cpu::KernelOptions& kopt) {
+    std::vector<std::pair<int, int>> extra_reads;
+    if (round_f16_) return extra_reads;  // the emulated f16 storage rounds every value, the depthwise one too
+    if (const char* e = std::getenv("GPEN_CPU_FUSE"); e && std::strcmp(e, "0") == 0) return extra_reads;
+    // Readers of each buffer: a value read through a view (a slice, a reshape) counts for its root.
+    std::vector<int> readers(g.values().size(), 0);
+    auto root = [&](int v) { return g.value(v).root >= 0 ? g.value(v).root : v; };
+    for (const Node& n : g.nodes())
+      for (int v : n.inputs) ++readers[size_t(root(v))];
+    for (int v : g.outputs()) ++readers[size_t(root(v))];
+    for (size_t t = 0; t + 1 < g.nodes().size(); ++t) {
+      const Node &dw = g.nodes()[t], &pw = g.nodes()[t + 1];
+      const cpu::ConvDesc &a = dw.conv, &b = pw.conv;
+      const bool pair = dw.op == OpType::Conv2d && pw.op == OpType::Conv2d && dw.inputs.size() == 1 &&
+                        pw.inputs.size() == 1 && pw.inputs[0] == dw.output && root(dw.output) == dw.output &&
+                        readers[size_t(dw.output)] == 1 &&
+                        a.groups > 1 && a.groups == a.C && a.groups == a.K && !a.transposed && b.kh == 1 && b.kw == 1 &&
+                        b.stride == 1 && b.pad == 0 && b.groups == 1 && !b.transposed && dw.weight.defined() &&
+                        pw.weight.defined();
+      if (!pair || shape_numel(g.value(dw.output).shape) * int64_t(sizeof(float)) < kFusedMinBytes) continue;
+      std::shared_ptr<cpu::ConvKernel> k = cpu::make_conv_dw_pw(a, dw.weight, epilogue(dw.epi), b, pw.weight, kopt);
+      if (!k) continue;
+      Step &first = steps_[t], &second = steps_[t + 1];
+      first.run = [](float*) {};
+      first.prof.kernel = "fused into " + pw.name;
+      second.prof.kernel = k->name();
+      second.prof.flops += first.prof.flops;
+      const cpu::Epilogue ep = epilogue(pw.epi);
+      const int in = dw.inputs[0], out = pw.output;
+      ThreadPool* pool = &pool_;
+      second.run = [this, k, ep, in, out, pool](float* arena) {
+        cpu::ConvRun r;
+        r.x = view(arena, in);
+        r.y = view(arena, out);
+        r.ep = ep;
+        r.pool = pool;
+        k->run(r);
+      };
+      extra_reads.emplace_back(int(t + 1), in);
+    }
+    return extra_reads;
   }
 
   static cpu::Epilogue epilogue(const EpilogueSpec& e) {

@@ -339,7 +339,8 @@ int64_t Graph::flops() const {
 // Greedy placement, largest buffers first: each root buffer lives from the first node that
 // touches it to the last; it goes at the lowest offset that overlaps no buffer alive at the same
 // time. Inputs are alive from the start, outputs to the end.
-MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch) const {
+MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch,
+                               const std::vector<std::pair<int, int>>& extra_reads) const {
   if (!node_scratch.empty() && node_scratch.size() != nodes_.size())
     fail("graph: plan_memory got ", node_scratch.size(), " scratch sizes for ", nodes_.size(), " nodes");
   const int nv = int(values_.size());
@@ -357,6 +358,11 @@ MemoryPlan Graph::plan_memory(const std::vector<int64_t>& node_scratch) const {
   for (int t = 0; t < end; ++t) {
     for (int v : nodes_[size_t(t)].inputs) touch(v, t);
     touch(nodes_[size_t(t)].output, t);
+  }
+  for (const auto& [t, v] : extra_reads) {
+    if (t < 0 || t >= end) fail("graph: plan_memory got an extra read at node ", t, " of ", end);
+    check_value(v);
+    touch(v, t);
   }
   MemoryPlan plan;
   plan.offset.assign(size_t(nv), -1);

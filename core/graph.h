@@ -111,7 +111,11 @@ class Graph {
   // runs (e.g. a padded copy of a conv's input). It is placed in the arena like a value alive for
   // that one node, so it reuses space of values that are dead at that point instead of adding a
   // separate buffer to the peak.
-  MemoryPlan plan_memory(const std::vector<int64_t>& node_scratch = {}) const;
+  // extra_reads (optional): (node, value) pairs a backend adds to the nodes' inputs -- a node
+  // that runs the work of an earlier one too (a fused kernel) and so reads that one's input;
+  // the value then stays live up to that node.
+  MemoryPlan plan_memory(const std::vector<int64_t>& node_scratch = {},
+                         const std::vector<std::pair<int, int>>& extra_reads = {}) const;
 
  private:
   int new_value(const std::string& name, Shape shape);

@@ -438,3 +438,82 @@ TEST_CASE("direct conv uses caller-provided scratch and gives the same result", 
   p.C = 5, p.K = 3;
   REQUIRE(make_conv_kernel(p, test::random_tensor({3, 5, 1, 1}, 8), o)->scratch_bytes(1, 9, 9) == 0);
 }
+
+// The fused depthwise + pointwise kernel against the two reference convolutions one after the
+// other, on odd maps (rows of several vector pairs plus tails), strides 1-2, with each conv's
+// bias and activation, the input a channel slice and the output one too (its neighbours untouched).
+TEST_CASE("depthwise + pointwise kernel matches the two reference convs", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(3);
+  struct FusedCase {
+    int C, K, k, s, n, h, w;
+  };
+  const std::vector<FusedCase> cases = {
+      {8, 16, 3, 1, 1, 13, 71}, {16, 32, 3, 2, 2, 17, 97}, {3, 5, 3, 1, 1, 1, 1},   {37, 24, 5, 2, 1, 9, 40},
+      {32, 64, 3, 1, 1, 6, 33}, {8, 9, 3, 2, 3, 20, 130},  {64, 8, 3, 1, 1, 4, 16},
+  };
+  std::mt19937 rng(5);
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const FusedCase& fc : cases) {
+      ConvDesc dw = conv(fc.C, fc.C, fc.k, fc.s, fc.k / 2);
+      dw.groups = fc.C;
+      const ConvDesc pw = conv(fc.C, fc.K, 1, 1, 0);
+      const int OH = dw.out_h(fc.h), OW = dw.out_w(fc.w);
+      const int64_t in_plane = int64_t(fc.h) * fc.w, plane = int64_t(OH) * OW;
+      auto dww = random_vec(rng, size_t(fc.C) * fc.k * fc.k, -1.f, 1.f);
+      auto pww = random_vec(rng, size_t(fc.K) * fc.C, -1.f, 1.f);
+      auto dwb = random_vec(rng, size_t(fc.C), -0.5f, 0.5f), pwb = random_vec(rng, size_t(fc.K), -0.5f, 0.5f);
+      // x: channels [2, 2 + C) of C + 4; y: channels [1, 1 + K) of K + 3.
+      auto xbuf = random_vec(rng, size_t(fc.n) * (fc.C + 4) * in_plane, -1.f, 1.f);
+      const View x{xbuf.data() + 2 * in_plane, fc.n, fc.C, fc.h, fc.w, (fc.C + 4) * in_plane};
+      Epilogue dep, pep;
+      dep.bias = dwb.data(), dep.slope = 0.1f;
+      if (i % 2) pep.bias = pwb.data(), pep.slope = 0.2f, pep.gain = 1.5f;
+      std::vector<float> mid(size_t(fc.n) * fc.C * plane), want(size_t(fc.n) * fc.K * plane);
+      ref::conv2d(dw, dww.data(), x, make_view(mid.data(), fc.n, fc.C, OH, OW), nullptr, nullptr, dep, nullptr);
+      ref::conv2d(pw, pww.data(), make_view(mid.data(), fc.n, fc.C, OH, OW), make_view(want.data(), fc.n, fc.K, OH, OW),
+                  nullptr, nullptr, pep, nullptr);
+      std::vector<float> ybuf(size_t(fc.n) * (fc.K + 3) * plane, 777.f);
+      const View y{ybuf.data() + plane, fc.n, fc.K, OH, OW, (fc.K + 3) * plane};
+
+      set_isa_cap(p.isa);
+      KernelOptions opt;
+      opt.isa = p.isa;
+      opt.precision = p.prec;
+      auto k = make_conv_dw_pw(dw, Tensor::from_floats({fc.C, 1, fc.k, fc.k}, dww), dep, pw,
+                               Tensor::from_floats({fc.K, fc.C, 1, 1}, pww), opt);
+      REQUIRE(k);
+      INFO("C=" << fc.C << " K=" << fc.K << " k=" << fc.k << " s=" << fc.s << " N=" << fc.n << " " << fc.h << "x"
+                << fc.w << " " << k->name());
+      CHECK(k->name().find(p.isa == Isa::AVX2 ? "__avx2" : "__avx512") != std::string::npos);
+      ConvRun run{x, y, nullptr, nullptr, pep, i % 2 ? &pool : nullptr};
+      k->run(run);
+      k->run(run);  // twice: nothing carried over between runs
+      double err = 0, ref_max = 0;
+      bool untouched = true;
+      for (int n = 0; n < fc.n; ++n)
+        for (int c = 0; c < fc.K + 3; ++c)
+          for (int64_t q = 0; q < plane; ++q) {
+            const float got = ybuf[(size_t(n) * (fc.K + 3) + c) * plane + q];
+            if (c < 1 || c > fc.K) {
+              untouched &= got == 777.f;
+              continue;
+            }
+            const float w = want[(size_t(n) * fc.K + c - 1) * plane + q];
+            err = std::max(err, double(std::fabs(got - w)));
+            ref_max = std::max(ref_max, double(std::fabs(w)));
+          }
+      CHECK(untouched);
+      CHECK(err <= 1e-5 * std::max(1.0, ref_max));
+      ++i;
+    }
+  // No vector ISA: no fused kernel (the two convs run as they are).
+  set_isa_cap(Isa::Generic);
+  KernelOptions generic;
+  generic.isa = Isa::Generic;
+  ConvDesc dw = conv(8, 8, 3, 1, 1);
+  dw.groups = 8;
+  CHECK_FALSE(make_conv_dw_pw(dw, Tensor::zeros(DType::F32, {8, 1, 3, 3}), Epilogue{}, conv(8, 4, 1, 1, 0),
+                              Tensor::zeros(DType::F32, {4, 8, 1, 1}), generic));
+}

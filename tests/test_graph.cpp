@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/graph.h"
+#include "kernels/cpu/isa.h"
 #include "tests/test_util.h"
 
 using namespace gpen;
@@ -153,4 +156,84 @@ TEST_CASE("executables share packed kernels; a cached graph needs no weights", "
   REQUIRE(test::max_abs_diff(y1[0].data<float>(), y2[0].data<float>(), size_t(y1[0].numel())) == 0);
   // Without the cache, a weightless graph is refused with a clear error, not run on garbage.
   REQUIRE_THROWS_WITH(backend->compile(g.without_weights(), CompileOptions{}), Catch::Contains("no weights"));
+}
+
+namespace {
+// x -> 1x1 (3 -> C) -> depthwise 3x3 (stride s) -> 1x1 (C -> K) [-> also `tap`: a second reader
+// of the depthwise map]. The first conv's output is dead once the depthwise conv read it, so
+// without the fused kernel's extra read the plan may put the last conv's output there.
+Graph mobilenet_block(int C, int K, int H, int W, int s, bool second_reader) {
+  Graph g;
+  const int x = g.input("x", {2, 3, H, W});
+  cpu::ConvDesc in;
+  in.C = 3, in.K = C;
+  const int a = g.conv2d("in", x, in, test::random_tensor({C, 3, 1, 1}, 1, -1.f, 1.f), EpilogueSpec{});
+  cpu::ConvDesc dw;
+  dw.C = dw.K = dw.groups = C, dw.kh = dw.kw = 3, dw.pad = 1, dw.stride = s;
+  EpilogueSpec dwe = EpilogueSpec::with_bias(test::random_tensor({C}, 2, -0.5f, 0.5f));
+  dwe.slope = 0.1f;
+  const int m = g.conv2d("dw", a, dw, test::random_tensor({C, 1, 3, 3}, 3, -1.f, 1.f), dwe);
+  cpu::ConvDesc pw;
+  pw.C = C, pw.K = K;
+  EpilogueSpec pwe = EpilogueSpec::with_bias(test::random_tensor({K}, 4, -0.5f, 0.5f));
+  pwe.slope = 0.1f;
+  g.mark_output(g.conv2d("pw", m, pw, test::random_tensor({K, C, 1, 1}, 5, -1.f, 1.f), pwe));
+  if (second_reader) {
+    cpu::ConvDesc tap;
+    tap.C = C, tap.K = 2;
+    g.mark_output(g.conv2d("tap", m, tap, test::random_tensor({2, C, 1, 1}, 6, -1.f, 1.f), EpilogueSpec{}));
+  }
+  return g;
+}
+
+std::vector<Tensor> run_cpu(const Graph& g, const Tensor& x, bool fuse, std::vector<NodeProfile>* prof = nullptr) {
+  if (!fuse) setenv("GPEN_CPU_FUSE", "0", 1);
+  CompileOptions opt;
+  opt.threads = 2;
+  std::unique_ptr<Executable> exe = make_cpu_backend()->compile(g, opt);
+  unsetenv("GPEN_CPU_FUSE");
+  std::vector<Tensor> out;
+  exe->enable_profiling(true);
+  exe->run({x}, out);
+  if (prof) *prof = exe->profile();
+  return out;
+}
+}  // namespace
+
+// The CPU backend runs a depthwise conv and the 1x1 conv after it as one kernel where the
+// depthwise map is large (>= 1 MB) and read by nothing else; results equal the two convs'.
+TEST_CASE("CPU backend fuses depthwise + pointwise blocks, same outputs", "[graph]") {
+  const bool vector_isa = cpu::active_isa() >= cpu::Isa::AVX2;  // the fused kernel's; else none
+  const int H = 61, W = 97;
+  const Tensor x = test::random_tensor({2, 3, H, W}, 7, -1.f, 1.f);
+  for (int s : {1, 2}) {
+    INFO("stride " << s);
+    const Graph g = mobilenet_block(48, 40, H, W, s, false);  // 48 x 61 x 97 floats: 1.1 MB at stride 1
+    std::vector<NodeProfile> prof;
+    const std::vector<Tensor> fused = run_cpu(g, x, true, &prof), plain = run_cpu(g, x, false);
+    REQUIRE(fused.size() == 1);
+    CHECK(test::max_abs_diff(fused[0].data<float>(), plain[0].data<float>(), size_t(plain[0].numel())) < 1e-5);
+    const bool fused_here = vector_isa && s == 1;  // at stride 2 the depthwise map is 0.3 MB: left as it is
+    CHECK((prof[1].kernel == "fused into pw") == fused_here);
+    CHECK((prof[2].kernel.find("depthwise_pointwise") != std::string::npos) == fused_here);
+  }
+  // A second reader of the depthwise map: not fused.
+  const Graph g = mobilenet_block(48, 40, H, W, 1, true);
+  std::vector<NodeProfile> prof;
+  const std::vector<Tensor> fused = run_cpu(g, x, true, &prof), plain = run_cpu(g, x, false);
+  CHECK(prof[1].kernel.find("fused") == std::string::npos);
+  for (size_t i = 0; i < plain.size(); ++i)
+    CHECK(test::max_abs_diff(fused[i].data<float>(), plain[i].data<float>(), size_t(plain[i].numel())) == 0);
+}
+
+TEST_CASE("memory plan: an extra read keeps a value live up to that node", "[graph]") {
+  const Graph g = chain(3, 4, 8);  // x -> c0 -> c1 -> c2: x dies at node 0
+  const MemoryPlan before = g.plan_memory();
+  const MemoryPlan after = g.plan_memory({}, {{2, 0}});  // node 2 also reads x
+  const int64_t one = 4 * 8 * 8;
+  CHECK(before.arena_elems == 2 * one);
+  CHECK(after.arena_elems == 3 * one);
+  // x no longer shares space with c1's output (written at node 1) or c2's (node 2).
+  for (int v = 2; v <= 3; ++v) CHECK(after.offset[size_t(v)] != after.offset[0]);
+  REQUIRE_THROWS_AS(g.plan_memory({}, {{3, 0}}), Error);
 }

@@ -110,4 +110,14 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   return make_conv_generic(d, weight);
 }
 
+std::unique_ptr<ConvKernel> make_conv_dw_pw(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
+                                            const ConvDesc& pw, const Tensor& pw_weight, const KernelOptions& opt) {
+  if (dw_weight.numel() != int64_t(dw.K) * dw.kh * dw.kw || pw_weight.numel() != int64_t(pw.K) * pw.C)
+    fail("depthwise + pointwise conv: weights of ", dw_weight.numel(), " and ", pw_weight.numel(), " values do not fit");
+  const Isa isa = std::min(active_isa(), opt.isa);
+  if (isa >= Isa::AVX512) return make_conv_dw_pw_avx512(dw, dw_weight, dw_ep, pw, pw_weight);
+  if (isa >= Isa::AVX2) return make_conv_dw_pw_avx2(dw, dw_weight, dw_ep, pw, pw_weight);
+  return nullptr;
+}
+
 }  // namespace gpen::cpu

@@ -56,6 +56,15 @@ struct KernelOptions {
 // weight: f32 [K][C/groups][kh][kw] (copied/prepacked; the caller may free it afterwards).
 std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& weight, const KernelOptions& opt);
 
+// A depthwise conv (dw, with its epilogue dw_ep; groups == C == K) and the 1x1 conv (pw) that alone
+// reads its output, as one kernel working row by row, so the depthwise map stays in cache
+// (MobileNet's conv_dw blocks on large photos). Its ConvRun: x the depthwise input, y the
+// pointwise output, ep the pointwise epilogue; no modulation scales. Null when the ISA or the
+// shapes do not allow it (the two convs then run as they are). The reference is the two
+// convolutions one after the other.
+std::unique_ptr<ConvKernel> make_conv_dw_pw(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
+                                            const ConvDesc& pw, const Tensor& pw_weight, const KernelOptions& opt);
+
 // The generic reference wrapped as a ConvKernel (always available).
 std::unique_ptr<ConvKernel> make_conv_generic(const ConvDesc& d, const Tensor& weight);
 

@@ -1,4 +1,4 @@
-// AVX2 (8 columns per vector) depthwise and small-channel convolutions (conv_depthwise_impl_internal.h).
+// AVX2 (8 columns per vector) row-ring convolutions (conv_depthwise_impl_internal.h): depthwise, depthwise + pointwise, small-channel.
 
 #include <immintrin.h>
 
@@ -30,6 +30,14 @@ std::unique_ptr<ConvKernel> make_conv_smallc_avx2(const ConvDesc& d, const Tenso
   if (!K::supports(d)) return nullptr;
   const Tensor w = weight.to(DType::F32);
   return std::make_unique<K>(d, w.data<float>(), "avx2");
+}
+
+std::unique_ptr<ConvKernel> make_conv_dw_pw_avx2(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
+                                                const ConvDesc& pw, const Tensor& pw_weight) {
+  using K = avx2_depthwise::DepthwisePointwiseConv<avx2_depthwise::SimdAvx2>;
+  if (!K::supports(dw, pw)) return nullptr;
+  const Tensor dww = dw_weight.to(DType::F32), pww = pw_weight.to(DType::F32);
+  return std::make_unique<K>(dw, dww.data<float>(), dw_ep, pw, pww.data<float>(), "avx2");
 }
 
 }  // namespace gpen::cpu

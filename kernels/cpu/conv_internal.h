@@ -24,6 +24,11 @@ std::unique_ptr<ConvKernel> make_conv_depthwise_avx512(const ConvDesc& d, const 
 // small-channel dense: groups 1, C <= 4, K <= 16, kernels 2x2..7x7, stride 2..4 (MobileNet's first layer).
 std::unique_ptr<ConvKernel> make_conv_smallc_avx2(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_smallc_avx512(const ConvDesc& d, const Tensor& weight);
+// depthwise + pointwise: a depthwise conv and the 1x1 conv reading its output, row by row.
+std::unique_ptr<ConvKernel> make_conv_dw_pw_avx2(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
+                                                 const ConvDesc& pw, const Tensor& pw_weight);
+std::unique_ptr<ConvKernel> make_conv_dw_pw_avx512(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
+                                                   const ConvDesc& pw, const Tensor& pw_weight);
 
 std::unique_ptr<ConvKernel> make_conv_direct_avx2(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_direct_avx512(const ConvDesc& d, const Tensor& weight);
