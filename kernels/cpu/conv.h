@@ -60,7 +60,8 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
 // reads its output, as one kernel working row by row, so the depthwise map stays in cache
 // (MobileNet's conv_dw blocks on large photos). Its ConvRun: x the depthwise input, y the
 // pointwise output, ep the pointwise epilogue; no modulation scales. Null when the ISA or the
-// shapes do not allow it (the two convs then run as they are). The reference is the two
+// shapes do not allow it, or where it is not faster (stride 2, over 32 channels: see conv.cpp);
+// the two convs then run as they are. The reference is the two
 // convolutions one after the other.
 std::unique_ptr<ConvKernel> make_conv_dw_pw(const ConvDesc& dw, const Tensor& dw_weight, const Epilogue& dw_ep,
                                             const ConvDesc& pw, const Tensor& pw_weight, const KernelOptions& opt);
