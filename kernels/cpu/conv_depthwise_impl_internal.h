@@ -310,7 +310,7 @@ class DepthwisePointwiseConv final : public ConvKernel {
 
   // Output channels [k0, k0 + 8) of row oy from the row's depthwise result (those >= K are
   // computed on zero weights and not stored). (The output rows and epilogues are set up here as in
-  // SmallChannelConv::block_row, not through a shared helper: one, tried, cost both loops ~40 %
+  // SmallChannelConv::block_row, not through a shared helper: one, tried, cost the loops 40-75 %
   // -- GCC kept less of the block in registers.)
   void pointwise_block(const ConvRun& r, int n, int oy, int OW, int OWp, const float* mid, int k0) const {
     const int kb = std::min(kKB, pw_.K - k0), C = pw_.C;
