@@ -112,13 +112,13 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   // Plain 1x1 convs stay f32 in bf16 mode (memory bound; the f32 kernel reads the input in place).
   const bool pointwise = !d.transposed && d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
   const bool depthwise = d.groups > 1 && d.groups == d.C && d.groups == d.K;
-  const bool small_channels = !d.transposed && d.groups == 1 && d.C <= 4 && d.K <= 16 && d.kh * d.kw >= 4 &&
-                              d.kh <= 7 && d.kw <= 7 && d.stride >= 2 && d.stride <= 4 &&
-                              d.pad < std::max(d.kh, d.kw);
+  const bool small_channels = !d.transposed && d.groups == 1 && d.C <= 4 &&
+                              ((pointwise && d.K <= 64) || (d.K <= 16 && d.kh * d.kw >= 4 && d.kh <= 7 && d.kw <= 7 &&
+                                                            d.stride >= 2 && d.stride <= 4 && d.pad < std::max(d.kh, d.kw)));
   if (p.prec == Precision::BF16 && depthwise)  // f32 in every precision, like pointwise
     CHECK(name == "f32_conv_depthwise__avx512");
-  else if (p.prec == Precision::BF16 && small_channels)
-    CHECK(name == "f32_conv_smallc_rows__avx512");
+  else if (small_channels)
+    CHECK(name == std::string("f32_conv_smallc_rows") + (p.isa == Isa::AVX2 ? "__avx2" : "__avx512"));
   else if (p.prec == Precision::BF16 && pointwise)
     CHECK(name == "f32_conv_direct_6x64__avx512");
   else
@@ -287,7 +287,8 @@ TEST_CASE("depthwise conv (MobileNet's conv_dw) matches reference: strides 1-3, 
     for (const Case& c : cases) check_case(with_flags(c, i++), p, &pool, "depthwise");
 }
 
-TEST_CASE("small-channel conv (MobileNet's first layer) matches reference: strides 2-4, kernels 2-7, odd maps",
+TEST_CASE("small-channel conv (MobileNet's first layer, GPEN's 3 -> 64 1x1) matches reference: strides 2-4, "
+          "kernels 2-7, 1x1, odd maps",
           "[kernels]") {
   IsaCapGuard guard;
   ThreadPool pool(3);
@@ -297,6 +298,9 @@ TEST_CASE("small-channel conv (MobileNet's first layer) matches reference: strid
       {dense(1, 1, 2, 2, 0), 1, 9, 17},    {dense(4, 16, 5, 2, 2), 1, 11, 40},  {dense(2, 11, 7, 3, 3), 2, 23, 29},
       {dense(3, 9, 3, 4, 1), 1, 30, 45},   {dense(4, 5, 4, 2, 1), 1, 3, 2},     {dense(3, 8, 3, 2, 1), 1, 1, 1},
       {dense(2, 3, 3, 2, 1), 3, 64, 16},   {dense(3, 16, 3, 3, 0), 1, 8, 70},
+      // 1x1 (GPEN's encoder input and its recomputations: 3 -> 64 into a channel slice)
+      {dense(3, 64, 1, 1, 0), 1, 33, 47},  {dense(3, 35, 1, 1, 0), 2, 5, 130},  {dense(1, 1, 1, 1, 0), 1, 3, 3},
+      {dense(4, 17, 1, 1, 0), 1, 16, 16},
   };
   int i = 0;
   for (const Path& p : available_paths())

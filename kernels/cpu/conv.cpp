@@ -68,8 +68,9 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // Depthwise convs (MobileNet) have a kernel of their own, f32 in every precision (memory bound).
   if (isa >= Isa::AVX512 && (k = make_conv_depthwise_avx512(d, weight))) return k;
   if (isa >= Isa::AVX2 && (k = make_conv_depthwise_avx2(d, weight))) return k;
-  // So do strided dense convs of few channels (MobileNet's 3 -> 8 first layer on the whole photo):
-  // the direct kernel's phase-split copy of the input costs more than their arithmetic.
+  // So do dense convs of few input channels, strided (MobileNet's 3 -> 8 first layer on the whole
+  // photo: the direct kernel's phase-split copy of the input costs more than the arithmetic) or
+  // 1x1 (GPEN's 3 -> 64 encoder input: the direct kernel's scratch and epilogue pass do).
   if (isa >= Isa::AVX512 && (k = make_conv_smallc_avx512(d, weight))) return k;
   if (isa >= Isa::AVX2 && (k = make_conv_smallc_avx2(d, weight))) return k;
   // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on

@@ -21,7 +21,8 @@ namespace gpen::cpu {
 // depthwise: groups == C == K, one kxk filter per channel, stride <= 4 (MobileNet's conv_dw).
 std::unique_ptr<ConvKernel> make_conv_depthwise_avx2(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_depthwise_avx512(const ConvDesc& d, const Tensor& weight);
-// small-channel dense: groups 1, C <= 4, K <= 16, kernels 2x2..7x7, stride 2..4 (MobileNet's first layer).
+// small-channel dense: groups 1, C <= 4; K <= 16, kernels 2x2..7x7, stride 2..4 (MobileNet's first layer),
+// or 1x1 with K <= 64 (GPEN's encoder input).
 std::unique_ptr<ConvKernel> make_conv_smallc_avx2(const ConvDesc& d, const Tensor& weight);
 std::unique_ptr<ConvKernel> make_conv_smallc_avx512(const ConvDesc& d, const Tensor& weight);
 // depthwise + pointwise: a depthwise conv and the 1x1 conv reading its output, row by row.
