@@ -1,4 +1,5 @@
-// Codec glue around libpng, libjpeg(-turbo) and libwebp.
+// Codec glue around libpng, libjpeg(-turbo) and libwebp, the format dispatch and atomic save.
+// TIFF, BMP and HEIF/AVIF live in image_tiff.cpp, image_bmp.cpp and image_heif.cpp.
 //
 // libpng and libjpeg report fatal errors through a callback that must not return; we longjmp back
 // to the function that called setjmp. To keep that well-defined in C++ every setjmp-ing function
@@ -13,19 +14,25 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 #include <jpeglib.h>
 #include <jerror.h>  // JWRN_JPEG_EOF
 #include <png.h>
 #include <webp/decode.h>
+#include <webp/demux.h>
 #include <webp/encode.h>
+#include <webp/mux.h>
 
 #include "core/error.h"
+#include "core/image_codecs_internal.h"
+#include "core/image_metadata.h"
 
 namespace gpen {
 
@@ -43,11 +50,36 @@ const char* image_format_name(ImageFormat f) {
     case ImageFormat::Png: return "PNG";
     case ImageFormat::Jpeg: return "JPEG";
     case ImageFormat::Webp: return "WebP";
+    case ImageFormat::Tiff: return "TIFF";
+    case ImageFormat::Bmp: return "BMP";
+    case ImageFormat::Heif: return "HEIF/AVIF";
     default: return "unknown";
   }
 }
 
+bool can_encode(ImageFormat f) {
+  return f == ImageFormat::Png || f == ImageFormat::Jpeg || f == ImageFormat::Webp || f == ImageFormat::Tiff ||
+         f == ImageFormat::Bmp;
+}
+
+namespace detail {
+
+void check_limits(ImageFormat format, int64_t width, int64_t height, const DecodeLimits& limits) {
+  const char* name = image_format_name(format);
+  if (width <= 0 || height <= 0) fail(name, ": invalid image size ", width, "x", height);
+  if (std::max(width, height) > limits.max_side)
+    fail(name, ": image is ", width, "x", height, ", over the limit of ", limits.max_side,
+         " pixels per side");
+  if (width * height > limits.max_pixels)
+    fail(name, ": image is ", width, "x", height, " (", (width * height + 500000) / 1000000,
+         " Mpx), over the limit of ", limits.max_pixels / 1000000.0, " Mpx");
+}
+
+}  // namespace detail
+
 namespace {
+
+using detail::check_limits;
 
 uint32_t read_be32(const uint8_t* p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
@@ -61,53 +93,29 @@ bool starts_with(const uint8_t* data, size_t size, const char* magic, size_t n, 
 // Names formats we recognise but do not decode, so the error says what the file is.
 const char* other_format_name(const uint8_t* data, size_t size) {
   if (starts_with(data, size, "GIF8", 4)) return "GIF";
-  if (starts_with(data, size, "BM", 2)) return "BMP";
-  if (starts_with(data, size, "II*\0", 4) || starts_with(data, size, "MM\0*", 4)) return "TIFF";
-  if (starts_with(data, size, "ftyp", 4, 4)) return "HEIF/AVIF";
+  if (starts_with(data, size, "8BPS", 4)) return "Photoshop PSD";
+  if (starts_with(data, size, "\xFF\x0A", 2) || starts_with(data, size, "\0\0\0\x0CJXL ", 8)) return "JPEG XL";
+  if (starts_with(data, size, "\0\0\0\x0CjP  ", 8)) return "JPEG 2000";
+  if (starts_with(data, size, "ftyp", 4, 4)) return "ISO media other than HEIF/AVIF";
   return nullptr;
 }
 
-void check_limits(ImageFormat format, int64_t width, int64_t height, const DecodeLimits& limits) {
-  const char* name = image_format_name(format);
-  if (width <= 0 || height <= 0) fail(name, ": invalid image size ", width, "x", height);
-  if (std::max(width, height) > limits.max_side)
-    fail(name, ": image is ", width, "x", height, ", over the limit of ", limits.max_side,
-         " pixels per side");
-  if (width * height > limits.max_pixels)
-    fail(name, ": image is ", width, "x", height, " (", (width * height + 500000) / 1000000,
-         " Mpx), over the limit of ", limits.max_pixels / 1000000.0, " Mpx");
+// The brands of the ISO base media files libheif reads as still images: HEIC (HEVC), AVIF (AV1)
+// and the generic HEIF ones. Video brands (mp4, mov) are not images.
+bool is_heif_brand(const uint8_t* brand) {
+  static const char* kBrands[] = {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"};
+  for (const char* b : kBrands)
+    if (std::memcmp(brand, b, 4) == 0) return true;
+  return false;
 }
 
-// ------------------------------------------------------------------------------------------------
-// EXIF orientation: APP1 "Exif\0\0" + TIFF header + IFD0, tag 0x0112 (SHORT). Every read is
-// bounds-checked against the segment, so a malformed Exif block just means "no orientation".
-
-int exif_orientation_from_tiff(const uint8_t* tiff, size_t size) {
-  if (size < 8) return 1;
-  bool little = tiff[0] == 'I' && tiff[1] == 'I';
-  bool big = tiff[0] == 'M' && tiff[1] == 'M';
-  if (!little && !big) return 1;
-  auto u16 = [&](size_t at) -> uint32_t {
-    return little ? uint32_t(tiff[at] | tiff[at + 1] << 8) : read_be16(tiff + at);
-  };
-  auto u32 = [&](size_t at) -> uint32_t {
-    return little ? uint32_t(tiff[at]) | uint32_t(tiff[at + 1]) << 8 | uint32_t(tiff[at + 2]) << 16 |
-                        uint32_t(tiff[at + 3]) << 24
-                  : read_be32(tiff + at);
-  };
-  if (u16(2) != 42) return 1;
-  size_t ifd = u32(4);
-  if (ifd > size || size - ifd < 2) return 1;
-  size_t count = u16(ifd);
-  for (size_t i = 0; i < count; ++i) {
-    size_t entry = ifd + 2 + 12 * i;
-    if (entry > size || size - entry < 12) return 1;
-    if (u16(entry) != 0x0112) continue;
-    uint32_t type = u16(entry + 2);
-    uint32_t value = type == 3 ? u16(entry + 8) : type == 4 ? u32(entry + 8) : 0;
-    return value >= 1 && value <= 8 ? int(value) : 1;
-  }
-  return 1;
+bool is_heif(const uint8_t* data, size_t size) {
+  if (!starts_with(data, size, "ftyp", 4, 4) || size < 16) return false;
+  if (is_heif_brand(data + 8)) return true;  // major brand
+  const size_t box = std::min<size_t>(read_be32(data), size);
+  for (size_t at = 16; at + 4 <= box; at += 4)  // compatible brands
+    if (is_heif_brand(data + at)) return true;
+  return false;
 }
 
 // Walks JPEG marker segments up to the first SOS; calls visit(marker, payload, payload_size) for
@@ -141,6 +149,7 @@ struct PngDecodeContext {
   size_t size = 0, pos = 0;
   DecodeLimits limits;
   Image* out = nullptr;
+  ImageMetadata meta;
   png_structp png = nullptr;
   png_infop info = nullptr;
   jmp_buf jmp;
@@ -178,12 +187,36 @@ void png_request_8bit_output(png_structp png, png_infop info) {
   if (gray && alpha) png_set_gray_to_rgb(png);  // gray+alpha -> RGBA: we keep 1, 3 or 4 channels
 }
 
+constexpr double kMetresPerInch = 0.0254;
+
+// The chunks before the image data: iCCP (libpng inflates it), eXIf, pHYs in pixels per metre.
+// Chunks after the image data are not read (the decoder stops at its end).
+void png_read_metadata(png_structp png, png_infop info, ImageMetadata& meta) {
+  png_charp name = nullptr;
+  int compression = 0;
+  png_bytep profile = nullptr;
+  png_uint_32 profile_size = 0;
+  if (png_get_iCCP(png, info, &name, &compression, &profile, &profile_size) && profile && profile_size)
+    meta.icc.assign(profile, profile + profile_size);
+  png_uint_32 exif_size = 0;
+  png_bytep exif = nullptr;
+  if (png_get_eXIf_1(png, info, &exif_size, &exif) && exif && exif_size) meta.exif = exif_without_prefix(exif, exif_size);
+  png_uint_32 x = 0, y = 0;
+  int unit = 0;
+  if (png_get_pHYs(png, info, &x, &y, &unit) && unit == PNG_RESOLUTION_METER && x > 0 && y > 0) {
+    meta.dpi_x = x * kMetresPerInch;
+    meta.dpi_y = y * kMetresPerInch;
+  }
+}
+
 // Returns false with ctx.message set on any libpng error. Only trivial locals (setjmp rules).
 bool png_decode_pixels(PngDecodeContext& ctx) {
   if (setjmp(ctx.jmp)) return false;
   png_set_read_fn(ctx.png, &ctx, png_read_from_memory);
   png_set_user_limits(ctx.png, uint32_t(ctx.limits.max_side), uint32_t(ctx.limits.max_side));
+  png_set_benign_errors(ctx.png, 1);  // a bad profile or eXIf chunk is skipped, not a failed decode
   png_read_info(ctx.png, ctx.info);
+  png_read_metadata(ctx.png, ctx.info, ctx.meta);
   png_uint_32 width = png_get_image_width(ctx.png, ctx.info);
   png_uint_32 height = png_get_image_height(ctx.png, ctx.info);
   png_request_8bit_output(ctx.png, ctx.info);
@@ -221,6 +254,7 @@ Image decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits) {
   ctx.info = png_create_info_struct(ctx.png);
   if (!ctx.info) fail("PNG: cannot create decoder");
   if (!png_decode_pixels(ctx)) fail("PNG: corrupt or truncated data (", ctx.message, ")");
+  out.meta = std::move(ctx.meta);
   return out;
 }
 
@@ -252,6 +286,7 @@ struct JpegDecodeContext {
   size_t size = 0;
   DecodeLimits limits;
   Image* out = nullptr;
+  ImageMetadata meta;
   std::vector<uint8_t> cmyk_row;
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
@@ -273,13 +308,43 @@ void cmyk_row_to_rgb(const uint8_t* cmyk, uint8_t* rgb, int width, bool inverted
   }
 }
 
+// APP1 "Exif\0\0" (the first one), the APP2 ICC_PROFILE chunks (libjpeg-turbo joins them) and
+// the JFIF density; needs jpeg_save_markers for APP1 and APP2 before the header is read.
+void jpeg_read_metadata(jpeg_decompress_struct& cinfo, ImageMetadata& meta) {
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
+    if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0) {
+      meta.exif = exif_without_prefix(m->data, m->data_length);
+      break;
+    }
+  JOCTET* icc = nullptr;
+  unsigned int icc_size = 0;
+  if (jpeg_read_icc_profile(&cinfo, &icc, &icc_size) && icc) {
+    try {
+      meta.icc.assign(icc, icc + icc_size);
+    } catch (...) {
+      std::free(icc);
+      throw;
+    }
+    std::free(icc);
+  }
+  if (cinfo.saw_JFIF_marker && (cinfo.density_unit == 1 || cinfo.density_unit == 2) && cinfo.X_density &&
+      cinfo.Y_density) {
+    const double per_inch = cinfo.density_unit == 1 ? 1.0 : 2.54;  // 2: dots per cm
+    meta.dpi_x = cinfo.X_density * per_inch;
+    meta.dpi_y = cinfo.Y_density * per_inch;
+  }
+}
+
 bool jpeg_decode_pixels(JpegDecodeContext& ctx) {
   jpeg_decompress_struct& cinfo = ctx.cinfo;
   if (setjmp(ctx.err.jmp)) return false;
   jpeg_create_decompress(&cinfo);
   ctx.created = true;
   jpeg_mem_src(&cinfo, ctx.data, static_cast<unsigned long>(ctx.size));
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF);
   jpeg_read_header(&cinfo, TRUE);
+  jpeg_read_metadata(cinfo, ctx.meta);
   int64_t width = cinfo.image_width, height = cinfo.image_height;
   if (width <= 0 || height <= 0 || std::max(width, height) > ctx.limits.max_side ||
       width * height > ctx.limits.max_pixels) {
@@ -320,7 +385,11 @@ Image decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits) 
       check_limits(ImageFormat::Jpeg, ctx.cinfo.image_width, ctx.cinfo.image_height, limits);
     fail("JPEG: corrupt or truncated data (", ctx.err.message, ")");
   }
-  return apply_exif_orientation(std::move(stored), jpeg_exif_orientation(data, size));
+  const int orientation = exif_orientation(ctx.meta.exif.data(), ctx.meta.exif.size());
+  Image upright = apply_exif_orientation(std::move(stored), orientation);
+  if (orientation >= 5) std::swap(ctx.meta.dpi_x, ctx.meta.dpi_y);
+  upright.meta = std::move(ctx.meta);
+  return upright;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -334,6 +403,25 @@ const char* webp_status_text(VP8StatusCode status) {
     case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
     default: return "invalid data";
   }
+}
+
+// The ICCP and EXIF chunks of an extended (VP8X) file; none in a simple one.
+ImageMetadata webp_read_metadata(const uint8_t* data, size_t size) {
+  ImageMetadata meta;
+  const WebPData whole = {data, size};
+  std::unique_ptr<WebPDemuxer, void (*)(WebPDemuxer*)> demux(WebPDemux(&whole), WebPDemuxDelete);
+  if (!demux) return meta;
+  const uint32_t flags = WebPDemuxGetI(demux.get(), WEBP_FF_FORMAT_FLAGS);
+  auto chunk = [&](const char* fourcc, uint32_t flag, std::vector<uint8_t>& dst) {
+    WebPChunkIterator it;
+    if (!(flags & flag) || !WebPDemuxGetChunk(demux.get(), fourcc, 1, &it)) return;
+    dst.assign(it.chunk.bytes, it.chunk.bytes + it.chunk.size);
+    WebPDemuxReleaseChunkIterator(&it);
+  };
+  chunk("ICCP", ICCP_FLAG, meta.icc);
+  chunk("EXIF", EXIF_FLAG, meta.exif);
+  if (!meta.exif.empty()) meta.exif = exif_without_prefix(meta.exif.data(), meta.exif.size());
+  return meta;
 }
 
 Image decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits) {
@@ -354,14 +442,17 @@ Image decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits) 
   status = WebPDecode(data, size, &config);
   WebPFreeDecBuffer(&config.output);  // external memory: frees nothing of ours
   if (status != VP8_STATUS_OK) fail("WebP: corrupt or truncated data (", webp_status_text(status), ")");
+  out.meta = webp_read_metadata(data, size);
   return out;
 }
+
+constexpr const char* kSupportedFormats = "PNG, JPEG, WebP, TIFF, BMP, HEIF/AVIF";
 
 [[noreturn]] void fail_unknown_format(const uint8_t* data, size_t size) {
   if (size == 0) fail("empty input (0 bytes), not an image");
   if (const char* other = other_format_name(data, size))
-    fail("unsupported image format (", other, "); supported: PNG, JPEG, WebP");
-  fail("not a PNG, JPEG or WebP image (unrecognised signature)");
+    fail("unsupported image format (", other, "); supported: ", kSupportedFormats);
+  fail("not an image gpen reads (unrecognised signature; supported: ", kSupportedFormats, ")");
 }
 
 }  // namespace
@@ -373,6 +464,11 @@ ImageFormat detect_image_format(const uint8_t* data, size_t size) {
   if (starts_with(data, size, "\x89PNG\r\n\x1a\n", 8)) return ImageFormat::Png;
   if (starts_with(data, size, "\xFF\xD8\xFF", 3)) return ImageFormat::Jpeg;
   if (starts_with(data, size, "RIFF", 4) && starts_with(data, size, "WEBP", 4, 8)) return ImageFormat::Webp;
+  if (starts_with(data, size, "II*\0", 4) || starts_with(data, size, "MM\0*", 4) ||
+      starts_with(data, size, "II+\0", 4) || starts_with(data, size, "MM\0+", 4))  // classic and BigTIFF
+    return ImageFormat::Tiff;
+  if (starts_with(data, size, "BM", 2) && size >= 18) return ImageFormat::Bmp;
+  if (is_heif(data, size)) return ImageFormat::Heif;
   return ImageFormat::Unknown;
 }
 
@@ -380,7 +476,7 @@ int jpeg_exif_orientation(const uint8_t* data, size_t size) {
   int orientation = 1;
   for_each_jpeg_segment(data, size, [&](uint8_t marker, const uint8_t* p, size_t n) {
     if (marker != 0xE1 || n < 6 || std::memcmp(p, "Exif\0\0", 6) != 0) return false;
-    orientation = exif_orientation_from_tiff(p + 6, n - 6);
+    orientation = exif_orientation(p + 6, n - 6);
     return true;
   });
   return orientation;
@@ -422,6 +518,9 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
       info.height = features.height;
       return info;
     }
+    case ImageFormat::Tiff: return detail::probe_tiff(data, size);
+    case ImageFormat::Bmp: return detail::probe_bmp(data, size);
+    case ImageFormat::Heif: return detail::probe_heif(data, size);
     default: break;
   }
   fail_unknown_format(data, size);
@@ -432,6 +531,9 @@ Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits)
     case ImageFormat::Png: return decode_png(data, size, limits);
     case ImageFormat::Jpeg: return decode_jpeg(data, size, limits);
     case ImageFormat::Webp: return decode_webp(data, size, limits);
+    case ImageFormat::Tiff: return detail::decode_tiff(data, size, limits);
+    case ImageFormat::Bmp: return detail::decode_bmp(data, size, limits);
+    case ImageFormat::Heif: return detail::decode_heif(data, size, limits);
     default: fail_unknown_format(data, size);
   }
 }
@@ -535,6 +637,7 @@ void check_encodable(const Image& img) {
 
 struct PngEncodeContext {
   const Image* img = nullptr;
+  const ImageMetadata* meta = nullptr;
   int compression = 6;
   std::vector<uint8_t>* out = nullptr;
   png_structp png = nullptr;
@@ -564,6 +667,16 @@ void png_write_to_vector(png_structp png, png_bytep data, size_t n) {
 }
 void png_flush_nothing(png_structp) {}
 
+void png_set_metadata(png_structp png, png_infop info, const ImageMetadata& meta) {
+  if (!meta.icc.empty())
+    png_set_iCCP(png, info, "ICC profile", PNG_COMPRESSION_TYPE_BASE, meta.icc.data(), png_uint_32(meta.icc.size()));
+  if (!meta.exif.empty())
+    png_set_eXIf_1(png, info, png_uint_32(meta.exif.size()), const_cast<png_bytep>(meta.exif.data()));
+  if (meta.dpi_x > 0 && meta.dpi_y > 0)
+    png_set_pHYs(png, info, png_uint_32(std::lround(meta.dpi_x / kMetresPerInch)),
+                 png_uint_32(std::lround(meta.dpi_y / kMetresPerInch)), PNG_RESOLUTION_METER);
+}
+
 bool png_encode_pixels(PngEncodeContext& ctx) {
   if (setjmp(ctx.jmp)) return false;
   const Image& img = *ctx.img;
@@ -573,16 +686,19 @@ bool png_encode_pixels(PngEncodeContext& ctx) {
   png_set_IHDR(ctx.png, ctx.info, png_uint_32(img.width), png_uint_32(img.height), 8, color_type,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_set_compression_level(ctx.png, ctx.compression);
+  png_set_benign_errors(ctx.png, 1);  // a profile libpng finds invalid is left out, with a warning
+  png_set_metadata(ctx.png, ctx.info, *ctx.meta);
   png_write_info(ctx.png, ctx.info);
   for (int y = 0; y < img.height; ++y) png_write_row(ctx.png, img.row(y));
   png_write_end(ctx.png, nullptr);
   return true;
 }
 
-std::vector<uint8_t> encode_png(const Image& img, const EncodeOptions& options) {
+std::vector<uint8_t> encode_png(const Image& img, const EncodeOptions& options, const ImageMetadata& meta) {
   std::vector<uint8_t> out;
   PngEncodeContext ctx;
   ctx.img = &img;
+  ctx.meta = &meta;
   ctx.compression = std::clamp(options.png_compression, 0, 9);
   ctx.out = &out;
   ctx.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_encode_error, png_ignore_warning);
@@ -595,6 +711,8 @@ std::vector<uint8_t> encode_png(const Image& img, const EncodeOptions& options) 
 
 struct JpegEncodeContext {
   const Image* img = nullptr;
+  const ImageMetadata* meta = nullptr;
+  std::vector<uint8_t> exif_app1;  // "Exif\0\0" + the EXIF; empty when none or over a segment's 64 KB
   int quality = 95;
   jpeg_compress_struct cinfo;
   JpegErrorManager err;
@@ -621,7 +739,16 @@ bool jpeg_encode_pixels(JpegEncodeContext& ctx) {
   cinfo.in_color_space = img.channels == 1 ? JCS_GRAYSCALE : img.channels == 3 ? JCS_RGB : JCS_EXT_RGBX;
   jpeg_set_defaults(&cinfo);
   jpeg_set_quality(&cinfo, ctx.quality, TRUE);
+  const ImageMetadata& meta = *ctx.meta;
+  if (meta.dpi_x > 0 && meta.dpi_y > 0 && meta.dpi_x < 65535.5 && meta.dpi_y < 65535.5) {
+    cinfo.density_unit = 1;  // dots per inch
+    cinfo.X_density = UINT16(std::lround(meta.dpi_x));
+    cinfo.Y_density = UINT16(std::lround(meta.dpi_y));
+  }
   jpeg_start_compress(&cinfo, TRUE);
+  if (!ctx.exif_app1.empty())
+    jpeg_write_marker(&cinfo, JPEG_APP0 + 1, ctx.exif_app1.data(), unsigned(ctx.exif_app1.size()));
+  if (!meta.icc.empty()) jpeg_write_icc_profile(&cinfo, meta.icc.data(), unsigned(meta.icc.size()));
   while (cinfo.next_scanline < cinfo.image_height) {
     JSAMPROW row = const_cast<JSAMPROW>(img.row(int(cinfo.next_scanline)));
     jpeg_write_scanlines(&cinfo, &row, 1);
@@ -630,10 +757,16 @@ bool jpeg_encode_pixels(JpegEncodeContext& ctx) {
   return true;
 }
 
-std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options) {
+std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options, const ImageMetadata& meta) {
   if (img.width > 65500 || img.height > 65500) fail("JPEG: cannot store images larger than 65500 pixels per side");
   JpegEncodeContext ctx;
   ctx.img = &img;
+  ctx.meta = &meta;
+  constexpr size_t kMaxSegmentPayload = 65533;  // a marker's 16-bit length counts itself
+  if (!meta.exif.empty() && meta.exif.size() + 6 <= kMaxSegmentPayload) {
+    ctx.exif_app1.assign({'E', 'x', 'i', 'f', 0, 0});
+    ctx.exif_app1.insert(ctx.exif_app1.end(), meta.exif.begin(), meta.exif.end());
+  }
   ctx.quality = std::clamp(options.quality, 1, 100);
   ctx.cinfo.err = jpeg_std_error(&ctx.err.pub);
   ctx.err.pub.error_exit = jpeg_error_to_longjmp;
@@ -643,10 +776,30 @@ std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options)
   return std::vector<uint8_t>(ctx.buffer, ctx.buffer + ctx.buffer_size);
 }
 
-std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options) {
+// The encoder's simple-format file with ICCP and EXIF chunks added (libwebpmux makes it VP8X).
+std::vector<uint8_t> webp_with_metadata(const uint8_t* data, size_t size, const ImageMetadata& meta) {
+  std::unique_ptr<WebPMux, void (*)(WebPMux*)> mux(WebPMuxNew(), WebPMuxDelete);
+  if (!mux) fail("WebP: out of memory");
+  const WebPData image = {data, size}, icc = {meta.icc.data(), meta.icc.size()},
+                 exif = {meta.exif.data(), meta.exif.size()};
+  if (WebPMuxSetImage(mux.get(), &image, 0) != WEBP_MUX_OK) fail("WebP: cannot add metadata (image not accepted)");
+  if (icc.size && WebPMuxSetChunk(mux.get(), "ICCP", &icc, 0) != WEBP_MUX_OK) fail("WebP: cannot add the ICC profile");
+  if (exif.size && WebPMuxSetChunk(mux.get(), "EXIF", &exif, 0) != WEBP_MUX_OK) fail("WebP: cannot add EXIF");
+  WebPData assembled;
+  WebPDataInit(&assembled);
+  if (WebPMuxAssemble(mux.get(), &assembled) != WEBP_MUX_OK) {
+    WebPDataClear(&assembled);
+    fail("WebP: cannot add metadata (assembly failed)");
+  }
+  std::vector<uint8_t> out(assembled.bytes, assembled.bytes + assembled.size);
+  WebPDataClear(&assembled);
+  return out;
+}
+
+std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options, const ImageMetadata& meta) {
   if (img.width > WEBP_MAX_DIMENSION || img.height > WEBP_MAX_DIMENSION)
     fail("WebP: cannot store images larger than ", WEBP_MAX_DIMENSION, " pixels per side");
-  if (img.channels == 1) return encode_webp(to_rgb(img), options);
+  if (img.channels == 1) return encode_webp(to_rgb(img), options, meta);
   const bool rgba = img.channels == 4;
   const int stride = int(img.row_bytes());
   const float quality = float(std::clamp(options.quality, 1, 100));
@@ -662,19 +815,32 @@ std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options)
     WebPFree(data);
     fail("WebP: encoding failed");
   }
-  std::vector<uint8_t> out(data, data + size);
-  WebPFree(data);
-  return out;
+  std::unique_ptr<uint8_t, void (*)(void*)> owned(data, WebPFree);
+  if (meta.icc.empty() && meta.exif.empty()) return std::vector<uint8_t>(data, data + size);
+  return webp_with_metadata(data, size, meta);
+}
+
+// What an encoder writes: nothing when the caller strips metadata; the EXIF fixed for upright
+// pixels of this size (see exif_for_output).
+ImageMetadata metadata_to_write(const Image& img, const EncodeOptions& options) {
+  if (!options.keep_metadata) return {};
+  ImageMetadata meta = img.meta;
+  if (!meta.exif.empty()) meta.exif = exif_for_output(meta.exif, img.width, img.height);
+  return meta;
 }
 
 }  // namespace
 
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options) {
   check_encodable(img);
+  const ImageMetadata meta = metadata_to_write(img, options);
   switch (options.format) {
-    case ImageFormat::Png: return encode_png(img, options);
-    case ImageFormat::Jpeg: return encode_jpeg(img, options);
-    case ImageFormat::Webp: return encode_webp(img, options);
+    case ImageFormat::Png: return encode_png(img, options, meta);
+    case ImageFormat::Jpeg: return encode_jpeg(img, options, meta);
+    case ImageFormat::Webp: return encode_webp(img, options, meta);
+    case ImageFormat::Tiff: return detail::encode_tiff(img, meta);
+    case ImageFormat::Bmp: return detail::encode_bmp(img);
+    case ImageFormat::Heif: fail("HEIF/AVIF: gpen reads it but does not write it (use jpg, png, webp or tiff)");
     default: fail("encode_image: no output format given");
   }
 }
@@ -688,6 +854,9 @@ ImageFormat format_from_extension(const std::string& path) {
   if (ext == "png") return ImageFormat::Png;
   if (ext == "jpg" || ext == "jpeg") return ImageFormat::Jpeg;
   if (ext == "webp") return ImageFormat::Webp;
+  if (ext == "tif" || ext == "tiff") return ImageFormat::Tiff;
+  if (ext == "bmp") return ImageFormat::Bmp;
+  if (ext == "heic" || ext == "heif" || ext == "avif" || ext == "hif") return ImageFormat::Heif;
   return ImageFormat::Unknown;
 }
 
@@ -760,7 +929,7 @@ void save_image(const std::string& path, const Image& img, const EncodeOptions& 
   EncodeOptions opts = options;
   if (opts.format == ImageFormat::Unknown) opts.format = format_from_extension(path);
   if (opts.format == ImageFormat::Unknown)
-    fail("cannot tell the image format from the file name '", path, "' (use .png, .jpg, .jpeg or .webp)");
+    fail("cannot tell the image format from the file name '", path, "' (use .png, .jpg, .jpeg, .webp, .tif, .tiff or .bmp)");
   write_file_atomically(path, encode_image(img, opts));  // encode first: no file on encode errors
 }
 

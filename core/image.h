@@ -1,16 +1,31 @@
-// 8-bit images: decode (PNG, JPEG, WebP; chosen by magic bytes, never by file name), encode,
-// atomic save, and the channel conversions the pipeline needs (gray -> RGB, RGBA -> RGB + alpha).
+// 8-bit images: decode (PNG, JPEG, WebP, TIFF, BMP, HEIF/AVIF; chosen by magic bytes, never by
+// file name), encode (PNG, JPEG, WebP, TIFF, BMP), atomic save, and the channel conversions the
+// pipeline needs (gray -> RGB, RGBA -> RGB + alpha).
 //
 // What decoding produces:
 //   - PNG: 8-bit gray -> 1 channel; gray+alpha -> 4 channels (gray copied into R, G, B); RGB -> 3;
 //     RGBA -> 4; palette -> RGB, or RGBA when it has a tRNS chunk; gray with tRNS -> RGBA.
 //     Bit depths below 8 are expanded; 16-bit samples are scaled to 8 bits with rounding
-//     (v * 255 / 65535, libpng's png_set_scale_16). Gamma / colour profiles are ignored, like OpenCV.
-//   - JPEG: gray -> 1 channel, everything else -> 3 (RGB). The EXIF Orientation tag (1..8) in
-//     APP1 is applied, so width/height are those of the upright picture.
+//     (v * 255 / 65535, libpng's png_set_scale_16). Pixels are not colour-converted (like OpenCV);
+//     the ICC profile is kept in `meta` and written back with the result.
+//   - JPEG: gray -> 1 channel, everything else -> 3 (RGB; CMYK/YCCK converted). The EXIF
+//     Orientation tag (1..8) in APP1 is applied, so width/height are those of the upright picture.
 //   - WebP: 3 channels, or 4 when the file has alpha. Animated WebP is refused.
+//   - TIFF (libtiff): the first page; gray (1 sample) -> 1 channel, with alpha -> 4, everything
+//     else -> 3 or 4 (libtiff's RGBA reader: palette, CMYK, YCbCr, 1..16-bit, any compression it
+//     knows; its Orientation tag applied). Floating-point samples are refused.
+//   - BMP (stb_image): 3 channels, or 4 for 32-bit files with alpha; 8-bit gray palettes -> 3.
+//   - HEIF/AVIF (libheif: HEVC and AV1): 3 channels, 4 with alpha; rotation and mirroring
+//     (irot/imir) applied, as the HEIF spec asks (its EXIF orientation is ignored). 10/12-bit
+//     images are reduced to 8 bits.
 // Every failure (unknown format, corrupt or truncated data, over the size limits) throws
 // gpen::Error with a one-line message; the codecs never print or exit.
+//
+// Metadata (`ImageMetadata`): the ICC profile, EXIF and pixel density are read from every format
+// that has them and written back by encode_image (unless EncodeOptions::keep_metadata is false)
+// into whatever format the output has room for. The pixels written are upright, so the EXIF
+// copy is fixed on the way out: Orientation 1, PixelX/YDimension the output's size, and the
+// embedded thumbnail (IFD1, the unrestored photo) dropped.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,10 +34,22 @@
 
 namespace gpen {
 
+// What a photo file says besides its pixels, kept from decode to encode so a restored photo keeps
+// its colour space (a Display P3 or Adobe RGB photo would look washed out without its profile),
+// its camera data and its print size.
+struct ImageMetadata {
+  std::vector<uint8_t> icc;   // ICC colour profile, as embedded; empty: none (sRGB assumed)
+  std::vector<uint8_t> exif;  // EXIF as a TIFF stream ("II*\0..." / "MM\0*..."), no "Exif\0\0" prefix
+  double dpi_x = 0, dpi_y = 0;  // pixel density in dots per inch; 0: not given
+
+  bool empty() const { return icc.empty() && exif.empty() && dpi_x <= 0 && dpi_y <= 0; }
+};
+
 // Interleaved 8-bit pixels: HWC, row-major, channels in R, G, B(, A) order (1 = gray).
 struct Image {
   int width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;
+  ImageMetadata meta;  // from the decoded file; new images start without
 
   Image() = default;
   Image(int width, int height, int channels);  // zero-filled; checks the shape
@@ -35,8 +62,12 @@ struct Image {
   uint8_t at(int x, int y, int c) const { return row(y)[size_t(x) * size_t(channels) + size_t(c)]; }
 };
 
-enum class ImageFormat { Unknown, Png, Jpeg, Webp };
-const char* image_format_name(ImageFormat f);  // "PNG", "JPEG", "WebP", "unknown"
+enum class ImageFormat { Unknown, Png, Jpeg, Webp, Tiff, Bmp, Heif };
+const char* image_format_name(ImageFormat f);  // "PNG", "JPEG", "WebP", "TIFF", "BMP", "HEIF/AVIF", "unknown"
+// The formats encode_image writes (HEIF/AVIF is read only: its outputs default to JPEG).
+bool can_encode(ImageFormat f);
+// Whether this build reads HEIF/AVIF (libheif was found at configure time).
+bool heif_supported();
 
 // Checked from the file header, before any pixel buffer is allocated.
 struct DecodeLimits {
@@ -47,7 +78,7 @@ struct DecodeLimits {
 struct ImageInfo {
   ImageFormat format = ImageFormat::Unknown;
   int width = 0, height = 0;  // as stored (before EXIF orientation)
-  int orientation = 1;        // EXIF orientation for JPEG, 1 otherwise
+  int orientation = 1;        // EXIF orientation for JPEG, TIFF's own Orientation tag; 1 otherwise
 };
 
 // Format from the first bytes; Unknown when no supported signature matches.
@@ -71,13 +102,17 @@ struct EncodeOptions {
   int quality = 95;                           // JPEG and lossy WebP, 1..100
   bool lossless = false;                      // WebP only
   int png_compression = 6;                    // zlib level 0..9
+  bool keep_metadata = true;                  // write img.meta (ICC, EXIF, density) where the format can
 };
 
 // Encodes to memory. JPEG cannot store alpha: RGBA is written as RGB (alpha dropped, like
-// cv2.imwrite). WebP stores gray as RGB.
+// cv2.imwrite). WebP stores gray as RGB; BMP stores gray as RGB. Where metadata goes: PNG iCCP,
+// eXIf, pHYs; JPEG APP2 ICC_PROFILE, APP1 Exif (when under 64 KB), JFIF density; WebP ICCP and
+// EXIF chunks; TIFF ICC profile and resolution tags (not EXIF); BMP none.
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options);
 
-// ".png" / ".jpg" / ".jpeg" / ".webp" (any case) -> format; Unknown otherwise.
+// ".png" / ".jpg" / ".jpeg" / ".webp" / ".tif" / ".tiff" / ".bmp" / ".heic" / ".heif" / ".avif"
+// (any case) -> format; Unknown otherwise.
 ImageFormat format_from_extension(const std::string& path);
 
 // Encodes, writes to a temporary file in the destination directory, then renames it over `path`

@@ -148,6 +148,49 @@ TEST_CASE("plan: folders, recursion, hidden files, list file, suffix and format"
   CHECK_THROWS_AS(plan_batch(BatchInputs{{}, in + "/nope.txt", false}, naming), Error);
 }
 
+TEST_CASE("plan: TIFF, BMP and HEIF/AVIF inputs; HEIF/AVIF outputs default to JPEG", "[batch]") {
+  const std::string in = fresh_dir("plan_formats");
+  for (const char* f : {"a.tif", "b.TIFF", "c.bmp", "d.heic", "e.avif", "f.gif"}) std::ofstream(in + "/" + f) << "x";
+  OutputNaming naming;
+  naming.dir = "/out";
+  std::vector<std::string> outs;
+  for (const BatchItem& it : plan_batch(BatchInputs{{in}, "", false}, naming)) outs.push_back(it.output);
+  CHECK(outs == std::vector<std::string>{"/out/a.tif", "/out/b.tiff", "/out/c.bmp", "/out/d.jpg", "/out/e.jpg"});
+  naming.format = "tif";
+  CHECK(plan_batch(BatchInputs{{in + "/d.heic"}, "", false}, naming)[0].output == "/out/d.tif");
+  naming.format = "heic";
+  CHECK_THROWS_WITH(plan_batch(BatchInputs{{in + "/a.tif"}, "", false}, naming), Catch::Contains("unknown output format"));
+  naming = OutputNaming{};
+  naming.file = "/out/x.heic";
+  CHECK_THROWS_WITH(plan_batch(BatchInputs{{in + "/a.tif"}, "", false}, naming), Catch::Contains("does not write"));
+}
+
+TEST_CASE("batch: outputs keep the input's ICC profile, EXIF and density; keep_metadata=false drops them", "[batch]") {
+  const std::string in = fresh_dir("meta_in"), out = fresh_dir("meta_out"), bare = fresh_dir("meta_bare");
+  const ImageMetadata meta = load_image(test::shared_path("images/group_solvay_1927.png")).meta;  // ICC, EXIF, 144 dpi
+  REQUIRE((!meta.icc.empty() && !meta.exif.empty()));
+  Image photo = group_crop(0);
+  photo.meta = meta;
+  save_image(in + "/scan.tif", photo);
+  save_image(in + "/snap.jpg", photo);
+  BatchOptions o = quick_options();
+  o.max_size = 142;  // the long side (284) halved: the density halves with it, so the print size stays
+  const BatchSummary s = run_batch(restorer(), plan_into({in + "/scan.tif", in + "/snap.jpg"}, out), o);
+  REQUIRE(s.progress.done == 2);
+  const Image tif = load_image(out + "/scan.tif"), jpg = load_image(out + "/snap.jpg");
+  CHECK(tif.width == 130);
+  CHECK(tif.meta.icc == meta.icc);
+  CHECK(tif.meta.dpi_x == Approx(72.0).margin(0.5));
+  CHECK(jpg.meta.icc == meta.icc);
+  CHECK(!jpg.meta.exif.empty());
+  CHECK(jpg.meta.dpi_x == Approx(72.0).margin(0.5));
+
+  o.keep_metadata = false;
+  REQUIRE(run_batch(restorer(), plan_into({in + "/scan.tif", in + "/snap.jpg"}, bare), o).progress.done == 2);
+  CHECK(load_image(bare + "/scan.tif").meta.empty());
+  CHECK(load_image(bare + "/snap.jpg").meta.empty());
+}
+
 TEST_CASE("plan: an output never overwrites an input, two inputs never share an output", "[batch]") {
   const std::string in = fresh_dir("plan_clash");
   fs::create_directories(in + "/x");

@@ -21,43 +21,12 @@
 
 #include "core/error.h"
 #include "core/image.h"
+#include "tests/image_test_util.h"
 
 using namespace gpen;
+using namespace gpen::test_images;
 
 namespace {
-
-std::string shared_image(const std::string& name) {
-  return std::string(GPEN_SOURCE_DIR) + "/../shared/images/" + name;
-}
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
-
-// A smooth test picture: gradients without wrap-around (lossy codecs should keep it close).
-Image gradient_image(int w, int h, int channels) {
-  Image img(w, h, channels);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < channels; ++c)
-        img.at(x, y, c) = uint8_t(c == 3 ? 255 * x / w : 20 + 140 * x / w + 60 * y / h + 30 * c);
-  return img;
-}
-
-Image noise_image(int w, int h, int channels, uint32_t seed) {
-  Image img(w, h, channels);
-  std::mt19937 rng(seed);
-  for (auto& p : img.pixels) p = uint8_t(rng() & 0xFF);
-  return img;
-}
-
-double mean_abs_diff(const Image& a, const Image& b) {
-  REQUIRE(a.pixels.size() == b.pixels.size());
-  double sum = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) sum += std::abs(int(a.pixels[i]) - int(b.pixels[i]));
-  return sum / double(a.pixels.size());
-}
 
 uint32_t crc32_of(const uint8_t* data, size_t n) {
   uint32_t crc = 0xFFFFFFFFu;
@@ -161,10 +130,6 @@ std::vector<uint8_t> with_exif(const std::vector<uint8_t>& jpeg, int orientation
   out.insert(out.end(), seg.begin(), seg.end());
   out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
   return out;
-}
-
-bool same_pixels(const Image& a, const Image& b) {
-  return a.width == b.width && a.height == b.height && a.channels == b.channels && a.pixels == b.pixels;
 }
 
 // A fresh directory under /tmp, removed (with its files) at scope exit.
@@ -376,6 +341,11 @@ TEST_CASE("the format comes from the magic bytes, never from the file name", "[i
   CHECK(format_from_extension("x.jpeg") == ImageFormat::Jpeg);
   CHECK(format_from_extension("x.JPG") == ImageFormat::Jpeg);
   CHECK(format_from_extension("x.webp") == ImageFormat::Webp);
+  CHECK(format_from_extension("scan.TIF") == ImageFormat::Tiff);
+  CHECK(format_from_extension("scan.tiff") == ImageFormat::Tiff);
+  CHECK(format_from_extension("cctv.bmp") == ImageFormat::Bmp);
+  CHECK(format_from_extension("IMG_0001.HEIC") == ImageFormat::Heif);
+  CHECK(format_from_extension("x.avif") == ImageFormat::Heif);
   CHECK(format_from_extension("dir.png/file") == ImageFormat::Unknown);
   CHECK(format_from_extension("noext") == ImageFormat::Unknown);
 }
@@ -397,11 +367,11 @@ TEST_CASE("bad input fails with one-line gpen::Error messages", "[image]") {
   std::vector<uint8_t> random(4096);
   for (auto& b : random) b = uint8_t(rng());
   random[0] = 0x00;  // make sure it is no signature we know
-  CHECK_THAT(message_of(random), Catch::Contains("not a PNG, JPEG or WebP"));
+  CHECK_THAT(message_of(random), Catch::Contains("not an image gpen reads"));
   CHECK_THAT(message_of({'G', 'I', 'F', '8', '9', 'a', 0, 0}), Catch::Contains("GIF"));
 
   Image img = noise_image(64, 48, 3, 9);
-  for (ImageFormat f : {ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Webp}) {
+  for (ImageFormat f : {ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Webp, ImageFormat::Tiff, ImageFormat::Bmp}) {
     EncodeOptions o;
     o.format = f;
     const std::vector<uint8_t> good = encode_image(img, o);
@@ -425,7 +395,10 @@ TEST_CASE("bad input fails with one-line gpen::Error messages", "[image]") {
   // Random bytes after valid signatures.
   for (std::vector<uint8_t> sig : {std::vector<uint8_t>{0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'},
                                    std::vector<uint8_t>{0xFF, 0xD8, 0xFF},
-                                   std::vector<uint8_t>{'R', 'I', 'F', 'F', 0, 1, 0, 0, 'W', 'E', 'B', 'P'}}) {
+                                   std::vector<uint8_t>{'R', 'I', 'F', 'F', 0, 1, 0, 0, 'W', 'E', 'B', 'P'},
+                                   std::vector<uint8_t>{'I', 'I', '*', 0}, std::vector<uint8_t>{'M', 'M', 0, '*'},
+                                   std::vector<uint8_t>{'B', 'M'},
+                                   std::vector<uint8_t>{0, 0, 0, 24, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c'}}) {
     std::vector<uint8_t> junk = sig;
     for (int i = 0; i < 2000; ++i) junk.push_back(uint8_t(rng()));
     std::string msg = message_of(junk);
@@ -475,11 +448,13 @@ TEST_CASE("save_image writes atomically and leaves nothing behind on failure", "
     save_image(path, img);
     CHECK(same_pixels(load_image(path), img));
     CHECK(dir.entries() == std::vector<std::string>{"out.png"});
-    for (const char* name : {"/a.jpg", "/b.webp", "/c.JPEG"}) CHECK_NOTHROW(save_image(dir.path + name, img));
-    CHECK(dir.entries().size() == 4);
+    for (const char* name : {"/a.jpg", "/b.webp", "/c.JPEG", "/d.tif", "/e.bmp"})
+      CHECK_NOTHROW(save_image(dir.path + name, img));
+    CHECK(dir.entries().size() == 6);
   }
   SECTION("unknown extension without an explicit format") {
-    CHECK_THROWS_WITH(save_image(dir.path + "/out.bmp", img), Catch::Contains("out.bmp"));
+    CHECK_THROWS_WITH(save_image(dir.path + "/out.gif", img), Catch::Contains("out.gif"));
+    CHECK_THROWS_WITH(save_image(dir.path + "/out.heic", img), Catch::Contains("does not write"));
     CHECK(dir.entries().empty());
   }
   SECTION("missing directory") {

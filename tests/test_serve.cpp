@@ -166,10 +166,29 @@ TEST_CASE("serve: enhance a photo, get the image back and find it in the outputs
   CHECK(out.width == in.width);
   CHECK(out.height == in.height);
   CHECK(out.pixels != to_rgb(in).pixels);  // faces were restored
+  CHECK(out.meta.icc == in.meta.icc);       // the photo's colour profile comes back with it
+  CHECK(!out.meta.exif.empty());
 
   const std::string saved = r->get_header_value("X-Gpen-Saved-As");
   CHECK(std::regex_match(saved, std::regex(R"(outputs_\d{14}(_\d+)?\.png)")));
   CHECK(read_file(srv.root + "/outputs/" + saved) == r->body);
+}
+
+TEST_CASE("serve: a TIFF scan and a BMP are accepted under their own content types", "[serve]") {
+  TestServer srv;
+  auto cli = srv.client();
+  const Image in = load_image(test::shared_path("images/lowq_face_512.png"));
+  EncodeOptions o;
+  for (auto [format, type] : {std::pair{ImageFormat::Tiff, "image/tiff"}, std::pair{ImageFormat::Bmp, "image/bmp"}}) {
+    o.format = format;
+    const std::vector<uint8_t> bytes = encode_image(in, o);
+    auto r = post_form(cli, "/api/enhance", {file_part("image", std::string(bytes.begin(), bytes.end()), "scan", type),
+                                             text_part("aligned", "true")});
+    REQUIRE(r);
+    INFO(r->body.substr(0, 200));
+    REQUIRE(r->status == 200);
+    CHECK(r->get_header_value("Content-Type") == "image/png");
+  }
 }
 
 TEST_CASE("serve: an aligned crop in JPEG out; parameters reach the result", "[serve]") {

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/face_detector.h"
 #include "core/image.h"
+#include "core/image_metadata.h"
 #include "core/json_text.h"
 #include "core/models/gpen.h"
 #include "core/pipeline/batch.h"
@@ -51,7 +52,7 @@ struct DetectOpts {
 struct EnhanceOpts {
   std::vector<std::string> inputs;
   std::string list_file, output, model, save_faces, report, suffix, format;
-  bool aligned = false, recursive = false, overwrite = false, quiet = false;
+  bool aligned = false, recursive = false, overwrite = false, quiet = false, strip_metadata = false;
   int batch_size = 4, quality = 95, max_size = 0;
   std::string warp = "linear", mode = "natural";
   std::string task = "restore", mask_image;
@@ -133,12 +134,22 @@ std::shared_ptr<GpenRunner> make_gpen(const std::string& name_or_path, const Eng
   return runner;
 }
 
+// Single-image outputs: format from the output's name, the input's metadata unless stripped.
+EncodeOptions output_encoding(const EnhanceOpts& o) {
+  EncodeOptions enc;
+  enc.quality = o.quality;
+  enc.keep_metadata = !o.strip_metadata;
+  return enc;
+}
+
 // An aligned crop goes straight through GPEN at the model size, with the controls.
 int enhance_aligned(const EnhanceOpts& o) {
   if (o.inputs.size() != 1) fail("--aligned takes one input image");
   const Image crop = load_image(o.inputs[0]);
   auto gpen = make_gpen(o.model, o.engine);
-  save_image(o.output, restore_aligned_crop(*gpen, crop, o.controls), EncodeOptions{ImageFormat::Unknown, o.quality});
+  Image restored = restore_aligned_crop(*gpen, crop, o.controls);
+  restored.meta = resampled_metadata(crop.meta, crop.width, restored.width);
+  save_image(o.output, restored, output_encoding(o));
   std::fprintf(stderr, "restored %s -> %s (%s)\n", o.inputs[0].c_str(), o.output.c_str(),
                gpen->model().config().describe().c_str());
   return 0;
@@ -152,8 +163,9 @@ int enhance_task(const EnhanceOpts& o) {
   if (o.task != "inpaint" && !o.mask_image.empty()) fail("--mask-image is only for --task inpaint");
   const Image img = load_image(o.inputs[0]);
   auto gpen = make_gpen(o.model, o.engine);
-  const Image out = o.task == "colorize" ? colorize(img, *gpen) : inpaint(img, load_image(o.mask_image), *gpen);
-  save_image(o.output, out, EncodeOptions{ImageFormat::Unknown, o.quality});
+  Image out = o.task == "colorize" ? colorize(img, *gpen) : inpaint(img, load_image(o.mask_image), *gpen);
+  out.meta = resampled_metadata(img.meta, img.width, out.width);
+  save_image(o.output, out, output_encoding(o));
   std::fprintf(stderr, "%s %s -> %s (%s)\n", o.task == "colorize" ? "colorized" : "inpainted", o.inputs[0].c_str(),
                o.output.c_str(), gpen->model().config().describe().c_str());
   return 0;
@@ -271,7 +283,7 @@ int enhance_photos(const EnhanceOpts& o) {
   naming.suffix = o.suffix;
   naming.format = o.format;
   const std::vector<BatchItem> items = plan_batch(BatchInputs{o.inputs, o.list_file, o.recursive}, naming);
-  if (items.empty()) fail("no photos found in the inputs (folders are searched for .png, .jpg, .jpeg, .webp",
+  if (items.empty()) fail("no photos found in the inputs (folders are searched for .png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp, .heic, .heif, .avif",
                           o.recursive ? ")" : "; --recursive descends into sub-folders)");
   const fs::path out_dir = to_folder ? fs::path(o.output) : fs::path(o.output).parent_path();
   ensure_writable_dir(out_dir.empty() ? "." : out_dir.string());  // fail before loading any model
@@ -299,6 +311,7 @@ int enhance_photos(const EnhanceOpts& o) {
     bo.restore.upscale.tile = o.tile;
   }
   bo.quality = o.quality;
+  bo.keep_metadata = !o.strip_metadata;
   bo.max_size = o.max_size;
   bo.overwrite = o.overwrite;
   bo.prepare_workers = bo.finish_workers = o.workers;
@@ -343,9 +356,12 @@ void add_batch_options(CLI::App* cmd, EnhanceOpts& o) {
   cmd->add_option("--list", o.list_file, "file with one input path per line");
   cmd->add_flag("-r,--recursive", o.recursive, "descend into sub-folders of folder inputs (mirrored in the output)");
   cmd->add_option("--suffix", o.suffix, "appended to each output's file name stem (default none)");
-  cmd->add_option("--format", o.format, "output format png, jpg or webp (default: the input's)")
-      ->check(CLI::IsMember({"png", "jpg", "webp"}));
+  cmd->add_option("--format", o.format,
+                  "output format png, jpg, webp, tif or bmp (default: the input's; jpg for HEIF/AVIF inputs)")
+      ->check(CLI::IsMember({"png", "jpg", "webp", "tif", "bmp"}));
   cmd->add_option("--quality", o.quality, "JPEG / WebP quality 1..100")->check(CLI::Range(1, 100));
+  cmd->add_flag("--strip-metadata", o.strip_metadata,
+                "write no ICC profile, EXIF (camera, date, GPS) or density (default: kept from the input)");
   cmd->add_option("--max-size", o.max_size, "shrink photos whose long side exceeds this many pixels first (0: never)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", o.overwrite, "replace existing outputs (default: skip them, so a rerun resumes)");

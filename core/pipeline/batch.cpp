@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/image_metadata.h"
 #include "core/image_ops.h"
 #include "core/thread_pool.h"
 
@@ -86,9 +87,13 @@ std::vector<std::string> read_list_file(const std::string& list) {
   return paths;
 }
 
+// The input's own extension when gpen writes that format; HEIF/AVIF (read only) -> .jpg, as
+// phones export them; anything else -> .png.
 std::string output_extension(const std::string& input, const std::string& format) {
   if (!format.empty()) return "." + lower(format);
-  return has_image_extension(input) ? lower(fs::path(input).extension().string()) : ".png";
+  const ImageFormat f = format_from_extension(input);
+  if (f == ImageFormat::Heif) return ".jpg";
+  return can_encode(f) ? lower(fs::path(input).extension().string()) : ".png";
 }
 
 // The same file whatever the spelling ("a/../b.png", "./b.png").
@@ -154,6 +159,8 @@ class Channel {
 struct Job {
   size_t index = 0;
   PhotoInProgress photo;
+  ImageMetadata meta;   // the input file's, for the output
+  int input_width = 0;  // as decoded (before --max-size): the output's density scales from it
   double ms = 0;  // time spent on it so far
   double decode_ms = 0;
   size_t unrestored() const {
@@ -324,8 +331,11 @@ class BatchRun {
   JobPtr prepare(FaceRestorer& restorer, size_t i) {
     try {
       const auto t0 = Clock::now();
-      Image photo = cap_long_side(load_image(items_[i].input), opt_.max_size);
+      Image decoded = load_image(items_[i].input);
       auto job = std::make_unique<Job>();
+      job->meta = std::move(decoded.meta);
+      job->input_width = decoded.width;
+      Image photo = cap_long_side(std::move(decoded), opt_.max_size);
       job->index = i;
       job->decode_ms = ms_since(t0);
       job->photo = restorer.detect_faces(std::move(photo), opt_.restore);
@@ -419,10 +429,12 @@ class BatchRun {
     const BatchItem& item = items_[job.index];
     const auto t0 = Clock::now();
     RestoreResult r = restorer_.finish(std::move(job.photo), opt_.restore);
+    r.image.meta = resampled_metadata(std::move(job.meta), job.input_width, r.image.width);
     EncodeOptions enc;
     enc.format = format_from_extension(item.output);
-    if (enc.format == ImageFormat::Unknown) enc.format = ImageFormat::Png;
+    if (!can_encode(enc.format)) enc.format = ImageFormat::Png;
     enc.quality = opt_.quality;
+    enc.keep_metadata = opt_.keep_metadata;
     const auto t_encode = Clock::now();
     const std::vector<uint8_t> bytes = encode_image(r.image, enc);  // an Error here is this photo's alone
     const double encode_ms = ms_since(t_encode);
@@ -465,19 +477,21 @@ int default_stage_workers(bool gpen_on_cpu) {
 
 bool has_image_extension(const std::string& path) {
   const std::string ext = lower(fs::path(path).extension().string());
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp";
+  return format_from_extension(path) != ImageFormat::Unknown;
 }
 
 std::vector<BatchItem> plan_batch(const BatchInputs& inputs, const OutputNaming& naming) {
   if (naming.dir.empty() == naming.file.empty()) fail("plan_batch: name exactly one of an output folder or file");
-  if (!naming.format.empty() && naming.format != "png" && naming.format != "jpg" && naming.format != "webp")
-    fail("unknown output format '", naming.format, "' (png, jpg or webp)");
+  if (!naming.format.empty() && !can_encode(format_from_extension("x." + naming.format)))
+    fail("unknown output format '", naming.format, "' (png, jpg, webp, tif or bmp)");
   std::vector<Source> sources;
   for (const std::string& p : inputs.paths) add_source(p, inputs.recursive, sources);
   if (!inputs.list_file.empty())
     for (const std::string& p : read_list_file(inputs.list_file)) add_source(p, inputs.recursive, sources);
 
   std::vector<BatchItem> items;
+  if (!naming.file.empty() && format_from_extension(naming.file) == ImageFormat::Heif)
+    fail("cannot write ", naming.file, ": gpen reads HEIF/AVIF but does not write it (name a .jpg, .png, .webp, .tif or .bmp)");
   if (!naming.file.empty()) {
     std::error_code ec;
     if (sources.size() != 1 || fs::is_directory(inputs.paths.empty() ? "" : inputs.paths[0], ec))

@@ -43,7 +43,8 @@ struct OutputNaming {
   std::string dir;         // output folder (folder mode)
   std::string file;        // or: the one output file (single-photo mode; exactly one input file)
   std::string suffix;      // appended to the input's stem
-  std::string format;      // "png" | "jpg" | "webp"; empty: keep the input's (PNG for other extensions)
+  std::string format;      // "png" | "jpg" | "webp" | "tif" | "bmp"; empty: keep the input's
+                           // (HEIF/AVIF inputs: jpg; other extensions: png)
 };
 
 struct BatchItem {
@@ -103,6 +104,7 @@ struct BatchProgress {
 struct BatchOptions {
   RestoreOptions restore;
   int quality = 95;          // JPEG / WebP
+  bool keep_metadata = true; // outputs keep the input's ICC profile, EXIF and density (ImageMetadata)
   int max_size = 0;          // > 0: photos whose long side exceeds this are area-downscaled first
   bool overwrite = false;
   std::string save_faces_dir;  // write each aligned crop and its restored version here

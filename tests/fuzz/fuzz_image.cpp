@@ -1,4 +1,4 @@
-// libFuzzer target: arbitrary bytes as an uploaded photo (PNG, JPEG or WebP, chosen by magic
+// libFuzzer target: arbitrary bytes as an uploaded photo (PNG, JPEG, WebP, TIFF, BMP or HEIF/AVIF, chosen by magic
 // bytes). The header probe, the EXIF orientation reader and the full decode must either succeed
 // or throw gpen::Error; a decoded image must have exactly width * height * channels bytes. The
 // decode limits are tight so that a header promising a huge picture is refused before allocation

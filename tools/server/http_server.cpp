@@ -63,7 +63,9 @@ std::string display_name(const std::string& filename) {
 }
 
 bool accepted_part_type(const std::string& content_type) {
-  static const char* allowed[] = {"", "application/octet-stream", "image/png", "image/jpeg", "image/jpg", "image/webp"};
+  static const char* allowed[] = {"",           "application/octet-stream", "image/png",  "image/jpeg",
+                                  "image/jpg",  "image/webp",               "image/tiff", "image/bmp",
+                                  "image/x-ms-bmp", "image/heic",           "image/heif", "image/avif"};
   for (const char* a : allowed)
     if (content_type == a) return true;
   return false;
@@ -76,7 +78,7 @@ Upload checked_upload(const httplib::MultipartFormData& part, const DecodeLimits
     throw HttpError{415, name + ": content type '" + part.content_type + "' is not an image type we read"};
   const auto* data = reinterpret_cast<const uint8_t*>(part.content.data());
   if (detect_image_format(data, part.content.size()) == ImageFormat::Unknown)
-    throw HttpError{415, name + ": not a PNG, JPEG or WebP image"};
+    throw HttpError{415, name + ": not a PNG, JPEG, WebP, TIFF, BMP or HEIF/AVIF image"};
   ImageInfo info;
   try {
     info = probe_image(data, part.content.size());

@@ -1,5 +1,7 @@
 #include "tools/server/job_queue.h"
 
+#include "core/image_metadata.h"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -167,6 +169,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     height = photo.height;
     upload.bytes = {};
     EnhanceOutput out = worker.enhance(photo, job.params, settings);
+    out.image.meta = resampled_metadata(std::move(photo.meta), width, out.image.width);
     device = out.device;
     times = out.times;
     result.faces = out.faces;
