@@ -188,8 +188,10 @@ void png_request_8bit_output(png_structp png, png_infop info) {
 }
 
 constexpr double kMetresPerInch = 0.0254;
+constexpr const char* kPngXmpKeyword = "XML:com.adobe.xmp";  // an iTXt chunk's keyword
 
-// The chunks before the image data: iCCP (libpng inflates it), eXIf, pHYs in pixels per metre.
+// The chunks before the image data: iCCP (libpng inflates it), eXIf, iTXt XMP, pHYs in pixels
+// per metre.
 // Chunks after the image data are not read (the decoder stops at its end).
 void png_read_metadata(png_structp png, png_infop info, ImageMetadata& meta) {
   png_charp name = nullptr;
@@ -201,6 +203,13 @@ void png_read_metadata(png_structp png, png_infop info, ImageMetadata& meta) {
   png_uint_32 exif_size = 0;
   png_bytep exif = nullptr;
   if (png_get_eXIf_1(png, info, &exif_size, &exif) && exif && exif_size) meta.exif = exif_without_prefix(exif, exif_size);
+  png_textp text = nullptr;
+  const int texts = png_get_text(png, info, &text, nullptr);
+  for (int i = 0; i < texts; ++i)
+    if (text[i].key && std::strcmp(text[i].key, kPngXmpKeyword) == 0 && text[i].text) {
+      meta.xmp.assign(text[i].text, text[i].itxt_length ? text[i].itxt_length : text[i].text_length);
+      break;
+    }
   png_uint_32 x = 0, y = 0;
   int unit = 0;
   if (png_get_pHYs(png, info, &x, &y, &unit) && unit == PNG_RESOLUTION_METER && x > 0 && y > 0) {
@@ -308,14 +317,19 @@ void cmyk_row_to_rgb(const uint8_t* cmyk, uint8_t* rgb, int width, bool inverted
   }
 }
 
-// APP1 "Exif\0\0" (the first one), the APP2 ICC_PROFILE chunks (libjpeg-turbo joins them) and
+// APP1 "Exif\0\0" and the standard APP1 XMP packet (the first of each; extended XMP, split over
+// several segments, is not joined), the APP2 ICC_PROFILE chunks (libjpeg-turbo joins them) and
 // the JFIF density; needs jpeg_save_markers for APP1 and APP2 before the header is read.
 void jpeg_read_metadata(jpeg_decompress_struct& cinfo, ImageMetadata& meta) {
-  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
-    if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0) {
+  constexpr size_t kXmpSignatureBytes = sizeof kJpegXmpSignature;  // with its NUL
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1) continue;
+    if (meta.exif.empty() && m->data_length > 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0)
       meta.exif = exif_without_prefix(m->data, m->data_length);
-      break;
-    }
+    else if (meta.xmp.empty() && m->data_length > kXmpSignatureBytes &&
+             std::memcmp(m->data, kJpegXmpSignature, kXmpSignatureBytes) == 0)
+      meta.xmp.assign(reinterpret_cast<const char*>(m->data) + kXmpSignatureBytes, m->data_length - kXmpSignatureBytes);
+  }
   JOCTET* icc = nullptr;
   unsigned int icc_size = 0;
   if (jpeg_read_icc_profile(&cinfo, &icc, &icc_size) && icc) {
@@ -405,7 +419,7 @@ const char* webp_status_text(VP8StatusCode status) {
   }
 }
 
-// The ICCP and EXIF chunks of an extended (VP8X) file; none in a simple one.
+// The ICCP, EXIF and "XMP " chunks of an extended (VP8X) file; none in a simple one.
 ImageMetadata webp_read_metadata(const uint8_t* data, size_t size) {
   ImageMetadata meta;
   const WebPData whole = {data, size};
@@ -421,6 +435,9 @@ ImageMetadata webp_read_metadata(const uint8_t* data, size_t size) {
   chunk("ICCP", ICCP_FLAG, meta.icc);
   chunk("EXIF", EXIF_FLAG, meta.exif);
   if (!meta.exif.empty()) meta.exif = exif_without_prefix(meta.exif.data(), meta.exif.size());
+  std::vector<uint8_t> xmp;
+  chunk("XMP ", XMP_FLAG, xmp);
+  meta.xmp.assign(xmp.begin(), xmp.end());
   return meta;
 }
 
@@ -672,6 +689,16 @@ void png_set_metadata(png_structp png, png_infop info, const ImageMetadata& meta
     png_set_iCCP(png, info, "ICC profile", PNG_COMPRESSION_TYPE_BASE, meta.icc.data(), png_uint_32(meta.icc.size()));
   if (!meta.exif.empty())
     png_set_eXIf_1(png, info, png_uint_32(meta.exif.size()), const_cast<png_bytep>(meta.exif.data()));
+  if (!meta.xmp.empty()) {
+    png_text xmp{};
+    xmp.compression = PNG_ITXT_COMPRESSION_NONE;
+    xmp.key = const_cast<png_charp>(kPngXmpKeyword);
+    xmp.text = const_cast<png_charp>(meta.xmp.data());
+    xmp.itxt_length = meta.xmp.size();
+    xmp.lang = const_cast<png_charp>("");
+    xmp.lang_key = const_cast<png_charp>("");
+    png_set_text(png, info, &xmp, 1);
+  }
   if (meta.dpi_x > 0 && meta.dpi_y > 0)
     png_set_pHYs(png, info, png_uint_32(std::lround(meta.dpi_x / kMetresPerInch)),
                  png_uint_32(std::lround(meta.dpi_y / kMetresPerInch)), PNG_RESOLUTION_METER);
@@ -713,6 +740,7 @@ struct JpegEncodeContext {
   const Image* img = nullptr;
   const ImageMetadata* meta = nullptr;
   std::vector<uint8_t> exif_app1;  // "Exif\0\0" + the EXIF; empty when none or over a segment's 64 KB
+  std::vector<uint8_t> xmp_app1;   // the XMP signature + the packet; likewise
   int quality = 95;
   jpeg_compress_struct cinfo;
   JpegErrorManager err;
@@ -748,6 +776,8 @@ bool jpeg_encode_pixels(JpegEncodeContext& ctx) {
   jpeg_start_compress(&cinfo, TRUE);
   if (!ctx.exif_app1.empty())
     jpeg_write_marker(&cinfo, JPEG_APP0 + 1, ctx.exif_app1.data(), unsigned(ctx.exif_app1.size()));
+  if (!ctx.xmp_app1.empty())
+    jpeg_write_marker(&cinfo, JPEG_APP0 + 1, ctx.xmp_app1.data(), unsigned(ctx.xmp_app1.size()));
   if (!meta.icc.empty()) jpeg_write_icc_profile(&cinfo, meta.icc.data(), unsigned(meta.icc.size()));
   while (cinfo.next_scanline < cinfo.image_height) {
     JSAMPROW row = const_cast<JSAMPROW>(img.row(int(cinfo.next_scanline)));
@@ -767,6 +797,10 @@ std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options,
     ctx.exif_app1.assign({'E', 'x', 'i', 'f', 0, 0});
     ctx.exif_app1.insert(ctx.exif_app1.end(), meta.exif.begin(), meta.exif.end());
   }
+  if (!meta.xmp.empty() && meta.xmp.size() + sizeof kJpegXmpSignature <= kMaxSegmentPayload) {
+    ctx.xmp_app1.assign(kJpegXmpSignature, kJpegXmpSignature + sizeof kJpegXmpSignature);
+    ctx.xmp_app1.insert(ctx.xmp_app1.end(), meta.xmp.begin(), meta.xmp.end());
+  }
   ctx.quality = std::clamp(options.quality, 1, 100);
   ctx.cinfo.err = jpeg_std_error(&ctx.err.pub);
   ctx.err.pub.error_exit = jpeg_error_to_longjmp;
@@ -776,15 +810,17 @@ std::vector<uint8_t> encode_jpeg(const Image& img, const EncodeOptions& options,
   return std::vector<uint8_t>(ctx.buffer, ctx.buffer + ctx.buffer_size);
 }
 
-// The encoder's simple-format file with ICCP and EXIF chunks added (libwebpmux makes it VP8X).
+// The encoder's simple-format file with ICCP, EXIF and XMP chunks added (libwebpmux makes it VP8X).
 std::vector<uint8_t> webp_with_metadata(const uint8_t* data, size_t size, const ImageMetadata& meta) {
   std::unique_ptr<WebPMux, void (*)(WebPMux*)> mux(WebPMuxNew(), WebPMuxDelete);
   if (!mux) fail("WebP: out of memory");
   const WebPData image = {data, size}, icc = {meta.icc.data(), meta.icc.size()},
-                 exif = {meta.exif.data(), meta.exif.size()};
+                 exif = {meta.exif.data(), meta.exif.size()},
+                 xmp = {reinterpret_cast<const uint8_t*>(meta.xmp.data()), meta.xmp.size()};
   if (WebPMuxSetImage(mux.get(), &image, 0) != WEBP_MUX_OK) fail("WebP: cannot add metadata (image not accepted)");
   if (icc.size && WebPMuxSetChunk(mux.get(), "ICCP", &icc, 0) != WEBP_MUX_OK) fail("WebP: cannot add the ICC profile");
   if (exif.size && WebPMuxSetChunk(mux.get(), "EXIF", &exif, 0) != WEBP_MUX_OK) fail("WebP: cannot add EXIF");
+  if (xmp.size && WebPMuxSetChunk(mux.get(), "XMP ", &xmp, 0) != WEBP_MUX_OK) fail("WebP: cannot add XMP");
   WebPData assembled;
   WebPDataInit(&assembled);
   if (WebPMuxAssemble(mux.get(), &assembled) != WEBP_MUX_OK) {
@@ -816,7 +852,7 @@ std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options,
     fail("WebP: encoding failed");
   }
   std::unique_ptr<uint8_t, void (*)(void*)> owned(data, WebPFree);
-  if (meta.icc.empty() && meta.exif.empty()) return std::vector<uint8_t>(data, data + size);
+  if (meta.icc.empty() && meta.exif.empty() && meta.xmp.empty()) return std::vector<uint8_t>(data, data + size);
   return webp_with_metadata(data, size, meta);
 }
 
@@ -826,6 +862,7 @@ ImageMetadata metadata_to_write(const Image& img, const EncodeOptions& options) 
   if (!options.keep_metadata) return {};
   ImageMetadata meta = img.meta;
   if (!meta.exif.empty()) meta.exif = exif_for_output(meta.exif, img.width, img.height);
+  if (!meta.xmp.empty()) meta.xmp = xmp_for_output(std::move(meta.xmp));
   return meta;
 }
 

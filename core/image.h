@@ -21,11 +21,11 @@
 // Every failure (unknown format, corrupt or truncated data, over the size limits) throws
 // gpen::Error with a one-line message; the codecs never print or exit.
 //
-// Metadata (`ImageMetadata`): the ICC profile, EXIF and pixel density are read from every format
-// that has them and written back by encode_image (unless EncodeOptions::keep_metadata is false)
-// into whatever format the output has room for. The pixels written are upright, so the EXIF
-// copy is fixed on the way out: Orientation 1, PixelX/YDimension the output's size, and the
-// embedded thumbnail (IFD1, the unrestored photo) dropped.
+// Metadata (`ImageMetadata`): the ICC profile, EXIF, XMP and pixel density are read from every
+// format that has them and written back by encode_image (unless EncodeOptions::keep_metadata is
+// false) into whatever format the output has room for. The pixels written are upright, so the
+// copies are fixed on the way out: EXIF Orientation 1, PixelX/YDimension the output's size, the
+// embedded thumbnail (IFD1, the unrestored photo) dropped; XMP's tiff:Orientation 1.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -40,9 +40,10 @@ namespace gpen {
 struct ImageMetadata {
   std::vector<uint8_t> icc;   // ICC colour profile, as embedded; empty: none (sRGB assumed)
   std::vector<uint8_t> exif;  // EXIF as a TIFF stream ("II*\0..." / "MM\0*..."), no "Exif\0\0" prefix
+  std::string xmp;            // XMP packet (XML: captions, keywords, ratings, rights), as embedded
   double dpi_x = 0, dpi_y = 0;  // pixel density in dots per inch; 0: not given
 
-  bool empty() const { return icc.empty() && exif.empty() && dpi_x <= 0 && dpi_y <= 0; }
+  bool empty() const { return icc.empty() && exif.empty() && xmp.empty() && dpi_x <= 0 && dpi_y <= 0; }
 };
 
 // Interleaved 8-bit pixels: HWC, row-major, channels in R, G, B(, A) order (1 = gray).
@@ -107,8 +108,9 @@ struct EncodeOptions {
 
 // Encodes to memory. JPEG cannot store alpha: RGBA is written as RGB (alpha dropped, like
 // cv2.imwrite). WebP stores gray as RGB; BMP stores gray as RGB. Where metadata goes: PNG iCCP,
-// eXIf, pHYs; JPEG APP2 ICC_PROFILE, APP1 Exif (when under 64 KB), JFIF density; WebP ICCP and
-// EXIF chunks; TIFF ICC profile and resolution tags (not EXIF); BMP none.
+// eXIf, iTXt "XML:com.adobe.xmp", pHYs; JPEG APP2 ICC_PROFILE, APP1 Exif and APP1 XMP (each
+// when under a segment's 64 KB), JFIF density; WebP ICCP, EXIF and "XMP " chunks; TIFF ICC
+// profile, XMP packet and resolution tags (not EXIF); BMP none.
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options);
 
 // ".png" / ".jpg" / ".jpeg" / ".webp" / ".tif" / ".tiff" / ".bmp" / ".heic" / ".heif" / ".avif"

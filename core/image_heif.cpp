@@ -3,7 +3,7 @@
 // crop applied (the HEIF spec makes those authoritative; the EXIF orientation of a HEIF file
 // is ignored, and our EXIF copy is written back with Orientation 1 anyway). The size is checked
 // against DecodeLimits from the image handle (parsed boxes, no pixels yet) before decoding. Metadata: the embedded ICC profile ("prof"/"rICC"; an nclx colour
-// description has no ICC form and is not carried) and the first "Exif" block.
+// description has no ICC form and is not carried), the first "Exif" block and the XMP item.
 //
 // Without libheif at configure time (GPEN_HAVE_LIBHEIF unset) the format is still recognised,
 // and decoding says the build cannot read it.
@@ -77,6 +77,20 @@ OpenFile open_primary(const uint8_t* data, size_t size) {
   return f;
 }
 
+// XMP is a "mime" item of content type application/rdf+xml.
+void read_xmp(const heif_image_handle* h, ImageMetadata& meta) {
+  heif_item_id ids[8];
+  const int n = heif_image_handle_get_list_of_metadata_block_IDs(h, "mime", ids, 8);
+  for (int i = 0; i < n; ++i) {
+    const char* type = heif_image_handle_get_metadata_content_type(h, ids[i]);
+    if (!type || std::strcmp(type, "application/rdf+xml") != 0) continue;
+    std::string xmp(heif_image_handle_get_metadata_size(h, ids[i]), '\0');
+    if (!xmp.empty() && heif_image_handle_get_metadata(h, ids[i], xmp.data()).code == heif_error_Ok)
+      meta.xmp = std::move(xmp);
+    return;
+  }
+}
+
 void read_metadata(const heif_image_handle* h, ImageMetadata& meta) {
   const heif_color_profile_type type = heif_image_handle_get_color_profile_type(h);
   if (type == heif_color_profile_type_prof || type == heif_color_profile_type_rICC) {
@@ -84,6 +98,7 @@ void read_metadata(const heif_image_handle* h, ImageMetadata& meta) {
     if (!icc.empty() && heif_image_handle_get_raw_color_profile(h, icc.data()).code == heif_error_Ok)
       meta.icc = std::move(icc);
   }
+  read_xmp(h, meta);
   heif_item_id id = 0;
   if (heif_image_handle_get_list_of_metadata_block_IDs(h, "Exif", &id, 1) != 1) return;
   std::vector<uint8_t> block(heif_image_handle_get_metadata_size(h, id));

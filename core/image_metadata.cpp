@@ -113,6 +113,20 @@ ImageMetadata resampled_metadata(ImageMetadata meta, int from_width, int to_widt
   return meta;
 }
 
+std::string xmp_for_output(std::string xmp) {
+  static const std::string kName = "tiff:Orientation";
+  for (size_t at = xmp.find(kName); at != std::string::npos; at = xmp.find(kName, at + kName.size())) {
+    size_t p = at + kName.size();
+    while (p < xmp.size() && (xmp[p] == ' ' || xmp[p] == '\t' || xmp[p] == '\n' || xmp[p] == '\r')) ++p;
+    if (p < xmp.size() && (xmp[p] == '=' || xmp[p] == '>')) {  // attribute or element, not the closing tag
+      ++p;
+      while (p < xmp.size() && (xmp[p] == ' ' || xmp[p] == '"' || xmp[p] == '\'')) ++p;
+      if (p < xmp.size() && xmp[p] >= '1' && xmp[p] <= '8') xmp[p] = '1';
+    }
+  }
+  return xmp;
+}
+
 std::vector<uint8_t> exif_without_prefix(const uint8_t* data, size_t size) {
   if (size >= 6 && std::memcmp(data, "Exif\0\0", 6) == 0) return {data + 6, data + size};
   return {data, data + size};

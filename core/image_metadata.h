@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/image.h"
@@ -24,6 +25,13 @@ int exif_orientation(const uint8_t* tiff, size_t size);
 // would show) unlinked. Patched in place, so no offset moves. A block whose IFD0 cannot be read
 // comes back empty: dropped rather than written broken.
 std::vector<uint8_t> exif_for_output(const std::vector<uint8_t>& exif, int width, int height);
+
+// An XMP packet fit for pixels written upright: every tiff:Orientation, as an attribute
+// (tiff:Orientation="6") or an element (<tiff:Orientation>6</tiff:Orientation>), set to 1.
+std::string xmp_for_output(std::string xmp);
+
+// JPEG's APP1 signature of a standard XMP packet (the packet follows it).
+inline constexpr char kJpegXmpSignature[] = "http://ns.adobe.com/xap/1.0/";  // + its NUL: 29 bytes
 
 // The TIFF stream of an EXIF payload that may start with JPEG's "Exif\0\0" (some WebP and HEIF
 // writers keep it); the payload as is otherwise.

@@ -10,8 +10,8 @@
 // message slot; allocations inside libtiff are capped.
 //
 // Encoding writes one 8-bit strip-organised page: gray, RGB or RGB + unassociated alpha,
-// Deflate with horizontal differencing, the ICC profile (tag 34675) and the resolution in
-// pixels per inch. EXIF is not written (a TIFF keeps it in a sub-IFD of its own).
+// Deflate with horizontal differencing, the ICC profile (tag 34675), the XMP packet (700) and the
+// resolution in pixels per inch. EXIF is not written (a TIFF keeps it in a sub-IFD of its own).
 #include <tiffio.h>
 
 #include <algorithm>
@@ -167,6 +167,10 @@ void read_metadata(TIFF* t, ImageMetadata& meta) {
   void* icc = nullptr;
   if (TIFFGetField(t, TIFFTAG_ICCPROFILE, &icc_size, &icc) && icc && icc_size)
     meta.icc.assign(static_cast<uint8_t*>(icc), static_cast<uint8_t*>(icc) + icc_size);
+  uint32_t xmp_size = 0;
+  void* xmp = nullptr;
+  if (TIFFGetField(t, TIFFTAG_XMLPACKET, &xmp_size, &xmp) && xmp && xmp_size)
+    meta.xmp.assign(static_cast<const char*>(xmp), xmp_size);
   float x = 0, y = 0;
   uint16_t unit = RESUNIT_INCH;
   TIFFGetFieldDefaulted(t, TIFFTAG_RESOLUTIONUNIT, &unit);
@@ -290,6 +294,8 @@ std::vector<uint8_t> encode_tiff(const Image& img, const ImageMetadata& meta) {
   if (ok && img.channels == 4) ok = TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, 1, &extra_alpha);
   if (ok && !meta.icc.empty())
     ok = TIFFSetField(tif, TIFFTAG_ICCPROFILE, uint32_t(meta.icc.size()), meta.icc.data());
+  if (ok && !meta.xmp.empty())
+    ok = TIFFSetField(tif, TIFFTAG_XMLPACKET, uint32_t(meta.xmp.size()), meta.xmp.data());
   if (ok && meta.dpi_x > 0 && meta.dpi_y > 0)
     ok = TIFFSetField(tif, TIFFTAG_RESOLUTIONUNIT, RESUNIT_INCH) &&
          TIFFSetField(tif, TIFFTAG_XRESOLUTION, float(meta.dpi_x)) &&

@@ -323,6 +323,8 @@ std::vector<uint8_t> heif_file(const Image& img, heif_compression_format codec, 
   heif_image_handle* handle = nullptr;
   REQUIRE(heif_context_encode_image(ctx, him, enc, opts, &handle).code == heif_error_Ok);
   if (!exif.empty()) heif_context_add_exif_metadata(ctx, handle, exif.data(), int(exif.size()));
+  const std::string xmp = "<x:xmpmeta><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>";
+  if (!exif.empty()) heif_context_add_XMP_metadata(ctx, handle, xmp.data(), int(xmp.size()));
   std::vector<uint8_t> out;
   heif_writer writer;
   writer.writer_api_version = 1;
@@ -355,6 +357,7 @@ TEST_CASE("HEIC and AVIF decode close to what was encoded, with rotation, profil
     CHECK(mean_abs_diff(out, img) < 3.0);
     CHECK(out.meta.icc == real_icc_profile());
     CHECK(exif_orientation(out.meta.exif.data(), out.meta.exif.size()) == 6);  // as stored, untouched
+    CHECK(out.meta.xmp == "<x:xmpmeta><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>");
   }
   // irot/imir: rotated 90 degrees clockwise on decode, like apply_exif_orientation(6).
   const std::vector<uint8_t> rotated = heif_file(img, heif_compression_HEVC, {}, {}, 6);
@@ -431,6 +434,7 @@ TEST_CASE("the ICC profile, EXIF and density travel into every output format", "
   REQUIRE(!img.meta.icc.empty());
   REQUIRE(!img.meta.exif.empty());
   REQUIRE(img.meta.dpi_x == Approx(144.0).margin(0.1));
+  REQUIRE(img.meta.xmp.find("x:xmpmeta") != std::string::npos);
   img = to_rgb(img);  // JPEG drops alpha anyway; the metadata comes along with the copy
   img.meta = load_image(shared_image("group_solvay_1927.png")).meta;
 
@@ -443,6 +447,7 @@ TEST_CASE("the ICC profile, EXIF and density travel into every output format", "
     INFO(image_format_name(e.format));
     const Image back = decode_image(encode_image(img, as(e.format)));
     CHECK(back.meta.icc == img.meta.icc);
+    CHECK(back.meta.xmp == img.meta.xmp);
     CHECK(back.meta.exif.empty() == !e.exif);
     if (e.density) CHECK(back.meta.dpi_x == Approx(144.0).margin(0.5));
     EncodeOptions strip = as(e.format);
@@ -465,6 +470,16 @@ TEST_CASE("a rotated phone photo is written upright once: EXIF orientation 1, si
     CHECK(exif_orientation(again.meta.exif.data(), again.meta.exif.size()) == 1);
     CHECK(again.meta.exif.size() == upright.meta.exif.size());
   }
+}
+
+TEST_CASE("xmp_for_output sets tiff:Orientation to 1 in attribute and element form only", "[image][metadata]") {
+  CHECK(xmp_for_output(R"(<rdf:Description tiff:Orientation="6" tiff:Make="X"/>)") ==
+        R"(<rdf:Description tiff:Orientation="1" tiff:Make="X"/>)");
+  CHECK(xmp_for_output("<tiff:Orientation>8</tiff:Orientation>\n <exif:PixelXDimension>8</exif:PixelXDimension>") ==
+        "<tiff:Orientation>1</tiff:Orientation>\n <exif:PixelXDimension>8</exif:PixelXDimension>");
+  CHECK(xmp_for_output("tiff:Orientation = '3' a tiff:Orientation") == "tiff:Orientation = '1' a tiff:Orientation");
+  CHECK(xmp_for_output("<dc:title>tiff:OrientationX=6</dc:title>") == "<dc:title>tiff:OrientationX=6</dc:title>");
+  CHECK(xmp_for_output("").empty());
 }
 
 TEST_CASE("resampled_metadata keeps the print size", "[image][metadata]") {

@@ -168,6 +168,11 @@ TEST_CASE("serve: enhance a photo, get the image back and find it in the outputs
   CHECK(out.pixels != to_rgb(in).pixels);  // faces were restored
   CHECK(out.meta.icc == in.meta.icc);       // the photo's colour profile comes back with it
   CHECK(!out.meta.exif.empty());
+  auto stripped = post_form(cli, "/api/enhance", {file_part("image", photo, "group.png"), text_part("strength", "100"),
+                                                  text_part("strip_metadata", "true")});
+  REQUIRE(stripped);
+  REQUIRE(stripped->status == 200);
+  CHECK(decode_image(reinterpret_cast<const uint8_t*>(stripped->body.data()), stripped->body.size()).meta.empty());
 
   const std::string saved = r->get_header_value("X-Gpen-Saved-As");
   CHECK(std::regex_match(saved, std::regex(R"(outputs_\d{14}(_\d+)?\.png)")));

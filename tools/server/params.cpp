@@ -64,6 +64,7 @@ const std::map<std::string, FieldSetter>& field_setters() {
       {"aligned", [](EnhanceParams& p, auto& f, auto& v) { p.aligned = parse_bool(f, v); }},
       {"format", [](EnhanceParams& p, auto& f, auto& v) { p.format = parse_output_format(f, v); }},
       {"quality", [](EnhanceParams& p, auto& f, auto& v) { p.quality = parse_int(f, v, 1, 100); }},
+      {"strip_metadata", [](EnhanceParams& p, auto& f, auto& v) { p.strip_metadata = parse_bool(f, v); }},
       {"async", [](EnhanceParams& p, auto& f, auto& v) { p.async = parse_bool(f, v); }},
   };
   return setters;
@@ -105,7 +106,8 @@ nlohmann::json to_json(const EnhanceParams& p) {
           {"warp", p.warp == WarpInterpolation::Cubic ? "cubic" : "linear"},
           {"aligned", p.aligned},
           {"format", p.format == ImageFormat::Unknown ? "default" : format_extension(p.format)},
-          {"quality", p.quality}};
+          {"quality", p.quality},
+          {"strip_metadata", p.strip_metadata}};
 }
 
 const char* device_name(Device d) {

@@ -28,6 +28,7 @@ struct EnhanceParams {
   bool aligned = false;    // the upload is an aligned face crop: no detection, no paste-back
   ImageFormat format = ImageFormat::Unknown;  // Unknown: the server's output_format setting
   int quality = 95;        // JPEG / WebP
+  bool strip_metadata = false;  // the result without the upload's ICC profile, EXIF (GPS!), XMP, density
   bool async = false;      // /api/enhance: answer 202 + job id at once instead of waiting
 };
 
