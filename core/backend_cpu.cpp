@@ -317,6 +317,7 @@ class CpuExecutable final : public Executable {
         const Tensor w = n.weight;
         const int rows = int(graph_.value(in0).shape[0]), in = int(w.dim(1)), outd = int(w.dim(0));
         s.prof.flops = 2 * int64_t(rows) * w.numel();
+        s.prof.kernel = cpu::vector_op_kernel_name("linear");
         s.run = [this, w, ep, rows, in, outd, in0, out, pool](float* a) {
           cpu::linear(view(a, in0).data, w.data<float>(), view(a, out).data, rows, in, outd, ep, pool);
         };
@@ -355,6 +356,7 @@ class CpuExecutable final : public Executable {
       case OpType::Upfirdn2d: {
         const Tensor kern = n.weight;
         const int up = n.up, down = n.down, p0 = n.pad0, p1 = n.pad1;
+        s.prof.kernel = cpu::upfirdn2d_kernel_name(kern.data<float>(), int(kern.dim(0)), int(kern.dim(1)), up, down);
         s.run = [this, kern, ep, up, down, p0, p1, in0, out, pool](float* a) {
           cpu::upfirdn2d(view(a, in0), view(a, out), kern.data<float>(), int(kern.dim(0)), int(kern.dim(1)), up,
                          down, p0, p1, ep, pool);
@@ -363,6 +365,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::ScaleBiasAct: {
         const float scale = n.scalar;
+        s.prof.kernel = cpu::vector_op_kernel_name("scale_bias_act");
         s.run = [this, scale, ep, in0, out, pool](float* a) {
           cpu::scale_bias_act(view(a, in0), view(a, out), scale, ep, pool);
         };
@@ -370,6 +373,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::Add: {
         const int in1 = n.inputs[1];
+        s.prof.kernel = cpu::vector_op_kernel_name("add");
         s.run = [this, in0, in1, out, pool](float* a) { cpu::add(view(a, in0), view(a, in1), view(a, out), pool); };
         break;
       }
@@ -384,6 +388,7 @@ class CpuExecutable final : public Executable {
         break;
       }
       case OpType::UpsampleNearest:
+        s.prof.kernel = "f32_upsample_nearest_rows";
         s.run = [this, in0, out, pool](float* a) { cpu::upsample_nearest(view(a, in0), view(a, out), pool); };
         break;
       case OpType::MaxPool2d: {
@@ -395,6 +400,7 @@ class CpuExecutable final : public Executable {
       }
       case OpType::ReflectPad2d: {
         const int pad = n.pad0;
+        s.prof.kernel = "f32_reflect_pad2d_rows";
         s.run = [this, pad, in0, out, pool](float* a) { cpu::reflect_pad2d(view(a, in0), view(a, out), pad, pool); };
         break;
       }

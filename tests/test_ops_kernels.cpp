@@ -153,6 +153,29 @@ TEST_CASE("upfirdn2d dispatcher matches reference for every ISA cap", "[kernels]
   }
 }
 
+TEST_CASE("profile names say which non-conv kernel runs for the ISA cap and the arguments", "[kernels]") {
+  std::vector<float> blur(16), ridge(9, 0.f);
+  for (int i = 0; i < 16; ++i) blur[size_t(i)] = float((i / 4 == 0 || i / 4 == 3 ? 1 : 3) * (i % 4 == 0 || i % 4 == 3 ? 1 : 3));
+  ridge[1] = ridge[3] = ridge[4] = 1.f;  // a plus sign: no outer product
+  set_isa_cap(Isa::AVX512_BF16);
+  const Isa have = active_isa();
+  for (Isa cap : {Isa::Generic, Isa::AVX2, Isa::AVX512}) {
+    if (cap > have) continue;
+    set_isa_cap(cap);
+    const std::string isa = cap == Isa::Generic ? "generic" : cap == Isa::AVX2 ? "avx2" : "avx512";
+    INFO(isa);
+    if (cap == Isa::Generic) {
+      CHECK(upfirdn2d_kernel_name(blur.data(), 4, 4, 2, 1) == "f32_upfirdn2d__generic");
+    } else {
+      CHECK(upfirdn2d_kernel_name(blur.data(), 4, 4, 2, 1) == "f32_upfirdn2d_separable__" + isa);
+      CHECK(upfirdn2d_kernel_name(ridge.data(), 3, 3, 1, 1) == "f32_upfirdn2d_rows__" + isa);
+    }
+    CHECK(upfirdn2d_kernel_name(blur.data(), 4, 4, 1, 2) == "f32_upfirdn2d__generic");  // down 2: the reference
+    CHECK(vector_op_kernel_name("add") == "f32_add__" + isa);
+  }
+  set_isa_cap(Isa::AVX512_BF16);
+}
+
 TEST_CASE("scale_bias_act and add fast paths match reference", "[kernels]") {
   std::mt19937 rng(11);
   ThreadPool pool(2);

@@ -196,6 +196,28 @@ TEST_CASE("serve: a TIFF scan and a BMP are accepted under their own content typ
   }
 }
 
+TEST_CASE("serve: /api/preview gives a browser a JPEG of a TIFF, capped at 2048 px, with its profile", "[serve]") {
+  TestServer srv;
+  auto cli = srv.client();
+  Image scan(3000, 1000, 3);
+  for (size_t i = 0; i < scan.pixels.size(); ++i) scan.pixels[i] = uint8_t(i * 7 % 251);
+  scan.meta = load_image(test::shared_path("images/group_solvay_1927.png")).meta;
+  EncodeOptions o;
+  o.format = ImageFormat::Tiff;
+  const std::vector<uint8_t> tif = encode_image(scan, o);
+  auto r = post_form(cli, "/api/preview", {file_part("image", std::string(tif.begin(), tif.end()), "scan.tif", "image/tiff")});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  CHECK(r->get_header_value("Content-Type") == "image/jpeg");
+  const Image jpg = decode_image(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size());
+  CHECK((jpg.width == 2048 && jpg.height == 683));
+  CHECK(jpg.meta.icc == scan.meta.icc);
+  CHECK(jpg.meta.exif.empty());
+  auto bad = post_form(cli, "/api/preview", {file_part("image", "not an image at all", "x.tif", "image/tiff")});
+  REQUIRE(bad);
+  CHECK(bad->status == 415);
+}
+
 TEST_CASE("serve: an aligned crop in JPEG out; parameters reach the result", "[serve]") {
   TestServer srv;
   auto cli = srv.client();

@@ -1,7 +1,9 @@
 #include "kernels/cpu/ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
 
 #include "kernels/cpu/generic.h"
 #include "kernels/cpu/ops_internal.h"
@@ -10,6 +12,38 @@ namespace gpen::cpu {
 
 // Each op takes the best implementation active_isa() allows (GPEN_ISA / set_isa_cap cap it); the
 // vectorised ones are identical in AVX2 and AVX-512 form (templates over the vector width).
+
+bool separable_factors(const float* k, int kh, int kw, float* a, float* b) {
+  int pivot = 0;
+  for (int i = 1; i < kh * kw; ++i)
+    if (std::fabs(k[i]) > std::fabs(k[pivot])) pivot = i;
+  const float p = k[pivot];
+  if (p == 0.f) return false;
+  const int py = pivot / kw, px = pivot % kw;
+  for (int ky = 0; ky < kh; ++ky) a[ky] = k[ky * kw + px];
+  for (int kx = 0; kx < kw; ++kx) b[kx] = k[py * kw + kx] / p;
+  for (int ky = 0; ky < kh; ++ky)
+    for (int kx = 0; kx < kw; ++kx)
+      if (std::fabs(a[ky] * b[kx] - k[ky * kw + kx]) > 1e-6f * std::fabs(p)) return false;
+  return true;
+}
+
+namespace {
+// The ISA part of a kernel name: the non-conv ops have AVX2 and AVX-512 instances only.
+const char* ops_isa_suffix() {
+  const Isa isa = active_isa();
+  return isa >= Isa::AVX512 ? "avx512" : isa == Isa::AVX2 ? "avx2" : "generic";
+}
+}  // namespace
+
+std::string upfirdn2d_kernel_name(const float* kernel, int kh, int kw, int up, int down) {
+  if (active_isa() < Isa::AVX2 || !upfirdn2d_vector_case(kh, kw, up, down)) return "f32_upfirdn2d__generic";
+  float a[64], b[64];  // the flip the kernels apply does not change separability
+  const char* variant = separable_factors(kernel, kh, kw, a, b) ? "separable" : "rows";
+  return std::string("f32_upfirdn2d_") + variant + "__" + ops_isa_suffix();
+}
+
+std::string vector_op_kernel_name(const char* op) { return std::string("f32_") + op + "__" + ops_isa_suffix(); }
 
 void upfirdn2d(const View& x, const View& y, const float* kernel, int kh, int kw, int up, int down, int pad0,
                int pad1, const Epilogue& ep, ThreadPool* pool) {

@@ -2,6 +2,8 @@
 // implementation for the active ISA and falls back to the reference in generic.h; the
 // reference stays the oracle for tests.
 #pragma once
+#include <string>
+
 #include "core/thread_pool.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/kernel_types.h"
@@ -17,5 +19,10 @@ void linear(const float* x, const float* w, float* y, int n, int in, int out, co
 // widened once and repeated, instead of an index computed per output value.
 void upsample_nearest(const View& x, const View& y, ThreadPool* pool);
 void reflect_pad2d(const View& x, const View& y, int pad, ThreadPool* pool);
+
+// What the functions above run for these arguments, named for profiles as the conv kernels are
+// (dtype, op, variant, ISA): "f32_upfirdn2d_separable__avx512", "f32_upfirdn2d__generic", ...
+std::string upfirdn2d_kernel_name(const float* kernel, int kh, int kw, int up, int down);
+std::string vector_op_kernel_name(const char* op);  // scale_bias_act, add, linear: "f32_add__avx2"
 
 }  // namespace gpen::cpu

@@ -22,23 +22,6 @@ inline void expand_row(float* row, const float* src, int W, int up, int pad0, in
   }
 }
 
-// Splits a kh x kw kernel into column a (kh) and row b (kw) with k[ky][kx] = a[ky] * b[kx], to
-// float rounding; false if it is not such an outer product (every blur of GPEN is: [1,3,3,1]^2).
-inline bool separable_factors(const float* k, int kh, int kw, float* a, float* b) {
-  int pivot = 0;
-  for (int i = 1; i < kh * kw; ++i)
-    if (std::fabs(k[i]) > std::fabs(k[pivot])) pivot = i;
-  const float p = k[pivot];
-  if (p == 0.f) return false;
-  const int py = pivot / kw, px = pivot % kw;
-  for (int ky = 0; ky < kh; ++ky) a[ky] = k[ky * kw + px];
-  for (int kx = 0; kx < kw; ++kx) b[kx] = k[py * kw + kx] / p;
-  for (int ky = 0; ky < kh; ++ky)
-    for (int kx = 0; kx < kw; ++kx)
-      if (std::fabs(a[ky] * b[kx] - k[ky * kw + kx]) > 1e-6f * std::fabs(p)) return false;
-  return true;
-}
-
 // One item of upfirdn2d work: (plane, band of output rows) -- bands so that a 3-channel ToRGB
 // upsample still uses every thread.
 struct FirBand {
@@ -139,7 +122,7 @@ template <class S>
 bool upfirdn2d_t(const View& x, const View& y, const float* kernel, int kh, int kw, int up, int down, int pad0,
                  const Epilogue& ep, ThreadPool* pool) {
   using V = typename S::V;
-  if (down != 1 || up < 1 || kh < 1 || kw < 1 || kh * kw > 64) return false;
+  if (!upfirdn2d_vector_case(kh, kw, up, down)) return false;
   const int OH = y.h, OW = y.w, H = x.h, W = x.w;
   float kf[64], a[64], b[64];
   for (int ky = 0; ky < kh; ++ky)

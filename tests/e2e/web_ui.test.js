@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // End-to-end test of the `gpen serve` web page in a real browser: Debian's chromium, headless,
 // driven by playwright-core. Starts the server on a free 127.0.0.1 port with the committed tiny
-// GPEN, then: single image (upload, enhance, result, download), tab switches, a 2-image batch with
-// its zip download, the model settings tab, and a phone-width layout check. Fails on any page
-// error or console error (a CSP violation included).
+// GPEN, then: single image (upload, enhance, result, download), a TIFF's server-made preview, tab
+// switches, a 2-image batch with its zip download, the model settings tab, and a phone-width
+// layout check. Fails on any page error or console error (a CSP violation included).
 //
 //   node tests/e2e/web_ui.test.js --gpen build/gpen [--screenshots docs/screenshots] [--out DIR]
 //
@@ -74,6 +74,33 @@ function zipEntryCount(buf) {
   return -1;
 }
 
+// An uncompressed baseline RGB TIFF (little-endian, one strip) of a diagonal gradient.
+function rgbTiff(w, h) {
+  const tags = [[256, 3, w], [257, 3, h], [258, 3, 8], [259, 3, 1], [262, 3, 2], [273, 4, 0], [277, 3, 3],
+    [278, 3, h], [279, 4, w * h * 3]];
+  const ifdSize = 2 + tags.length * 12 + 4;
+  const bpsAt = 8 + ifdSize, dataAt = bpsAt + 6;  // BitsPerSample's three values, then the pixels
+  const buf = Buffer.alloc(dataAt + w * h * 3);
+  buf.write('II', 0, 'latin1');
+  buf.writeUInt16LE(42, 2);
+  buf.writeUInt32LE(8, 4);
+  buf.writeUInt16LE(tags.length, 8);
+  tags.forEach(([tag, type, value], i) => {
+    const at = 10 + i * 12;
+    const count = tag === 258 ? 3 : 1;
+    buf.writeUInt16LE(tag, at);
+    buf.writeUInt16LE(type, at + 2);
+    buf.writeUInt32LE(count, at + 4);
+    const v = tag === 258 ? bpsAt : tag === 273 ? dataAt : value;
+    if (type === 3 && count === 1) buf.writeUInt16LE(v, at + 8); else buf.writeUInt32LE(v, at + 8);
+  });
+  for (let i = 0; i < 3; ++i) buf.writeUInt16LE(8, bpsAt + 2 * i);
+  for (let y = 0; y < h; ++y)
+    for (let x = 0; x < w; ++x)
+      for (let c = 0; c < 3; ++c) buf[dataAt + (y * w + x) * 3 + c] = (x * 2 + y * (c + 1)) & 255;
+  return buf;
+}
+
 async function main() {
   const args = parseArgs();
   if (!fs.existsSync(args.chromium)) skip(`${args.chromium} not found (apt-get install chromium)`);
@@ -120,6 +147,14 @@ async function main() {
     check(/_gpen\.png$/.test(single.suggestedFilename()), `download offers ${single.suggestedFilename()}`);
     check(fs.readdirSync(outputs).some((n) => /^outputs_\d{14}(_\d+)?\.png$/.test(n)), 'the result was saved under --outputs');
     await shot('tab1_single.png');
+
+    // --- a TIFF, which chromium does not show: the "before" side comes from /api/preview ---
+    const tiffPath = path.join(work, 'scan.tif');
+    fs.writeFileSync(tiffPath, rgbTiff(96, 64));
+    await page.setInputFiles('#file-single', tiffPath);
+    await page.waitForFunction(() => document.querySelector('#before').naturalWidth === 96, null, { timeout: 30000 });
+    check(await page.$eval('#before', (img) => img.naturalHeight === 64 && img.src.startsWith('blob:')),
+      'a TIFF upload gets a server-made preview as the "before" picture');
 
     // --- tab 3: advanced ---
     await page.click('#tab-advanced');

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/device.h"
+#include "core/image_ops.h"
 #include "core/json_text.h"
 #include "tools/server/web_assets.h"
 
@@ -91,6 +92,31 @@ Upload checked_upload(const httplib::MultipartFormData& part, const DecodeLimits
                              std::to_string(limits.max_side) + " px per side)"};
   *pixels = int64_t(info.width) * info.height;
   return Upload{name, std::vector<uint8_t>(part.content.begin(), part.content.end())};
+}
+
+constexpr int kPreviewSide = 2048;
+
+void send_preview(httplib::Response& res, const Upload& upload, const DecodeLimits& limits) {
+  Image img;
+  try {
+    img = decode_image(upload.bytes, limits);
+  } catch (const Error& e) {
+    throw HttpError{400, upload.name + ": " + e.what()};
+  }
+  const int long_side = std::max(img.width, img.height);
+  if (long_side > kPreviewSide) {
+    ImageMetadata meta = std::move(img.meta);
+    const double s = double(kPreviewSide) / long_side;
+    img = downscale_area(img, std::max(1, int(img.width * s + 0.5)), std::max(1, int(img.height * s + 0.5)));
+    img.meta = std::move(meta);
+  }
+  img.meta.exif.clear();  // a preview: the colour profile matters, the camera data does not
+  img.meta.xmp.clear();
+  EncodeOptions enc;
+  enc.format = ImageFormat::Jpeg;
+  enc.quality = 85;
+  const std::vector<uint8_t> bytes = encode_image(img, enc);
+  res.set_content(reinterpret_cast<const char*>(bytes.data()), bytes.size(), "image/jpeg");
 }
 
 struct ParsedForm {
@@ -318,6 +344,15 @@ void HttpServer::add_routes() {
       }
       if (err && err->second) throw HttpError{400, "bad image: " + err->first};
       throw HttpError{500, err ? err->first : "the result is no longer kept"};
+    });
+  });
+
+  // The upload as a JPEG a browser shows (TIFF and HEIC are not shown by most), upright, the long
+  // side at most kPreviewSide, with its colour profile: the Web UI's "before" picture.
+  s.Post("/api/preview", [limits](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] {
+      ParsedForm form = parse_form(req, "image", limits, 1);
+      send_preview(res, form.uploads[0], limits);
     });
   });
 

@@ -93,6 +93,12 @@ $('reset-advanced').addEventListener('click', () => {
 });
 
 // --- drop zones -----------------------------------------------------------------------------------
+// What the server reads (by content; browsers leave the type of .heic files empty on some systems).
+function isPhotoFile(f) {
+  return /^image\/(png|jpeg|webp|tiff|bmp|x-ms-bmp|heic|heif|avif)$/.test(f.type) ||
+    /\.(png|jpe?g|webp|tiff?|bmp|heic|heif|avif)$/i.test(f.name);
+}
+
 function dropZone(zoneId, inputId, onFiles) {
   const zone = $(zoneId);
   const input = $(inputId);
@@ -102,7 +108,7 @@ function dropZone(zoneId, inputId, onFiles) {
   zone.addEventListener('drop', (e) => {
     e.preventDefault();
     zone.classList.remove('over');
-    onFiles([...e.dataTransfer.files].filter((f) => /^image\/(png|jpeg|webp)$/.test(f.type)));
+    onFiles([...e.dataTransfer.files].filter(isPhotoFile));
   });
 }
 
@@ -117,6 +123,21 @@ dropZone('drop-single', 'file-single', (files) => {
     $('after').removeAttribute('src');
     $('compare').hidden = true;
     $('download-single').hidden = true;
+  }
+});
+
+// Most browsers show no TIFF or HEIC: the server makes a JPEG of the upload for the "before" side.
+$('before').addEventListener('error', async () => {
+  const file = state.singleFile;
+  if (!file || state.previewOf === file) return;
+  state.previewOf = file;
+  const form = new FormData();
+  form.append('image', file, file.name);
+  try {
+    const res = await api('/api/preview', { method: 'POST', body: form });
+    if (res.ok && state.singleFile === file) $('before').src = objectUrl(await res.blob(), 'single');
+  } catch (e) {
+    // the result still shows; only the comparison lacks its left side
   }
 });
 
