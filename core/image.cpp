@@ -499,6 +499,16 @@ int jpeg_exif_orientation(const uint8_t* data, size_t size) {
   return orientation;
 }
 
+namespace {
+// A probe either gives a size or throws: the libraries' header readers do not all check (stb's
+// BMP info reports a negative width for some headers).
+ImageInfo sized(ImageInfo info) {
+  if (info.width <= 0 || info.height <= 0)
+    fail(image_format_name(info.format), ": invalid image size ", info.width, "x", info.height);
+  return info;
+}
+}  // namespace
+
 ImageInfo probe_image(const uint8_t* data, size_t size) {
   ImageInfo info;
   info.format = detect_image_format(data, size);
@@ -535,9 +545,9 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
       info.height = features.height;
       return info;
     }
-    case ImageFormat::Tiff: return detail::probe_tiff(data, size);
-    case ImageFormat::Bmp: return detail::probe_bmp(data, size);
-    case ImageFormat::Heif: return detail::probe_heif(data, size);
+    case ImageFormat::Tiff: return sized(detail::probe_tiff(data, size));
+    case ImageFormat::Bmp: return sized(detail::probe_bmp(data, size));
+    case ImageFormat::Heif: return sized(detail::probe_heif(data, size));
     default: break;
   }
   fail_unknown_format(data, size);

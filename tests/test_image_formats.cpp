@@ -291,6 +291,12 @@ TEST_CASE("BMP round trips: RGB exact, RGBA exact, gray written as RGB; density 
   CHECK(dense.meta.dpi_x == Approx(300.0).margin(0.1));
   CHECK(dense.meta.dpi_y == Approx(150.0).margin(0.1));
 
+  // A width stb's header reader reports as negative (found by fuzz_image): the probe refuses it
+  // as it refuses every size it cannot use, instead of returning it.
+  std::vector<uint8_t> odd = bytes;
+  for (int i = 0; i < 4; ++i) odd[18 + size_t(i)] = uint8_t(0xFFFF000Du >> (8 * i));
+  CHECK_THROWS_WITH(probe_image(odd.data(), odd.size()), Catch::Contains("BMP: invalid image size"));
+
   // A header that claims 40000 x 40000 fails on the limits, before any allocation.
   put_le32(18, 40000);
   put_le32(22, 40000);
