@@ -30,6 +30,7 @@
 #include <webp/encode.h>
 #include <webp/mux.h>
 
+#include "core/colour_management.h"
 #include "core/error.h"
 #include "core/image_codecs_internal.h"
 #include "core/image_metadata.h"
@@ -866,11 +867,19 @@ std::vector<uint8_t> encode_webp(const Image& img, const EncodeOptions& options,
   return webp_with_metadata(data, size, meta);
 }
 
+// Whether the pixels are stored as gray in this format (WebP and BMP store gray as RGB).
+bool stored_as_gray(const Image& img, ImageFormat format) {
+  return img.channels == 1 && format != ImageFormat::Webp && format != ImageFormat::Bmp;
+}
+
 // What an encoder writes: nothing when the caller strips metadata; the EXIF fixed for upright
-// pixels of this size (see exif_for_output).
+// pixels of this size (see exif_for_output); no ICC profile whose colour space is not the pixels'
+// (a gray scan's profile on a photo whose restored faces made it RGB would be misread).
 ImageMetadata metadata_to_write(const Image& img, const EncodeOptions& options) {
   if (!options.keep_metadata) return {};
   ImageMetadata meta = img.meta;
+  if (!meta.icc.empty() && icc_colour_space(meta.icc) != (stored_as_gray(img, options.format) ? "GRAY" : "RGB "))
+    meta.icc.clear();
   if (!meta.exif.empty()) meta.exif = exif_for_output(meta.exif, img.width, img.height);
   if (!meta.xmp.empty()) meta.xmp = xmp_for_output(std::move(meta.xmp));
   return meta;
@@ -880,6 +889,15 @@ ImageMetadata metadata_to_write(const Image& img, const EncodeOptions& options) 
 
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options) {
   check_encodable(img);
+  // Written without its profile (stripped, or BMP, which has no room for one), a wide-gamut photo
+  // would be shown as sRGB, dull: its pixels are converted to sRGB first.
+  if ((!options.keep_metadata || options.format == ImageFormat::Bmp) && img.channels >= 3)
+    if (auto conversion = SrgbConversion::for_profile(img.meta.icc)) {
+      Image srgb = img;
+      srgb.meta = {};
+      conversion->to_srgb(srgb);
+      return encode_image(srgb, options);
+    }
   const ImageMetadata meta = metadata_to_write(img, options);
   switch (options.format) {
     case ImageFormat::Png: return encode_png(img, options, meta);

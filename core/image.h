@@ -110,7 +110,10 @@ struct EncodeOptions {
 // cv2.imwrite). WebP stores gray as RGB; BMP stores gray as RGB. Where metadata goes: PNG iCCP,
 // eXIf, iTXt "XML:com.adobe.xmp", pHYs; JPEG APP2 ICC_PROFILE, APP1 Exif and APP1 XMP (each
 // when under a segment's 64 KB), JFIF density; WebP ICCP, EXIF and "XMP " chunks; TIFF ICC
-// profile, XMP packet and resolution tags (not EXIF); BMP none.
+// profile, XMP packet and resolution tags (not EXIF); BMP none. An ICC profile whose colour space
+// is not the pixels' (GRAY on RGB) is left out. A photo whose profile is not sRGB and is not
+// written (keep_metadata false, or BMP) has its pixels converted to sRGB, so that it looks the
+// same without it (core/colour_management.h; not in a build without lcms2).
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options);
 
 // ".png" / ".jpg" / ".jpeg" / ".webp" / ".tif" / ".tiff" / ".bmp" / ".heic" / ".heif" / ".avif"

@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   build-essential cmake pkg-config clang
   libeigen3-dev libstb-dev catch2 libminizip-dev libzip-dev zlib1g-dev nlohmann-json3-dev libcli11-dev
-  libpng-dev libjpeg62-turbo-dev libwebp-dev libtiff-dev libheif-dev libcurl4-openssl-dev libssl-dev ca-certificates libcpp-httplib-dev
+  libpng-dev libjpeg62-turbo-dev libwebp-dev libtiff-dev libheif-dev liblcms2-dev libcurl4-openssl-dev libssl-dev ca-certificates libcpp-httplib-dev
   libbenchmark-dev
   python3 python3-numpy python3-torch python3-pil python3-onnx
   chromium nodejs

@@ -361,7 +361,8 @@ void add_batch_options(CLI::App* cmd, EnhanceOpts& o) {
       ->check(CLI::IsMember({"png", "jpg", "webp", "tif", "bmp"}));
   cmd->add_option("--quality", o.quality, "JPEG / WebP quality 1..100")->check(CLI::Range(1, 100));
   cmd->add_flag("--strip-metadata", o.strip_metadata,
-                "write no ICC profile, EXIF (camera, date, GPS), XMP or density (default: kept from the input)");
+                "write no ICC profile, EXIF (camera, date, GPS), XMP or density (default: kept from the input); "
+                "a photo whose profile is not sRGB is then converted to sRGB");
   cmd->add_option("--max-size", o.max_size, "shrink photos whose long side exceeds this many pixels first (0: never)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", o.overwrite, "replace existing outputs (default: skip them, so a rerun resumes)");

@@ -336,6 +336,7 @@ class BatchRun {
       job->meta = std::move(decoded.meta);
       job->input_width = decoded.width;
       Image photo = cap_long_side(std::move(decoded), opt_.max_size);
+      photo.meta.icc = job->meta.icc;  // faces go through GPEN in sRGB when it is another profile
       job->index = i;
       job->decode_ms = ms_since(t0);
       job->photo = restorer.detect_faces(std::move(photo), opt_.restore);

@@ -48,7 +48,14 @@ Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& 
   Image out = face;
   if (controls.strength > 0) {
     Tensor scratch;
-    const Image restored = std::move(gpen.forward_faces({&face}, scratch).at(0));
+    const auto colour = SrgbConversion::for_profile(crop.meta.icc);
+    Image srgb;
+    if (colour) {
+      srgb = face;
+      colour->to_srgb(srgb);
+    }
+    Image restored = std::move(gpen.forward_faces({colour ? &srgb : &face}, scratch).at(0));
+    if (colour) colour->from_srgb(restored);
     out = compose_face(face, restored, controls, /*small_face=*/false);
     if (controls.skin_protect) protect_skin_colour(out, face, Rect{0, 0, S, S});
   }
@@ -87,6 +94,8 @@ std::vector<RestoreResult> FaceRestorer::restore_many(const std::vector<const Im
 PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& opt) {
   validate(opt.controls);
   PhotoInProgress p;
+  p.icc = photo.meta.icc;
+  const auto colour = restores_faces(opt) ? SrgbConversion::for_profile(p.icc) : nullptr;
   p.photo = opt.controls.denoise > 0 ? denoise_photo(photo, opt.controls.denoise, pool_) : std::move(photo);
   if (p.photo.channels == 3) {
     p.split.rgb = std::move(p.photo);  // an RGB photo is its own split: no full-size copy
@@ -110,8 +119,14 @@ PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& op
   const std::vector<Detection> dets = detector_->detect(faces_from, opt.detect);
   p.times.detect_ms = ms_since(t0);
   t0 = Clock::now();
-  for (const Detection& d : dets)
-    p.faces.push_back(FaceInProgress{d, align_face(faces_from, landmarks_of(d), face_size(), opt.warp, pool_), {}, 0});
+  for (const Detection& d : dets) {
+    FaceInProgress f{d, align_face(faces_from, landmarks_of(d), face_size(), opt.warp, pool_), colour, {}, {}, 0};
+    if (colour) {
+      f.srgb_crop = f.aligned.crop;
+      colour->to_srgb(f.srgb_crop);
+    }
+    p.faces.push_back(std::move(f));
+  }
   p.times.align_ms = ms_since(t0);
   return p;
 }
@@ -123,7 +138,10 @@ void FaceRestorer::run_gpen(const std::vector<FaceInProgress*>& faces, const Res
   for (size_t i = 0; i < faces.size(); i += batch) {
     const size_t n = std::min(faces.size() - i, batch);
     std::vector<const Image*> crops;
-    for (size_t j = 0; j < n; ++j) crops.push_back(&faces[i + j]->aligned.crop);
+    for (size_t j = 0; j < n; ++j) {
+      const FaceInProgress& f = *faces[i + j];
+      crops.push_back(f.colour ? &f.srgb_crop : &f.aligned.crop);
+    }
     const auto t0 = Clock::now();
     std::vector<Image> restored = gpen_->forward_faces(crops, gpen_input_, pool_);
     for (size_t j = 0; j < n; ++j) faces[i + j]->restored = std::move(restored[j]);
@@ -140,11 +158,13 @@ RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt)
   std::vector<PasteFace> paste;
   for (FaceInProgress& f : p.faces) {
     if (restore && f.restored.empty()) fail("internal: face ", paste.size(), " was not run through GPEN");
+    if (restore && f.colour) f.colour->from_srgb(f.restored);  // back to the photo's colours
     RestoredFace rf;
     rf.detection = f.detection;
     if (opt.keep_crops) {
       rf.aligned = f.aligned.crop;
       rf.restored = restore ? f.restored : f.aligned.crop;
+      rf.aligned.meta.icc = rf.restored.meta.icc = p.icc;  // so that saved crops show true colours
     }
     r.faces.push_back(std::move(rf));
     r.times.gpen_ms += f.gpen_ms;

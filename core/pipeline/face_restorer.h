@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/colour_management.h"
 #include "core/face_align.h"
 #include "core/face_detector.h"
 #include "core/image.h"
@@ -62,7 +63,11 @@ struct RestoreResult {
 struct FaceInProgress {
   Detection detection;
   AlignedFace aligned;
-  Image restored;        // GPEN's output, once run_gpen has seen this face
+  // When the photo's ICC profile is not sRGB: its conversions, and the crop in sRGB, which is what
+  // GPEN sees; finish() converts GPEN's output back (core/colour_management.h). Null / empty else.
+  std::shared_ptr<const SrgbConversion> colour;
+  Image srgb_crop;
+  Image restored;        // GPEN's output, once run_gpen has seen this face (sRGB when `colour`)
   double gpen_ms = 0;    // this face's share of its GPEN batch
 };
 
@@ -71,6 +76,7 @@ struct PhotoInProgress {
   Image photo;           // the input (denoised when asked) when not RGB; empty for RGB: it is split.rgb
   RgbAndAlpha split;     // its RGB and alpha (pasted into in place)
   std::vector<FaceInProgress> faces;
+  std::vector<uint8_t> icc;  // the input's ICC profile, given to the saved face crops
   StageTimes times;
 };
 
@@ -78,7 +84,8 @@ struct PhotoInProgress {
 bool restores_faces(const RestoreOptions& opt);
 
 // An FFHQ-aligned face crop (any size; bilinear-resized to the model's) with the controls applied
-// as to a face in a photo, the crop being the whole face: denoise, GPEN (skipped at strength 0),
+// as to a face in a photo, the crop being the whole face: denoise, GPEN (skipped at strength 0; in
+// sRGB when the crop's `meta.icc` is another profile),
 // mode / --detail / strength, skin protection over the crop, sharpen, contrast, brightness.
 // Returns the S x S RGB result. Shared by `gpen enhance --aligned`, `gpen serve` and the C API.
 Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& controls);
@@ -91,7 +98,8 @@ class FaceRestorer {
   // Several photos at once: their faces share GPEN batches.
   std::vector<RestoreResult> restore_many(const std::vector<const Image*>& photos, const RestoreOptions& opt);
 
-  // Stage 1: denoise (when asked), detect, align. Not thread-safe (the detector caches graphs):
+  // Stage 1: denoise (when asked), detect, align. The photo's `meta.icc` (when it is not sRGB)
+  // makes its faces go through GPEN in sRGB. Not thread-safe (the detector caches graphs):
   // use one with_own_detector() copy per thread.
   PhotoInProgress detect_faces(Image photo, const RestoreOptions& opt);
   // Stage 2: GPEN on these faces, opt.batch_size per forward. Not thread-safe.
