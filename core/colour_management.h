@@ -40,7 +40,8 @@ class SrgbConversion {
   // In place; images of 3 or 4 channels (others are refused with gpen::Error).
   void to_srgb(Image& img) const;
   void from_srgb(Image& img) const;
-  // The profile's own description ("Display P3", "Adobe RGB (1998)"), for messages.
+  // The profile's own description ("Display P3", "Adobe RGB (1998)"), for messages: printable
+  // ASCII (anything else becomes '?'), at most 80 characters; "unnamed profile" when it has none.
   const std::string& description() const { return description_; }
   // Whether pixels go through our lookup tables (matrix-shaper profiles) rather than lcms2's
   // transforms (profiles built on LUTs); both give the same colours within one step.

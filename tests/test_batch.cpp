@@ -184,6 +184,12 @@ TEST_CASE("batch: outputs keep the input's ICC profile, EXIF and density; keep_m
   CHECK(jpg.meta.icc == meta.icc);
   CHECK(!jpg.meta.exif.empty());
   CHECK(jpg.meta.dpi_x == Approx(72.0).margin(0.5));
+  // The scan's profile ("Display", a monitor profile close to sRGB) is not sRGB: its faces went
+  // through GPEN in sRGB, and the report says so.
+  for (const auto& item : batch_report(s)["items"]) {
+    REQUIRE(item["faces"].get<int>() > 0);
+    CHECK(item["colour_profile"] == "Display");
+  }
 
   o.keep_metadata = false;
   REQUIRE(run_batch(restorer(), plan_into({in + "/scan.tif", in + "/snap.jpg"}, bare), o).progress.done == 2);

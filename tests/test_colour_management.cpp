@@ -153,6 +153,19 @@ std::vector<uint8_t> display_p3_from_luts() {
   return saved(p);
 }
 
+// Adobe RGB (1998)'s primaries with its pure power curve (563/256), as a v2 profile: a curve
+// with no linear toe, infinitely steep at black, the hardest case for lookup tables.
+std::vector<uint8_t> adobe_rgb_like() {
+  const cmsCIExyY d65 = {0.3127, 0.3290, 1.0};
+  const cmsCIExyYTRIPLE primaries = {{0.64, 0.33, 1.0}, {0.21, 0.71, 1.0}, {0.15, 0.06, 1.0}};
+  cmsToneCurve* curve = cmsBuildGamma(nullptr, 563.0 / 256);
+  cmsToneCurve* curves[3] = {curve, curve, curve};
+  cmsHPROFILE p = cmsCreateRGBProfile(&d65, &primaries, curves);
+  cmsFreeToneCurve(curve);
+  cmsSetProfileVersion(p, 2.1);
+  return saved(p);
+}
+
 std::shared_ptr<const SrgbConversion> p3() {
   auto c = SrgbConversion::for_profile(display_p3());
   REQUIRE(c);
@@ -318,6 +331,62 @@ TEST_CASE("a profile built on lookup tables converts through lcms2, to the same 
   CHECK(max_diff(by_lcms, by_matrix) <= 6);
 }
 
+namespace {
+
+// lcms2's double-precision answer for 8-bit colours, in 8-bit steps (unrounded).
+std::vector<double> lcms2_exact(const std::vector<uint8_t>& icc, const Image& img, bool to_srgb) {
+  cmsHPROFILE photo = cmsOpenProfileFromMem(icc.data(), cmsUInt32Number(icc.size())), srgb = cmsCreate_sRGBProfile();
+  cmsHTRANSFORM t = cmsCreateTransform(to_srgb ? photo : srgb, TYPE_RGB_DBL, to_srgb ? srgb : photo, TYPE_RGB_DBL,
+                                       INTENT_RELATIVE_COLORIMETRIC, cmsFLAGS_NOCACHE | cmsFLAGS_BLACKPOINTCOMPENSATION);
+  std::vector<double> in(img.pixels.size()), out(img.pixels.size());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = img.pixels[i] / 255.0;
+  cmsDoTransform(t, in.data(), out.data(), cmsUInt32Number(img.pixels.size() / 3));
+  cmsDeleteTransform(t);
+  cmsCloseProfile(photo);
+  cmsCloseProfile(srgb);
+  for (double& v : out) v = std::clamp(v, 0.0, 1.0) * 255.0;
+  return out;
+}
+
+double worst_against(const Image& img, const std::vector<double>& exact) {
+  double worst = 0;
+  for (size_t i = 0; i < exact.size(); ++i) worst = std::max(worst, std::abs(img.pixels[i] - exact[i]));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("lookup tables round lcms2's floating-point answer, dark colours included", "[colour]") {
+  // Every colour with channels in steps of 5, and every dark one (channels 0..31).
+  Image colours(52 * 52, 52, 3), dark(32 * 32, 32, 3);
+  for (int r = 0; r < 52; ++r)
+    for (int g = 0; g < 52; ++g)
+      for (int b = 0; b < 52; ++b) {
+        uint8_t* px = &colours.at(r * 52 + g, b, 0);
+        px[0] = uint8_t(r * 5), px[1] = uint8_t(g * 5), px[2] = uint8_t(b * 5);
+      }
+  for (int r = 0; r < 32; ++r)
+    for (int g = 0; g < 32; ++g)
+      for (int b = 0; b < 32; ++b) {
+        uint8_t* px = &dark.at(r * 32 + g, b, 0);
+        px[0] = uint8_t(r), px[1] = uint8_t(g), px[2] = uint8_t(b);
+      }
+  for (const auto& [name, icc] : {std::pair{"Display P3", display_p3()}, std::pair{"Adobe RGB", adobe_rgb_like()}}) {
+    const auto tables = SrgbConversion::for_profile(icc, true);
+    REQUIRE(tables);
+    CHECK(tables->uses_lookup_tables());
+    for (const Image* img : {&colours, &dark})
+      for (bool to_srgb : {true, false}) {
+        INFO(name << (img == &dark ? ", dark" : ", all") << (to_srgb ? ", to sRGB" : ", from sRGB"));
+        Image converted = *img;
+        to_srgb ? tables->to_srgb(converted) : tables->from_srgb(converted);
+        // Rounding alone is 0.5; entries spaced evenly in linear light reached 0.8 (Adobe RGB's
+        // darkest colours), spaced in its square root they stay within 0.51.
+        CHECK(worst_against(converted, lcms2_exact(icc, *img, to_srgb)) <= 0.6);
+      }
+  }
+}
+
 TEST_CASE("one conversion used from four threads at once gives each the single-thread result", "[colour]") {
   for (bool tables : {true, false}) {
     INFO("lookup tables " << tables);
@@ -416,6 +485,8 @@ TEST_CASE("a Display P3 photo's face goes through GPEN in sRGB and comes back in
   const RestoreResult tagged = restorer.restore(photo, opt);
   REQUIRE(tagged.faces.size() == 1);
   REQUIRE(plain.faces.size() == 1);
+  CHECK(tagged.colour_profile == "Display P3 (test)");
+  CHECK(plain.colour_profile.empty());
 
   const RestoredFace& f = tagged.faces[0];
   Image srgb = f.aligned;

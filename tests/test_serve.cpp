@@ -167,6 +167,7 @@ TEST_CASE("serve: enhance a photo, get the image back and find it in the outputs
   CHECK(out.height == in.height);
   CHECK(out.pixels != to_rgb(in).pixels);  // faces were restored
   CHECK(out.meta.icc == in.meta.icc);       // the photo's colour profile comes back with it
+  CHECK(r->get_header_value("X-Gpen-Colour-Profile") == "Display");  // its faces went through GPEN in sRGB
   CHECK(!out.meta.exif.empty());
   auto stripped = post_form(cli, "/api/enhance", {file_part("image", photo, "group.png"), text_part("strength", "100"),
                                                   text_part("strip_metadata", "true")});

@@ -239,7 +239,8 @@ class ProgressView {
     if (r.faces == 0) return r.input + ": no face found; output equals input -> " + r.output;
     std::snprintf(buf, sizeof buf, "  (detect %.0f ms, align %.0f ms, gpen %.0f ms, paste %.0f ms)", r.times.detect_ms,
                   r.times.align_ms, r.times.gpen_ms, r.times.paste_ms);
-    return r.input + ": " + std::to_string(r.faces) + " face(s) -> " + r.output + buf;
+    const std::string colour = r.colour_profile.empty() ? "" : " [faces restored in sRGB, from " + r.colour_profile + "]";
+    return r.input + ": " + std::to_string(r.faces) + " face(s) -> " + r.output + buf + colour;
   }
 
   void draw(const BatchProgress& p) {

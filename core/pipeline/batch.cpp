@@ -444,6 +444,7 @@ class BatchRun {
     if (!opt_.save_faces_dir.empty()) save_face_crops(opt_.save_faces_dir, item.input, r);
     ItemResult out = result_for(job.index, ItemStatus::Done);
     out.faces = int(r.faces.size());
+    out.colour_profile = r.colour_profile;
     out.times = r.times;
     out.decode_ms = job.decode_ms;
     out.encode_ms = encode_ms;
@@ -618,6 +619,7 @@ nlohmann::ordered_json batch_report(const BatchSummary& s) {
     if (r.status == ItemStatus::Done) {
       j["size"] = {r.width, r.height};
       j["stages_ms"] = stage_times_json(r);
+      if (!r.colour_profile.empty()) j["colour_profile"] = r.colour_profile;
       j["finished_s"] = std::round(r.finished_s * 1000) / 1000;
     }
     items.push_back(std::move(j));

@@ -91,6 +91,7 @@ struct ItemResult {
   double encode_ms = 0, write_ms = 0;
   double finished_s = 0;      // when its result came, in seconds from the batch's start
   int width = 0, height = 0;  // of the output
+  std::string colour_profile;  // RestoreResult::colour_profile
   std::string error;
 };
 

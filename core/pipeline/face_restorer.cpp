@@ -169,6 +169,7 @@ RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt)
     r.faces.push_back(std::move(rf));
     r.times.gpen_ms += f.gpen_ms;
     if (!restore) continue;
+    if (f.colour) r.colour_profile = f.colour->description();
     const auto& b = f.detection.box;
     // The mask source sees GPEN's own output in modes natural and strong, as in GPEN.
     paste.push_back(PasteFace{restoration_target(f.aligned.crop, std::move(f.restored), opt.controls),

@@ -57,6 +57,7 @@ struct RestoreResult {
   Image image;
   std::vector<RestoredFace> faces;
   StageTimes times;
+  std::string colour_profile;  // faces went through GPEN in sRGB from this profile; empty: as they were
 };
 
 // One face between the stages.

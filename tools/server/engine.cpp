@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/colour_management.h"
 #include "core/face_tensor.h"
 #include "core/image_ops.h"
 #include "core/paste_back.h"
@@ -138,12 +139,15 @@ EnhanceOutput Engine::Worker::enhance(const Image& photo, const EnhanceParams& p
   if (params.aligned) {  // the same path as `gpen enhance --aligned` (restore_aligned_crop)
     out.image = restore_aligned_crop(*l.gpen, photo, params.controls);
     out.faces = 1;
+    const auto colour = params.controls.strength > 0 ? SrgbConversion::for_profile(photo.meta.icc) : nullptr;
+    if (colour) out.colour_profile = colour->description();
     return out;
   }
   if (!l.restorer) fail("this server has no face detector (--detector): only aligned face crops can be enhanced");
   RestoreResult r = l.restorer->restore(photo, restore_options(params, settings.batch_size));
   out.image = std::move(r.image);
   out.faces = int(r.faces.size());
+  out.colour_profile = std::move(r.colour_profile);
   out.times = r.times;
   return out;
 }

@@ -46,6 +46,7 @@ struct EngineConfig {
 struct EnhanceOutput {
   Image image;
   int faces = 0;
+  std::string colour_profile;  // faces went through GPEN in sRGB from this profile (RestoreResult)
   StageTimes times;
   Device device = Device::Cpu;  // where it ran (Cpu or Cuda)
 };

@@ -338,6 +338,7 @@ void HttpServer::add_routes() {
         res.set_header("X-Gpen-Job", *id);
         res.set_header("X-Gpen-Faces", std::to_string(r->faces));
         res.set_header("X-Gpen-Saved-As", r->saved_as);
+        if (!r->colour_profile.empty()) res.set_header("X-Gpen-Colour-Profile", r->colour_profile);
         res.set_header("Content-Disposition", "inline; filename=\"" + r->name + "\"");
         res.set_content(reinterpret_cast<const char*>(r->bytes.data()), r->bytes.size(), format_mime(r->format));
         return;

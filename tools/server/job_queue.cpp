@@ -173,6 +173,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     device = out.device;
     times = out.times;
     result.faces = out.faces;
+    result.colour_profile = out.colour_profile;
     result.format = job.params.format == ImageFormat::Unknown ? settings.output_format : job.params.format;
     EncodeOptions enc;
     enc.format = result.format;
@@ -255,6 +256,7 @@ nlohmann::json JobQueue::job_json_locked(const Job& job) const {
       ++done;
       j.update({{"width", it.width}, {"height", it.height}, {"faces", it.result.faces}, {"ms", it.ms},
                 {"saved_as", it.result.saved_as}, {"url", "/api/jobs/" + job.id + "/images/" + std::to_string(i)}});
+      if (!it.result.colour_profile.empty()) j["colour_profile"] = it.result.colour_profile;
     } else if (it.state == ItemState::Failed) {
       ++failed;
       j["error"] = it.error;

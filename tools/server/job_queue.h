@@ -47,6 +47,7 @@ struct ItemResult {
   std::vector<uint8_t> bytes;
   std::string saved_as;  // file name in the outputs directory ("" if saving failed)
   int faces = 0;
+  std::string colour_profile;  // EnhanceOutput::colour_profile
 };
 
 // How a waited-for job ended, for /api/enhance's synchronous answer.

@@ -189,8 +189,10 @@ function showSingleResult(blob, headers) {
   link.download = name;
   link.hidden = false;
   const faces = headers.get('X-Gpen-Faces');
+  const profile = headers.get('X-Gpen-Colour-Profile');
   const saved = headers.get('X-Gpen-Saved-As');
-  setStatus('single-status', 'Done' + (faces !== null ? `: ${faces} face(s) restored` : '') + (saved ? `, saved as ${saved}` : ''));
+  setStatus('single-status', 'Done' + (faces !== null ? `: ${faces} face(s) restored` : '') +
+    (profile ? ` (in sRGB, from its ${profile} colour profile)` : '') + (saved ? `, saved as ${saved}` : ''));
 }
 
 // --- tab 2: batch ------------------------------------------------------------------------------------
