@@ -46,7 +46,7 @@ bool colour_management_supported() { return true; }
 namespace {
 
 // A conversion between two matrix-shaper profiles (nearly every profile a photo embeds: Display
-// P3, Adobe RGB, ProPhoto, sRGB's variants) by table lookups, about twice as fast as lcms2's 8-bit
+// P3, Adobe RGB, ProPhoto, sRGB's variants) by table lookups, nearly twice as fast as lcms2's 8-bit
 // transforms (docs/BENCHMARKS.md) and closer to lcms2's floating-point answer: the source curve per
 // channel as 256 floats of linear light, one 3x3 matrix (source colorants -> XYZ -> destination),
 // clipping to [0, 1], the destination's inverse curve per channel as 65536 bytes indexed by the
