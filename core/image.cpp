@@ -150,6 +150,7 @@ struct PngDecodeContext {
   size_t size = 0, pos = 0;
   DecodeLimits limits;
   Image* out = nullptr;
+  std::shared_ptr<Samples16>* samples16 = nullptr;  // filled for 16-bit files
   ImageMetadata meta;
   png_structp png = nullptr;
   png_infop info = nullptr;
@@ -174,18 +175,21 @@ void png_read_from_memory(png_structp png, png_bytep dst, size_t n) {
   ctx->pos += n;
 }
 
-// Asks libpng for 8-bit gray, RGB or RGBA whatever the stored colour type and depth.
-void png_request_8bit_output(png_structp png, png_infop info) {
+// Asks libpng for gray, RGB or RGBA whatever the stored colour type: 8-bit, or 16-bit samples in
+// host byte order for 16-bit files (which png_decode_pixels rounds to 8 bits itself, as libpng's
+// png_set_scale_16 would). Returns whether rows come with 16 bits.
+bool png_request_output(png_structp png, png_infop info) {
   int color_type = png_get_color_type(png, info);
   int bit_depth = png_get_bit_depth(png, info);
   bool has_trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (has_trns) png_set_tRNS_to_alpha(png);
-  if (bit_depth == 16) png_set_scale_16(png);  // rounds v*255/65535, unlike strip_16
+  if (bit_depth == 16 && detail::kLittleEndian) png_set_swap(png);
   bool gray = (color_type & PNG_COLOR_MASK_COLOR) == 0;
   bool alpha = (color_type & PNG_COLOR_MASK_ALPHA) != 0 || has_trns;
   if (gray && alpha) png_set_gray_to_rgb(png);  // gray+alpha -> RGBA: we keep 1, 3 or 4 channels
+  return bit_depth == 16;
 }
 
 constexpr double kMetresPerInch = 0.0254;
@@ -229,15 +233,26 @@ bool png_decode_pixels(PngDecodeContext& ctx) {
   png_read_metadata(ctx.png, ctx.info, ctx.meta);
   png_uint_32 width = png_get_image_width(ctx.png, ctx.info);
   png_uint_32 height = png_get_image_height(ctx.png, ctx.info);
-  png_request_8bit_output(ctx.png, ctx.info);
+  const bool deep = png_request_output(ctx.png, ctx.info);
   int passes = png_set_interlace_handling(ctx.png);
   png_read_update_info(ctx.png, ctx.info);
   int channels = png_get_channels(ctx.png, ctx.info);
   if (channels != 1 && channels != 3 && channels != 4) png_error(ctx.png, "unexpected channel count");
   *ctx.out = Image(int(width), int(height), channels);  // limits were checked by the caller
-  if (png_get_rowbytes(ctx.png, ctx.info) != ctx.out->row_bytes()) png_error(ctx.png, "unexpected row size");
+  if (png_get_rowbytes(ctx.png, ctx.info) != ctx.out->row_bytes() * (deep ? 2 : 1)) png_error(ctx.png, "unexpected row size");
+  if (!deep) {
+    for (int pass = 0; pass < passes; ++pass)
+      for (png_uint_32 y = 0; y < height; ++y) png_read_row(ctx.png, ctx.out->row(int(y)), nullptr);
+    return true;
+  }
+  *ctx.samples16 = std::make_shared<Samples16>();
+  Samples16& s = **ctx.samples16;
+  s.width = int(width), s.height = int(height), s.channels = channels;
+  s.data.resize(ctx.out->pixels.size());
   for (int pass = 0; pass < passes; ++pass)
-    for (png_uint_32 y = 0; y < height; ++y) png_read_row(ctx.png, ctx.out->row(int(y)), nullptr);
+    for (png_uint_32 y = 0; y < height; ++y)
+      png_read_row(ctx.png, reinterpret_cast<png_bytep>(s.data.data() + size_t(y) * ctx.out->row_bytes()), nullptr);
+  for (size_t i = 0; i < s.data.size(); ++i) ctx.out->pixels[i] = detail::sample_to_8bit(s.data[i]);
   return true;
 }
 
@@ -259,12 +274,15 @@ Image decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits) {
   ctx.size = size;
   ctx.limits = limits;
   ctx.out = &out;
+  std::shared_ptr<Samples16> samples16;
+  ctx.samples16 = &samples16;
   ctx.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_to_longjmp, png_ignore_warning);
   if (!ctx.png) fail("PNG: cannot create decoder");
   ctx.info = png_create_info_struct(ctx.png);
   if (!ctx.info) fail("PNG: cannot create decoder");
   if (!png_decode_pixels(ctx)) fail("PNG: corrupt or truncated data (", ctx.message, ")");
   out.meta = std::move(ctx.meta);
+  out.samples16 = std::move(samples16);
   return out;
 }
 
@@ -620,6 +638,26 @@ Image load_image(const std::string& path, const DecodeLimits& limits) {
 // ------------------------------------------------------------------------------------------------
 // EXIF orientation
 
+namespace detail {
+
+std::vector<uint16_t> samples16_to_write(const Image& img) {
+  const Samples16* s = img.samples16.get();
+  if (!s || s->width != img.width || s->height != img.height) return {};
+  const bool same = s->channels == img.channels, gray_to_rgb = s->channels == 1 && img.channels == 3;
+  if (!same && !gray_to_rgb) return {};
+  const size_t pixels = size_t(img.width) * size_t(img.height), c = size_t(img.channels);
+  std::vector<uint16_t> out(img.pixels.size());
+  for (size_t p = 0; p < pixels; ++p)
+    for (size_t k = 0; k < c; ++k) {
+      const uint16_t v = s->data[same ? p * c + k : p];
+      const int moved = int(v) + 257 * (int(img.pixels[p * c + k]) - int(sample_to_8bit(v)));
+      out[p * c + k] = uint16_t(std::clamp(moved, 0, 65535));
+    }
+  return out;
+}
+
+}  // namespace detail
+
 Image apply_exif_orientation(Image stored, int orientation) {
   if (orientation <= 1 || orientation > 8) return stored;  // moved out, not copied
   const int W = stored.width, H = stored.height, C = stored.channels;
@@ -666,6 +704,7 @@ void check_encodable(const Image& img) {
 struct PngEncodeContext {
   const Image* img = nullptr;
   const ImageMetadata* meta = nullptr;
+  const std::vector<uint16_t>* samples16 = nullptr;  // 16-bit rows to write instead of img's; empty: 8-bit
   int compression = 6;
   std::vector<uint8_t>* out = nullptr;
   png_structp png = nullptr;
@@ -718,24 +757,30 @@ void png_set_metadata(png_structp png, png_infop info, const ImageMetadata& meta
 bool png_encode_pixels(PngEncodeContext& ctx) {
   if (setjmp(ctx.jmp)) return false;
   const Image& img = *ctx.img;
+  const bool deep = !ctx.samples16->empty();
   int color_type = img.channels == 1 ? PNG_COLOR_TYPE_GRAY
                    : img.channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
   png_set_write_fn(ctx.png, &ctx, png_write_to_vector, png_flush_nothing);
-  png_set_IHDR(ctx.png, ctx.info, png_uint_32(img.width), png_uint_32(img.height), 8, color_type,
+  png_set_IHDR(ctx.png, ctx.info, png_uint_32(img.width), png_uint_32(img.height), deep ? 16 : 8, color_type,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_set_compression_level(ctx.png, ctx.compression);
   png_set_benign_errors(ctx.png, 1);  // a profile libpng finds invalid is left out, with a warning
   png_set_metadata(ctx.png, ctx.info, *ctx.meta);
   png_write_info(ctx.png, ctx.info);
-  for (int y = 0; y < img.height; ++y) png_write_row(ctx.png, img.row(y));
+  if (deep && detail::kLittleEndian) png_set_swap(ctx.png);  // after png_write_info
+  for (int y = 0; y < img.height; ++y)
+    png_write_row(ctx.png, deep ? reinterpret_cast<png_const_bytep>(ctx.samples16->data() + size_t(y) * img.row_bytes())
+                                : img.row(y));
   png_write_end(ctx.png, nullptr);
   return true;
 }
 
 std::vector<uint8_t> encode_png(const Image& img, const EncodeOptions& options, const ImageMetadata& meta) {
   std::vector<uint8_t> out;
+  const std::vector<uint16_t> samples16 = options.keep_16bit ? detail::samples16_to_write(img) : std::vector<uint16_t>{};
   PngEncodeContext ctx;
   ctx.img = &img;
+  ctx.samples16 = &samples16;
   ctx.meta = &meta;
   ctx.compression = std::clamp(options.png_compression, 0, 9);
   ctx.out = &out;
@@ -903,7 +948,8 @@ std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options
     case ImageFormat::Png: return encode_png(img, options, meta);
     case ImageFormat::Jpeg: return encode_jpeg(img, options, meta);
     case ImageFormat::Webp: return encode_webp(img, options, meta);
-    case ImageFormat::Tiff: return detail::encode_tiff(img, meta);
+    case ImageFormat::Tiff:
+      return detail::encode_tiff(img, meta, options.keep_16bit ? detail::samples16_to_write(img) : std::vector<uint16_t>{});
     case ImageFormat::Bmp: return detail::encode_bmp(img);
     case ImageFormat::Heif: fail("HEIF/AVIF: gpen reads it but does not write it (use jpg, png, webp or tiff)");
     default: fail("encode_image: no output format given");

@@ -6,7 +6,8 @@
 //   - PNG: 8-bit gray -> 1 channel; gray+alpha -> 4 channels (gray copied into R, G, B); RGB -> 3;
 //     RGBA -> 4; palette -> RGB, or RGBA when it has a tRNS chunk; gray with tRNS -> RGBA.
 //     Bit depths below 8 are expanded; 16-bit samples are scaled to 8 bits with rounding
-//     (v * 255 / 65535, libpng's png_set_scale_16). Pixels are not colour-converted (like OpenCV);
+//     (v * 255 / 65535, libpng's png_set_scale_16), the 16-bit samples kept in `samples16`.
+//     Pixels are not colour-converted (like OpenCV);
 //     the ICC profile is kept in `meta` and written back with the result.
 //   - JPEG: gray -> 1 channel, everything else -> 3 (RGB; CMYK/YCCK converted). The EXIF
 //     Orientation tag (1..8) in APP1 is applied, so width/height are those of the upright picture.
@@ -29,6 +30,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,11 +48,23 @@ struct ImageMetadata {
   bool empty() const { return icc.empty() && exif.empty() && xmp.empty() && dpi_x <= 0 && dpi_y <= 0; }
 };
 
+// The samples of a file stored with 16 bits per sample (PNG; TIFF gray or RGB strips), laid out
+// as the 8-bit Image decoded with them (same size and channels, gray + alpha expanded to RGBA
+// the same way), row-major. The 8-bit pixels are these rounded: (v * 255 + 32767) / 65535.
+struct Samples16 {
+  int width = 0, height = 0, channels = 0;
+  std::vector<uint16_t> data;
+};
+
 // Interleaved 8-bit pixels: HWC, row-major, channels in R, G, B(, A) order (1 = gray).
 struct Image {
   int width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;
   ImageMetadata meta;  // from the decoded file; new images start without
+  // A 16-bit file's own samples (decode_image), so that encode_image can write the result with 16
+  // bits per sample; null for 8-bit files and new images. Pixels may change after decoding (only
+  // their changes are applied to these), but a different size leaves them unused.
+  std::shared_ptr<const Samples16> samples16;
 
   Image() = default;
   Image(int width, int height, int channels);  // zero-filled; checks the shape
@@ -104,6 +118,7 @@ struct EncodeOptions {
   bool lossless = false;                      // WebP only
   int png_compression = 6;                    // zlib level 0..9
   bool keep_metadata = true;                  // write img.meta (ICC, EXIF, density) where the format can
+  bool keep_16bit = true;                     // PNG, TIFF: 16 bits per sample from img.samples16 (see below)
 };
 
 // Encodes to memory. JPEG cannot store alpha: RGBA is written as RGB (alpha dropped, like
@@ -114,6 +129,11 @@ struct EncodeOptions {
 // is not the pixels' (GRAY on RGB) is left out. A photo whose profile is not sRGB and is not
 // written (keep_metadata false, or BMP) has its pixels converted to sRGB, so that it looks the
 // same without it (core/colour_management.h; not in a build without lcms2).
+// 16 bits: an image carrying the samples16 of a 16-bit file of its own size is written to PNG or
+// TIFF with 16 bits per sample (unless keep_16bit is false), each sample the file's own moved by
+// its pixel's change: v16 + 257 * (p8 - round8(v16)), clamped. Pixels the pipeline left alone
+// come back bit for bit; restored ones get the restoration at full depth. (A gray file's samples
+// serve a result that became RGB; other channel changes, and JPEG/WebP/BMP, give 8 bits.)
 std::vector<uint8_t> encode_image(const Image& img, const EncodeOptions& options);
 
 // ".png" / ".jpg" / ".jpeg" / ".webp" / ".tif" / ".tiff" / ".bmp" / ".heic" / ".heif" / ".avif"

@@ -1,7 +1,8 @@
 // TIFF through libtiff, from and to memory (TIFFClientOpenExt over a byte buffer).
 //
-// Decoding reads the first page: 8-bit gray or RGB strips (with at most a straight alpha) row by
-// row as stored, everything else with libtiff's RGBA reader, which takes every photometric
+// Decoding reads the first page: 8- or 16-bit gray or RGB strips (with at most a straight alpha)
+// row by row as stored (16-bit samples kept in Image::samples16 when the page is upright),
+// everything else with libtiff's RGBA reader, which takes every photometric
 // interpretation, bit depth (1..16) and compression libtiff was built with; its output is 8-bit
 // RGBA with alpha premultiplied, which we undo for files with alpha. Pages are read in stored
 // order and the TIFF Orientation tag (the same eight values as EXIF's) is applied by
@@ -9,7 +10,8 @@
 // handlers (libtiff >= 4.5: TIFFOpenOptions), so nothing is printed and threads do not share a
 // message slot; allocations inside libtiff are capped.
 //
-// Encoding writes one 8-bit strip-organised page: gray, RGB or RGB + unassociated alpha,
+// Encoding writes one 8-bit (16-bit: from samples16_to_write) strip-organised page: gray, RGB or
+// RGB + unassociated alpha,
 // Deflate with horizontal differencing, the ICC profile (tag 34675), the XMP packet (700) and the
 // resolution in pixels per inch. EXIF is not written (a TIFF keeps it in a sub-IFD of its own).
 #include <tiffio.h>
@@ -203,11 +205,12 @@ void unpack_rgba(const std::vector<uint32_t>& raster, Image& img, const Layout& 
   }
 }
 
-// The common layouts -- 8-bit contiguous strips of gray or RGB, with at most an unassociated
-// alpha (what scanners and gpen write) -- read row by row as stored: exact (the RGBA reader's
-// premultiplication would round colours under partial alpha) and without the 4-byte raster.
+// The common layouts -- 8- or 16-bit contiguous strips of gray or RGB, with at most an
+// unassociated alpha (what scanners and gpen write) -- read row by row as stored: exact (the RGBA
+// reader's premultiplication would round colours under partial alpha, and it keeps only the high
+// byte of 16-bit samples) and without the 4-byte raster. 16-bit files also fill `samples16`.
 // False when the file needs the RGBA reader.
-bool read_plain_rows(TIFF* t, const TiffStream& s, Image& out) {
+bool read_plain_rows(TIFF* t, const TiffStream& s, Image& out, std::shared_ptr<Samples16>& samples16) {
   uint16_t bits = 1, planar = PLANARCONFIG_CONTIG, format = SAMPLEFORMAT_UINT, spp = 1, extra_count = 0;
   uint16_t photometric = PHOTOMETRIC_MINISBLACK;
   uint16_t* extra = nullptr;
@@ -220,20 +223,39 @@ bool read_plain_rows(TIFF* t, const TiffStream& s, Image& out) {
   const bool straight_alpha = extra_count == 1 && extra && extra[0] == EXTRASAMPLE_UNASSALPHA;
   const bool gray = photometric == PHOTOMETRIC_MINISBLACK && (spp == 1 || (spp == 2 && straight_alpha));
   const bool rgb = photometric == PHOTOMETRIC_RGB && (spp == 3 || (spp == 4 && straight_alpha));
-  if (bits != 8 || planar != PLANARCONFIG_CONTIG || format != SAMPLEFORMAT_UINT || TIFFIsTiled(t) || !(gray || rgb))
+  if ((bits != 8 && bits != 16) || planar != PLANARCONFIG_CONTIG || format != SAMPLEFORMAT_UINT || TIFFIsTiled(t) ||
+      !(gray || rgb))
     return false;
   if (extra_count > 0 && !straight_alpha) return false;
-  if (TIFFScanlineSize64(t) != uint64_t(out.width) * spp) return false;
-  std::vector<uint8_t> row(size_t(out.width) * spp);
+  const size_t bytes = bits / 8;
+  if (TIFFScanlineSize64(t) != uint64_t(out.width) * spp * bytes) return false;
+  if (bits == 16) {
+    samples16 = std::make_shared<Samples16>();
+    samples16->width = out.width, samples16->height = out.height, samples16->channels = out.channels;
+    samples16->data.resize(out.pixels.size());
+  }
+  std::vector<uint16_t> row(size_t(out.width) * spp);  // 8-bit rows use its first half as bytes
+  auto* row8 = reinterpret_cast<uint8_t*>(row.data());
   for (int y = 0; y < out.height; ++y) {
     if (TIFFReadScanline(t, row.data(), uint32_t(y), 0) < 0) fail_tiff(s, "corrupt or truncated data");
-    uint8_t* dst = out.row(y);
-    if (spp != 2) {
-      std::memcpy(dst, row.data(), row.size());
+    uint16_t* deep = samples16 ? samples16->data.data() + size_t(y) * out.row_bytes() : nullptr;
+    const auto sample = [&](size_t i) { return bits == 16 ? row[i] : uint16_t(row8[i]); };
+    const auto put = [&](size_t at, uint16_t v) {
+      out.row(y)[at] = deep ? sample_to_8bit(v) : uint8_t(v);
+      if (deep) deep[at] = v;
+    };
+    if (spp != 2 && !deep) {
+      std::memcpy(out.row(y), row8, out.row_bytes());
       continue;
     }
-    for (int x = 0; x < out.width; ++x, dst += 4)  // gray + alpha -> RGBA, as PNG's
-      dst[0] = dst[1] = dst[2] = row[2 * size_t(x)], dst[3] = row[2 * size_t(x) + 1];
+    if (spp != 2) {
+      for (size_t i = 0; i < size_t(out.width) * spp; ++i) put(i, sample(i));
+      continue;
+    }
+    for (size_t x = 0; x < size_t(out.width); ++x) {  // gray + alpha -> RGBA, as PNG's
+      for (size_t c = 0; c < 3; ++c) put(4 * x + c, sample(2 * x));
+      put(4 * x + 3, sample(2 * x + 1));
+    }
   }
   return true;
 }
@@ -253,7 +275,8 @@ Image decode_tiff(const uint8_t* data, size_t size, const DecodeLimits& limits) 
   check_limits(ImageFormat::Tiff, info.width, info.height, limits);
   const Layout layout = read_layout(t.get());
   Image stored(info.width, info.height, layout.alpha ? 4 : layout.gray ? 1 : 3);
-  if (!read_plain_rows(t.get(), s, stored)) {
+  std::shared_ptr<Samples16> samples16;
+  if (!read_plain_rows(t.get(), s, stored, samples16)) {
     char why[1024] = "";
     if (!TIFFRGBAImageOK(t.get(), why)) fail("TIFF: cannot read this kind of image (", why, ")");
     std::vector<uint32_t> raster(size_t(info.width) * size_t(info.height));
@@ -268,10 +291,11 @@ Image decode_tiff(const uint8_t* data, size_t size, const DecodeLimits& limits) 
   if (info.orientation >= 5) std::swap(meta.dpi_x, meta.dpi_y);
   Image upright = apply_exif_orientation(std::move(stored), info.orientation);
   upright.meta = std::move(meta);
+  if (info.orientation == 1) upright.samples16 = std::move(samples16);  // turned files: 8 bits only
   return upright;
 }
 
-std::vector<uint8_t> encode_tiff(const Image& img, const ImageMetadata& meta) {
+std::vector<uint8_t> encode_tiff(const Image& img, const ImageMetadata& meta, const std::vector<uint16_t>& samples16) {
   std::vector<uint8_t> out;
   TiffStream s;
   s.out = &out;
@@ -280,10 +304,12 @@ std::vector<uint8_t> encode_tiff(const Image& img, const ImageMetadata& meta) {
   TIFF* tif = t.get();
   const uint16_t extra_alpha = EXTRASAMPLE_UNASSALPHA;
   // ~256 KB strips: Deflate restarts per strip, and libtiff's default (8 KB) costs ratio.
-  const uint32_t rows_per_strip = uint32_t(std::max<size_t>(1, (size_t(256) << 10) / img.row_bytes()));
+  const size_t bytes = samples16.empty() ? 1 : 2, row_bytes = img.row_bytes() * bytes;
+  const uint32_t rows_per_strip = uint32_t(std::max<size_t>(1, (size_t(256) << 10) / row_bytes));
   bool ok = TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, uint32_t(img.width)) &&
             TIFFSetField(tif, TIFFTAG_IMAGELENGTH, uint32_t(img.height)) &&
-            TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8) && TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, img.channels) &&
+            TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, int(8 * bytes)) &&
+            TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, img.channels) &&
             TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, img.channels == 1 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB) &&
             TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
             TIFFSetField(tif, TIFFTAG_ORIENTATION, ORIENTATION_TOPLEFT) &&
@@ -302,9 +328,10 @@ std::vector<uint8_t> encode_tiff(const Image& img, const ImageMetadata& meta) {
          TIFFSetField(tif, TIFFTAG_YRESOLUTION, float(meta.dpi_y));
   if (!ok) fail_tiff(s, "cannot set the image's tags");
   // libtiff's predictor differences the row in the buffer it is given: hand it a copy.
-  std::vector<uint8_t> row(img.row_bytes());
+  std::vector<uint8_t> row(row_bytes);
   for (int y = 0; y < img.height; ++y) {
-    std::memcpy(row.data(), img.row(y), row.size());
+    const void* src = bytes == 2 ? static_cast<const void*>(samples16.data() + size_t(y) * img.row_bytes()) : img.row(y);
+    std::memcpy(row.data(), src, row.size());
     if (TIFFWriteScanline(tif, row.data(), uint32_t(y), 0) < 0) fail_tiff(s, "encoding failed");
   }
   if (!TIFFWriteDirectory(tif)) fail_tiff(s, "encoding failed");

@@ -58,37 +58,6 @@ std::vector<uint8_t> png_header_only(uint32_t width, uint32_t height) {
   return png;
 }
 
-// Writes a PNG with libpng directly, for colour types / depths our encoder never produces.
-struct RawPng {
-  int width, height, bit_depth, color_type;
-  std::vector<uint8_t> rows;  // packed rows as libpng expects them (16-bit big-endian)
-  std::vector<png_color> palette;
-  std::vector<uint8_t> trns;
-};
-
-std::vector<uint8_t> write_raw_png(const RawPng& spec) {
-  std::vector<uint8_t> out;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png_create_info_struct(png);
-  png_set_write_fn(
-      png, &out,
-      [](png_structp p, png_bytep data, size_t n) {
-        auto* v = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
-        v->insert(v->end(), data, data + n);
-      },
-      nullptr);
-  png_set_IHDR(png, info, png_uint_32(spec.width), png_uint_32(spec.height), spec.bit_depth, spec.color_type,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  if (!spec.palette.empty()) png_set_PLTE(png, info, spec.palette.data(), int(spec.palette.size()));
-  if (!spec.trns.empty()) png_set_tRNS(png, info, spec.trns.data(), int(spec.trns.size()), nullptr);
-  png_write_info(png, info);
-  const size_t row_bytes = spec.rows.size() / size_t(spec.height);
-  for (int y = 0; y < spec.height; ++y) png_write_row(png, spec.rows.data() + size_t(y) * row_bytes);
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  return out;
-}
-
 // APP1 Exif segment with one IFD0 entry: Orientation (0x0112, SHORT) = value.
 std::vector<uint8_t> exif_segment(int orientation, bool big_endian) {
   std::vector<uint8_t> tiff;

@@ -28,46 +28,6 @@ using namespace gpen::test_images;
 
 namespace {
 
-std::string temp_path(const char* suffix) {
-  static int n = 0;
-  return "/tmp/gpen_formats_" + std::to_string(::getpid()) + "_" + std::to_string(n++) + suffix;
-}
-
-// Writes a TIFF with libtiff: `setup` sets the tags, rows come from `stored` (8 or 16 bits per
-// sample, contiguous), pages > 1 append copies. Returns the file's bytes.
-template <class Setup>
-std::vector<uint8_t> libtiff_file(const std::vector<std::vector<uint8_t>>& rows, Setup setup, int pages = 1) {
-  const std::string path = temp_path(".tif");
-  TIFF* t = TIFFOpen(path.c_str(), "w");
-  REQUIRE(t != nullptr);
-  for (int p = 0; p < pages; ++p) {
-    setup(t);
-    for (size_t y = 0; y < rows.size(); ++y)
-      REQUIRE(TIFFWriteScanline(t, const_cast<uint8_t*>(rows[y].data()), uint32_t(y), 0) >= 0);
-    REQUIRE(TIFFWriteDirectory(t));
-  }
-  TIFFClose(t);
-  std::vector<uint8_t> bytes = read_bytes(path);
-  std::remove(path.c_str());
-  return bytes;
-}
-
-std::vector<std::vector<uint8_t>> rows_of(const Image& img) {
-  std::vector<std::vector<uint8_t>> rows;
-  for (int y = 0; y < img.height; ++y) rows.emplace_back(img.row(y), img.row(y) + img.row_bytes());
-  return rows;
-}
-
-void basic_tags(TIFF* t, const Image& img, int bits, int photometric) {
-  TIFFSetField(t, TIFFTAG_IMAGEWIDTH, uint32_t(img.width));
-  TIFFSetField(t, TIFFTAG_IMAGELENGTH, uint32_t(img.height));
-  TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bits);
-  TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, img.channels);
-  TIFFSetField(t, TIFFTAG_PHOTOMETRIC, photometric);
-  TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
-  TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 7);
-}
-
 // A real ICC profile: the one embedded in the shared Solvay photo (PNG iCCP). libpng checks
 // profiles it writes, so made-up bytes would not do.
 const std::vector<uint8_t>& real_icc_profile() {

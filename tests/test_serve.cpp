@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/image.h"
+#include "core/image_ops.h"
 #include "tests/test_util.h"
 #include "tools/server/http_server.h"
 
@@ -217,6 +218,34 @@ TEST_CASE("serve: /api/preview gives a browser a JPEG of a TIFF, capped at 2048 
   auto bad = post_form(cli, "/api/preview", {file_part("image", "not an image at all", "x.tif", "image/tiff")});
   REQUIRE(bad);
   CHECK(bad->status == 415);
+}
+
+TEST_CASE("serve: a 16-bit PNG upload comes back 16-bit, untouched samples exact", "[serve][16bit]") {
+  TestServer srv;
+  auto cli = srv.client();
+  // The group photo as a 16-bit PNG (our encoder: each sample v * 257 + a sub-8-bit offset).
+  Image photo = to_rgb(load_image(test::shared_path("images/group_solvay_1927.png")));
+  auto samples = std::make_shared<Samples16>();
+  samples->width = photo.width, samples->height = photo.height, samples->channels = 3;
+  for (size_t i = 0; i < photo.pixels.size(); ++i)
+    samples->data.push_back(uint16_t(std::clamp(photo.pixels[i] * 257 + int(i % 101) - 50, 0, 65535)));
+  photo.samples16 = samples;
+  const std::vector<uint8_t> png = encode_image(photo, EncodeOptions{ImageFormat::Png});
+  auto r = post_form(cli, "/api/enhance", {file_part("image", std::string(png.begin(), png.end()), "scan.png"),
+                                           text_part("strength", "100"), text_part("format", "png")});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  const Image out = decode_image(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size());
+  REQUIRE(out.samples16);
+  size_t untouched = 0, moved = 0;  // moved: untouched pixels whose 16-bit sample changed
+  for (size_t i = 0; i < photo.pixels.size(); ++i)
+    if (out.pixels[i] == photo.pixels[i]) {
+      moved += out.samples16->data[i] != samples->data[i];
+      ++untouched;
+    }
+  CHECK(moved == 0);
+  CHECK(untouched > photo.pixels.size() / 2);
+  CHECK(untouched < photo.pixels.size());  // faces were restored
 }
 
 TEST_CASE("serve: an aligned crop in JPEG out; parameters reach the result", "[serve]") {

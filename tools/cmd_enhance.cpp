@@ -52,7 +52,7 @@ struct DetectOpts {
 struct EnhanceOpts {
   std::vector<std::string> inputs;
   std::string list_file, output, model, save_faces, report, suffix, format;
-  bool aligned = false, recursive = false, overwrite = false, quiet = false, strip_metadata = false;
+  bool aligned = false, recursive = false, overwrite = false, quiet = false, strip_metadata = false, eight_bit = false;
   int batch_size = 4, quality = 95, max_size = 0;
   std::string warp = "linear", mode = "natural";
   std::string task = "restore", mask_image;
@@ -139,6 +139,7 @@ EncodeOptions output_encoding(const EnhanceOpts& o) {
   EncodeOptions enc;
   enc.quality = o.quality;
   enc.keep_metadata = !o.strip_metadata;
+  enc.keep_16bit = !o.eight_bit;
   return enc;
 }
 
@@ -149,6 +150,7 @@ int enhance_aligned(const EnhanceOpts& o) {
   auto gpen = make_gpen(o.model, o.engine);
   Image restored = restore_aligned_crop(*gpen, crop, o.controls);
   restored.meta = resampled_metadata(crop.meta, crop.width, restored.width);
+  restored.samples16 = crop.samples16;  // a 16-bit crop of the model's size: 16-bit output
   save_image(o.output, restored, output_encoding(o));
   std::fprintf(stderr, "restored %s -> %s (%s)\n", o.inputs[0].c_str(), o.output.c_str(),
                gpen->model().config().describe().c_str());
@@ -313,6 +315,7 @@ int enhance_photos(const EnhanceOpts& o) {
   }
   bo.quality = o.quality;
   bo.keep_metadata = !o.strip_metadata;
+  bo.keep_16bit = !o.eight_bit;
   bo.max_size = o.max_size;
   bo.overwrite = o.overwrite;
   bo.prepare_workers = bo.finish_workers = o.workers;
@@ -364,6 +367,9 @@ void add_batch_options(CLI::App* cmd, EnhanceOpts& o) {
   cmd->add_flag("--strip-metadata", o.strip_metadata,
                 "write no ICC profile, EXIF (camera, date, GPS), XMP or density (default: kept from the input); "
                 "a photo whose profile is not sRGB is then converted to sRGB");
+  cmd->add_flag("--8bit", o.eight_bit,
+                "write 8 bits per sample even for 16-bit PNG/TIFF inputs (default: 16-bit inputs give "
+                "16-bit PNG/TIFF outputs, untouched pixels bit for bit)");
   cmd->add_option("--max-size", o.max_size, "shrink photos whose long side exceeds this many pixels first (0: never)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", o.overwrite, "replace existing outputs (default: skip them, so a rerun resumes)");

@@ -160,6 +160,7 @@ struct Job {
   size_t index = 0;
   PhotoInProgress photo;
   ImageMetadata meta;   // the input file's, for the output
+  std::shared_ptr<const Samples16> samples16;  // a 16-bit input's samples, when not resized
   int input_width = 0;  // as decoded (before --max-size): the output's density scales from it
   double ms = 0;  // time spent on it so far
   double decode_ms = 0;
@@ -335,7 +336,10 @@ class BatchRun {
       auto job = std::make_unique<Job>();
       job->meta = std::move(decoded.meta);
       job->input_width = decoded.width;
+      const int decoded_height = decoded.height;
+      std::shared_ptr<const Samples16> samples16 = std::move(decoded.samples16);
       Image photo = cap_long_side(std::move(decoded), opt_.max_size);
+      if (photo.width == job->input_width && photo.height == decoded_height) job->samples16 = std::move(samples16);
       photo.meta.icc = job->meta.icc;  // faces go through GPEN in sRGB when it is another profile
       job->index = i;
       job->decode_ms = ms_since(t0);
@@ -431,11 +435,13 @@ class BatchRun {
     const auto t0 = Clock::now();
     RestoreResult r = restorer_.finish(std::move(job.photo), opt_.restore);
     r.image.meta = resampled_metadata(std::move(job.meta), job.input_width, r.image.width);
+    r.image.samples16 = std::move(job.samples16);  // used when the output has the input's size
     EncodeOptions enc;
     enc.format = format_from_extension(item.output);
     if (!can_encode(enc.format)) enc.format = ImageFormat::Png;
     enc.quality = opt_.quality;
     enc.keep_metadata = opt_.keep_metadata;
+    enc.keep_16bit = opt_.keep_16bit;
     const auto t_encode = Clock::now();
     const std::vector<uint8_t> bytes = encode_image(r.image, enc);  // an Error here is this photo's alone
     const double encode_ms = ms_since(t_encode);

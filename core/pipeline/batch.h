@@ -106,6 +106,7 @@ struct BatchOptions {
   RestoreOptions restore;
   int quality = 95;          // JPEG / WebP
   bool keep_metadata = true; // outputs keep the input's ICC profile, EXIF and density (ImageMetadata)
+  bool keep_16bit = true;    // 16-bit PNG/TIFF inputs give 16-bit PNG/TIFF outputs (EncodeOptions::keep_16bit)
   int max_size = 0;          // > 0: photos whose long side exceeds this are area-downscaled first
   bool overwrite = false;
   std::string save_faces_dir;  // write each aligned crop and its restored version here

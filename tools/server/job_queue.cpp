@@ -170,6 +170,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     upload.bytes = {};
     EnhanceOutput out = worker.enhance(photo, job.params, settings);
     out.image.meta = resampled_metadata(std::move(photo.meta), width, out.image.width);
+    out.image.samples16 = std::move(photo.samples16);  // 16-bit uploads give 16-bit PNG/TIFF results
     device = out.device;
     times = out.times;
     result.faces = out.faces;
