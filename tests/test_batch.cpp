@@ -517,6 +517,35 @@ TEST_CASE("gpen enhance --workers: several photos at once; the report says where
   CHECK(gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --workers -1").code != 0);
 }
 
+TEST_CASE("gpen enhance: a 16-bit scan stays 16-bit unless --8bit; --strip-metadata drops the profile", "[batch][cli]") {
+  const std::string in = fresh_dir("cli_16bit_in"), out = fresh_dir("cli_16bit_out"), out8 = fresh_dir("cli_16bit_out8");
+  Image scan = group_crop(0);
+  scan.meta = load_image(test::shared_path("images/group_solvay_1927.png")).meta;  // its "Display" ICC profile
+  auto samples = std::make_shared<Samples16>();
+  samples->width = scan.width, samples->height = scan.height, samples->channels = scan.channels;
+  for (uint8_t v : scan.pixels) samples->data.push_back(uint16_t(v * 257 + 77));
+  scan.samples16 = samples;
+  save_image(in + "/scan.png", scan);
+  const std::string report = fresh_dir("cli_16bit_report") + "/r.json";
+  Run r = gpen_cli("enhance " + in + " -o " + out + cli_model_args() + " --report " + report);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const Image deep = load_image(out + "/scan.png");
+  CHECK(deep.samples16);
+  CHECK(deep.meta.icc == scan.meta.icc);
+  const auto j = nlohmann::json::parse(slurp(report));
+  REQUIRE(j["items"][0]["faces"].get<int>() > 0);
+  CHECK(j["items"][0]["colour_profile"] == "Display");
+  CHECK(r.err.find("[faces restored in sRGB, from Display]") != std::string::npos);
+
+  r = gpen_cli("enhance " + in + " -o " + out8 + cli_model_args() + " --8bit --strip-metadata");
+  REQUIRE(r.code == 0);
+  const Image shallow = load_image(out8 + "/scan.png");
+  CHECK_FALSE(shallow.samples16);
+  CHECK(shallow.meta.icc.empty());
+  CHECK(shallow.meta.exif.empty());
+}
+
 TEST_CASE("gpen enhance: an unwritable output folder stops before any work, nothing written", "[batch][cli]") {
   const std::string in = fresh_dir("nowrite_in"), dir = fresh_dir("nowrite");
   write_photos(in, 1);

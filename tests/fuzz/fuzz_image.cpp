@@ -1,6 +1,7 @@
 // libFuzzer target: arbitrary bytes as an uploaded photo (PNG, JPEG, WebP, TIFF, BMP or HEIF/AVIF, chosen by magic
 // bytes). The header probe, the EXIF orientation reader and the full decode must either succeed
-// or throw gpen::Error; a decoded image must have exactly width * height * channels bytes. The
+// or throw gpen::Error; a decoded image must have exactly width * height * channels bytes, and a
+// 16-bit file's samples must match its pixels and survive a 16-bit PNG round trip. The
 // decode limits are tight so that a header promising a huge picture is refused before allocation
 // rather than exhausting the fuzzer's memory.
 #include <cstddef>
@@ -32,6 +33,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint8_t sum = 0;
     for (uint8_t v : img.pixels) sum ^= v;
     g_sink = sum;
+    if (const gpen::Samples16* s = img.samples16.get()) {  // 16-bit files: samples match the pixels
+      if (s->width != img.width || s->height != img.height || s->channels != img.channels) std::abort();
+      if (s->data.size() != img.pixels.size()) std::abort();
+      for (size_t i = 0; i < s->data.size(); ++i)
+        if (img.pixels[i] != uint8_t((uint32_t(s->data[i]) * 255 + 32767) / 65535)) std::abort();
+      if (img.pixels.size() <= (size_t(1) << 16)) {  // and come back bit for bit through our PNG
+        const gpen::Image back = gpen::decode_image(gpen::encode_image(img, gpen::EncodeOptions{gpen::ImageFormat::Png}));
+        if (!back.samples16 || back.samples16->data != s->data) std::abort();
+      }
+    }
   } catch (const gpen::Error&) {
   }
   return 0;
