@@ -227,6 +227,9 @@ bool read_plain_rows(TIFF* t, const TiffStream& s, Image& out, std::shared_ptr<S
       !(gray || rgb))
     return false;
   if (extra_count > 0 && !straight_alpha) return false;
+  // The channels decode_tiff made room for (read_layout) must be what these samples fill: a
+  // gray page whose EXTRASAMPLES claims more samples than it has is left to the RGBA reader.
+  if (out.channels != (spp == 2 ? 4 : spp)) return false;
   const size_t bytes = bits / 8;
   if (TIFFScanlineSize64(t) != uint64_t(out.width) * spp * bytes) return false;
   if (bits == 16) {

@@ -117,6 +117,36 @@ TEST_CASE("TIFF round trips are exact for gray, RGB and RGBA", "[image][tiff]") 
 TEST_CASE("TIFF layouts our encoder never writes decode as libtiff stores them", "[image][tiff]") {
   const Image rgb = noise_image(23, 17, 3, 5);
 
+  SECTION("a one-sample gray page whose EXTRASAMPLES claims that sample as alpha: no overrun") {
+    // Found by fuzz_image: the reader sized the image for gray + alpha (4 channels) and copied
+    // that many bytes from a one-sample row. Under ASan (CI) an overrun fails this test.
+    for (int bits : {8, 16}) {
+      INFO(bits << " bits");
+      const Image gray = noise_image(19, 5, 1, 3);
+      std::vector<std::vector<uint8_t>> rows;
+      for (int y = 0; y < gray.height; ++y) {
+        std::vector<uint8_t> r;
+        for (size_t i = 0; i < gray.row_bytes(); ++i) {
+          r.push_back(gray.row(y)[i]);
+          if (bits == 16) r.push_back(gray.row(y)[i]);
+        }
+        rows.push_back(r);
+      }
+      auto bytes = libtiff_file(rows, [&](TIFF* t) {
+        basic_tags(t, gray, bits, PHOTOMETRIC_MINISBLACK);
+        const uint16_t alpha = EXTRASAMPLE_UNASSALPHA;
+        TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &alpha);
+      });
+      try {
+        const Image img = decode_image(bytes);
+        CHECK((img.width == 19 && img.height == 5));
+        CHECK(img.pixels.size() == size_t(19 * 5 * img.channels));
+      } catch (const Error& e) {
+        CHECK(std::string(e.what()).rfind("TIFF: ", 0) == 0);
+      }
+    }
+  }
+
   SECTION("16-bit RGB, LZW: v * 257 comes back as v") {
     std::vector<std::vector<uint8_t>> rows;
     for (int y = 0; y < rgb.height; ++y) {
