@@ -246,6 +246,15 @@ TEST_CASE("serve: a 16-bit PNG upload comes back 16-bit, untouched samples exact
   CHECK(moved == 0);
   CHECK(untouched > photo.pixels.size() / 2);
   CHECK(untouched < photo.pixels.size());  // faces were restored
+
+  auto eight = post_form(cli, "/api/enhance", {file_part("image", std::string(png.begin(), png.end()), "scan.png"),
+                                               text_part("strength", "100"), text_part("format", "png"),
+                                               text_part("eight_bit", "true")});
+  REQUIRE(eight);
+  REQUIRE(eight->status == 200);
+  const Image shallow = decode_image(reinterpret_cast<const uint8_t*>(eight->body.data()), eight->body.size());
+  CHECK_FALSE(shallow.samples16);
+  CHECK(shallow.pixels == out.pixels);
 }
 
 TEST_CASE("serve: an aligned crop in JPEG out; parameters reach the result", "[serve]") {

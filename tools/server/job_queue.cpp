@@ -180,6 +180,7 @@ void JobQueue::run_item(Engine::Worker& worker, Job& job, size_t index) {
     enc.format = result.format;
     enc.quality = job.params.quality;
     enc.keep_metadata = !job.params.strip_metadata;
+    enc.keep_16bit = !job.params.eight_bit;
     result.bytes = encode_image(out.image, enc);
     result.name = with_extension(upload.name, result.format);
     try {

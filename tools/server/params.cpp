@@ -65,6 +65,7 @@ const std::map<std::string, FieldSetter>& field_setters() {
       {"format", [](EnhanceParams& p, auto& f, auto& v) { p.format = parse_output_format(f, v); }},
       {"quality", [](EnhanceParams& p, auto& f, auto& v) { p.quality = parse_int(f, v, 1, 100); }},
       {"strip_metadata", [](EnhanceParams& p, auto& f, auto& v) { p.strip_metadata = parse_bool(f, v); }},
+      {"eight_bit", [](EnhanceParams& p, auto& f, auto& v) { p.eight_bit = parse_bool(f, v); }},
       {"async", [](EnhanceParams& p, auto& f, auto& v) { p.async = parse_bool(f, v); }},
   };
   return setters;
@@ -107,7 +108,8 @@ nlohmann::json to_json(const EnhanceParams& p) {
           {"aligned", p.aligned},
           {"format", p.format == ImageFormat::Unknown ? "default" : format_extension(p.format)},
           {"quality", p.quality},
-          {"strip_metadata", p.strip_metadata}};
+          {"strip_metadata", p.strip_metadata},
+          {"eight_bit", p.eight_bit}};
 }
 
 const char* device_name(Device d) {

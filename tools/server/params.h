@@ -29,6 +29,7 @@ struct EnhanceParams {
   ImageFormat format = ImageFormat::Unknown;  // Unknown: the server's output_format setting
   int quality = 95;        // JPEG / WebP
   bool strip_metadata = false;  // the result without the upload's ICC profile, EXIF (GPS!), XMP, density
+  bool eight_bit = false;       // 8 bits per sample even for a 16-bit PNG/TIFF upload (gpen enhance --8bit)
   bool async = false;      // /api/enhance: answer 202 + job id at once instead of waiting
 };
 

@@ -68,7 +68,7 @@ for (const t of document.querySelectorAll('[role="tab"]')) t.addEventListener('c
 
 // --- the parameters of a request (tab 1 + tab 3) -----------------------------------------------
 const numericFields = ['strength', 'denoise', 'sharpen', 'contrast', 'brightness', 'det_threshold', 'min_face', 'max_faces', 'quality'];
-const booleanFields = ['skin_protect', 'detail', 'only_center_face', 'single_scale', 'aligned', 'strip_metadata'];
+const booleanFields = ['skin_protect', 'detail', 'only_center_face', 'single_scale', 'aligned', 'strip_metadata', 'eight_bit'];
 
 function appendParams(form) {
   for (const f of numericFields) form.append(f, $(f).value);
