@@ -658,14 +658,16 @@ std::vector<uint16_t> samples16_to_write(const Image& img) {
 
 }  // namespace detail
 
-Image apply_exif_orientation(Image stored, int orientation) {
-  if (orientation <= 1 || orientation > 8) return stored;  // moved out, not copied
-  const int W = stored.width, H = stored.height, C = stored.channels;
+namespace {
+
+// Copies W x H pixels of C samples from `stored` into `out` (sized for the upright picture) in
+// the order an EXIF orientation (2..8, tag 0x0112) asks for. For each output pixel (ox, oy), the
+// stored pixel it shows: 2 mirror horizontal, 3 rotate 180, 4 mirror vertical, 5 transpose,
+// 6 rotate 90 CW, 7 transverse, 8 rotate 90 CCW.
+template <class T>
+void copy_oriented(const T* stored, int W, int H, int C, int orientation, T* out) {
   const bool transposed = orientation >= 5;
-  Image out(transposed ? H : W, transposed ? W : H, C);
-  // For each output pixel (ox, oy), the stored pixel it shows (EXIF 2.3, tag 0x0112):
-  // 2 mirror horizontal, 3 rotate 180, 4 mirror vertical, 5 transpose, 6 rotate 90 CW,
-  // 7 transverse, 8 rotate 90 CCW.
+  const int out_w = transposed ? H : W, out_h = transposed ? W : H;
   auto source = [&](int ox, int oy, int& sx, int& sy) {
     switch (orientation) {
       case 2: sx = W - 1 - ox; sy = oy; break;
@@ -677,16 +679,41 @@ Image apply_exif_orientation(Image stored, int orientation) {
       default: sx = W - 1 - oy; sy = ox; break;  // 8
     }
   };
-  for (int oy = 0; oy < out.height; ++oy) {
-    uint8_t* dst = out.row(oy);
-    for (int ox = 0; ox < out.width; ++ox, dst += C) {
+  for (int oy = 0; oy < out_h; ++oy) {
+    T* dst = out + size_t(oy) * size_t(out_w) * size_t(C);
+    for (int ox = 0; ox < out_w; ++ox, dst += C) {
       int sx, sy;
       source(ox, oy, sx, sy);
-      std::memcpy(dst, stored.row(sy) + size_t(sx) * C, size_t(C));
+      std::memcpy(dst, stored + (size_t(sy) * size_t(W) + size_t(sx)) * size_t(C), size_t(C) * sizeof(T));
     }
   }
+}
+
+}  // namespace
+
+Image apply_exif_orientation(Image stored, int orientation) {
+  if (orientation <= 1 || orientation > 8) return stored;  // moved out, not copied
+  const bool transposed = orientation >= 5;
+  Image out(transposed ? stored.height : stored.width, transposed ? stored.width : stored.height, stored.channels);
+  copy_oriented(stored.pixels.data(), stored.width, stored.height, stored.channels, orientation, out.pixels.data());
   return out;
 }
+
+namespace detail {
+
+std::shared_ptr<const Samples16> oriented_samples16(std::shared_ptr<const Samples16> stored, int orientation) {
+  if (!stored || orientation <= 1 || orientation > 8) return stored;
+  auto out = std::make_shared<Samples16>();
+  const bool transposed = orientation >= 5;
+  out->width = transposed ? stored->height : stored->width;
+  out->height = transposed ? stored->width : stored->height;
+  out->channels = stored->channels;
+  out->data.resize(stored->data.size());
+  copy_oriented(stored->data.data(), stored->width, stored->height, stored->channels, orientation, out->data.data());
+  return out;
+}
+
+}  // namespace detail
 
 // ------------------------------------------------------------------------------------------------
 // Encoding

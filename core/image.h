@@ -14,8 +14,8 @@
 //   - WebP: 3 channels, or 4 when the file has alpha. Animated WebP is refused.
 //   - TIFF (libtiff): the first page; gray (1 sample) -> 1 channel, with alpha -> 4, everything
 //     else -> 3 or 4 (libtiff's RGBA reader: palette, CMYK, YCbCr, 1..16-bit, any compression it
-//     knows; its Orientation tag applied). 16-bit gray/RGB strips are rounded like PNG's and, when
-//     the page is upright, kept in `samples16`. Floating-point samples are refused.
+//     knows; its Orientation tag applied). 16-bit gray/RGB strips are rounded like PNG's and kept
+//     in `samples16` (turned upright with the pixels). Floating-point samples are refused.
 //   - BMP (stb_image): 3 channels, or 4 for 32-bit files with alpha; 8-bit gray palettes -> 3.
 //   - HEIF/AVIF (libheif: HEVC and AV1): 3 channels, 4 with alpha; rotation and mirroring
 //     (irot/imir) applied, as the HEIF spec asks (its EXIF orientation is ignored). 10/12-bit

@@ -20,6 +20,8 @@ void check_limits(ImageFormat format, int64_t width, int64_t height, const Decod
 constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;  // PNG stores 16 bits big-endian
 inline uint8_t sample_to_8bit(uint16_t v) { return uint8_t((uint32_t(v) * 255 + 32767) / 65535); }
 std::vector<uint16_t> samples16_to_write(const Image& img);
+// The samples of a page stored turned, upright as apply_exif_orientation turns its pixels.
+std::shared_ptr<const Samples16> oriented_samples16(std::shared_ptr<const Samples16> stored, int orientation);
 
 ImageInfo probe_tiff(const uint8_t* data, size_t size);
 Image decode_tiff(const uint8_t* data, size_t size, const DecodeLimits& limits);

@@ -1,7 +1,7 @@
 // TIFF through libtiff, from and to memory (TIFFClientOpenExt over a byte buffer).
 //
 // Decoding reads the first page: 8- or 16-bit gray or RGB strips (with at most a straight alpha)
-// row by row as stored (16-bit samples kept in Image::samples16 when the page is upright),
+// row by row as stored (16-bit samples kept in Image::samples16, turned upright with the pixels),
 // everything else with libtiff's RGBA reader, which takes every photometric
 // interpretation, bit depth (1..16) and compression libtiff was built with; its output is 8-bit
 // RGBA with alpha premultiplied, which we undo for files with alpha. Pages are read in stored
@@ -294,7 +294,7 @@ Image decode_tiff(const uint8_t* data, size_t size, const DecodeLimits& limits) 
   if (info.orientation >= 5) std::swap(meta.dpi_x, meta.dpi_y);
   Image upright = apply_exif_orientation(std::move(stored), info.orientation);
   upright.meta = std::move(meta);
-  if (info.orientation == 1) upright.samples16 = std::move(samples16);  // turned files: 8 bits only
+  upright.samples16 = oriented_samples16(std::move(samples16), info.orientation);
   return upright;
 }
 

@@ -186,7 +186,8 @@ TEST_CASE("batch: outputs keep the input's ICC profile, EXIF and density; keep_m
   CHECK(jpg.meta.dpi_x == Approx(72.0).margin(0.5));
   // The scan's profile ("Display", a monitor profile close to sRGB) is not sRGB: its faces went
   // through GPEN in sRGB, and the report says so.
-  for (const auto& item : batch_report(s)["items"]) {
+  const auto report = batch_report(s);  // kept: a range-for over a temporary's member would dangle
+  for (const auto& item : report["items"]) {
     REQUIRE(item["faces"].get<int>() > 0);
     CHECK(item["colour_profile"] == "Display");
   }

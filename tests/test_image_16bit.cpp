@@ -4,6 +4,7 @@
 // Files are made with libpng / libtiff directly (tests/image_test_util.h).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -77,12 +78,26 @@ TEST_CASE("16-bit PNG and TIFF keep their samples; the 8-bit pixels are them rou
     check_decoded(decode_image(png16(29, 11, png_type, samples)), samples, channels);
     check_decoded(decode_image(tiff16(29, 11, channels, samples)), samples, channels);
   }
-  // 8-bit files and turned TIFFs (orientation applied to the 8-bit pixels) carry none.
+  // 8-bit files carry none.
   CHECK_FALSE(decode_image(encode_image(noise_image(5, 4, 3, 1), EncodeOptions{ImageFormat::Png})).samples16);
+}
+
+TEST_CASE("a turned 16-bit TIFF's samples are turned upright with its pixels", "[image][16bit]") {
   const std::vector<uint16_t> samples = random_samples(5 * 4 * 3, 9);
-  const Image turned = decode_image(tiff16(5, 4, 3, samples, ORIENTATION_RIGHTTOP));
-  CHECK((turned.width == 4 && turned.height == 5));
-  CHECK_FALSE(turned.samples16);
+  for (int orientation = 1; orientation <= 8; ++orientation) {
+    INFO("orientation " << orientation);
+    const Image turned = decode_image(tiff16(5, 4, 3, samples, orientation));
+    REQUIRE(turned.samples16);
+    const Samples16& s = *turned.samples16;
+    CHECK((s.width == turned.width && s.height == turned.height && s.channels == 3));
+    std::vector<uint8_t> expected;
+    for (uint16_t v : s.data) expected.push_back(rounded(v));
+    CHECK(turned.pixels == expected);  // the same turn as the 8-bit pixels
+    std::vector<uint16_t> sorted_in = samples, sorted_out = s.data;  // and the same samples
+    std::sort(sorted_in.begin(), sorted_in.end());
+    std::sort(sorted_out.begin(), sorted_out.end());
+    CHECK(sorted_in == sorted_out);
+  }
 }
 
 TEST_CASE("16-bit gray + alpha PNG becomes RGBA samples, as its 8-bit pixels do", "[image][16bit]") {
