@@ -184,12 +184,14 @@ TEST_CASE("batch: outputs keep the input's ICC profile, EXIF and density; keep_m
   CHECK(jpg.meta.icc == meta.icc);
   CHECK(!jpg.meta.exif.empty());
   CHECK(jpg.meta.dpi_x == Approx(72.0).margin(0.5));
-  // The scan's profile ("Display", a monitor profile close to sRGB) is not sRGB: its faces went
-  // through GPEN in sRGB, and the report says so.
+  // The scan's profile ("Display", a monitor profile close to sRGB) is not sRGB: faces found go
+  // through GPEN in sRGB, and the report says so; a photo without faces converted nothing. (At
+  // 142 px the faces are marginal: the ASan build's detector missed them in one run. The CLI
+  // test below checks the profile on a photo whose faces are always found.)
   const auto report = batch_report(s);  // kept: a range-for over a temporary's member would dangle
   for (const auto& item : report["items"]) {
-    REQUIRE(item["faces"].get<int>() > 0);
-    CHECK(item["colour_profile"] == "Display");
+    if (item["faces"].get<int>() > 0) CHECK(item["colour_profile"] == "Display");
+    else CHECK_FALSE(item.contains("colour_profile"));
   }
 
   o.keep_metadata = false;
