@@ -17,6 +17,7 @@
 #include "core/face_align.h"
 #include "core/image.h"
 #include "core/models/gpen.h"
+#include "core/colour_management.h"
 #include "core/pipeline/face_restorer.h"
 #include "tests/test_util.h"
 
@@ -111,6 +112,17 @@ TEST_CASE("a photo with no face comes back unchanged, exit 0", "[cli][pipeline]"
   REQUIRE(r.code == 0);
   CHECK(r.err.find("no face found") != std::string::npos);
   CHECK(load_image(out).pixels == noise.pixels);
+}
+
+TEST_CASE("gpen --version names the version and what this build can do", "[cli]") {
+  const Run r = gpen_cli("--version");
+  CHECK(r.code == 0);
+  CHECK(r.out.rfind("gpen 0.1.0\n", 0) == 0);
+  // The tests' build has every optional library (scripts/setup.sh); the static build has not.
+  CHECK(r.out.find("HEIF/AVIF input (libheif): " + std::string(heif_supported() ? "yes" : "no")) != std::string::npos);
+  CHECK(r.out.find("colour management (lcms2): " + std::string(colour_management_supported() ? "yes" : "no")) !=
+        std::string::npos);
+  CHECK(r.out.find("model downloads (libcurl): yes") != std::string::npos);
 }
 
 TEST_CASE("bad inputs give one-line errors and a non-zero exit", "[cli]") {

@@ -4,13 +4,17 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <string>
 
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
+#include "core/colour_management.h"
 #include "core/error.h"
+#include "core/image.h"
 #include "tools/commands.h"
+#include "weights/download.h"
 
 namespace {
 
@@ -34,11 +38,20 @@ void keep_freed_photo_buffers() {
 
 }  // namespace
 
+// `gpen --version`: the version, and what this build can do that depends on the libraries it was
+// built with (the static build goes without some: docs/MODELS.md).
+std::string version_text() {
+  auto yes = [](bool b) { return b ? "yes" : "no"; };
+  return std::string("gpen 0.1.0\n") + "HEIF/AVIF input (libheif): " + yes(gpen::heif_supported()) +
+         "\ncolour management (lcms2): " + yes(gpen::colour_management_supported()) +
+         "\nmodel downloads (libcurl): " + yes(gpen::download_supported());
+}
+
 int main(int argc, char** argv) {
   keep_freed_photo_buffers();
   CLI::App app{"gpen: GAN Prior Embedded Network face restoration (C++ engine, no Python)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "gpen 0.1.0");
+  app.set_version_flag("--version", version_text);
   std::map<CLI::App*, gpen::cli::Runner> runners;
   auto add = [&](gpen::cli::Runner (*reg)(CLI::App&)) {
     gpen::cli::Runner r = reg(app);
