@@ -15,12 +15,15 @@
 //     over the input padded by one, written to every s-th output.
 // Blocking (GotoBLAS-like): a work item is (sample, pass, block of NB grid points, block of KB
 // output channels); inside it the reduction is split in chunks of kc channels so that a KT x kc x T
-// weight panel stays in L1 while the NB-point input panel (kc x ~NB floats) stays in L2. Partial sums
+// weight panel stays in L1 while the NB-point input panel (kc x ~NB floats) stays in L2 -- or, for
+// policies with input_stationary (AVX2), so that one tile's input panel stays in L1 while the
+// weight panels stream from L2 (on Zen 3 the L2 could not feed the input at the FMA rate). Partial sums
 // live in a per-thread KB x NB scratch; the epilogue (demodulation, bias, activation) runs once at
 // the end and writes the valid grid points into the (possibly channel-sliced) NCHW output.
 //
 // Policy P provides: S (vector traits of the epilogue), elem (float, or uint32 = a bf16 channel
-// pair), CU (channels per reduction unit: 1 or 2), KT, NV, W (pixels per vector), micro<KT,NV>(),
+// pair), CU (channels per reduction unit: 1 or 2), KT, NV, W (pixels per vector), input_stationary
+// (the loop order of compute()), micro<KT,NV>() (pf == 0: the input is in L1, no prefetch),
 // pack_w(w0, w1) -> elem, pack_rows(elem*, const float* r0, const float* r1, n), and names.
 
 inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -316,6 +319,29 @@ class DirectConv final : public ConvKernel {
                     sizeof(E) * size_t(TILE - (points - q_tail)));
       }
     }
+    auto tile = [&](const E* wp, int u0, int nu, int q, uint64_t pfq, float* a) {
+      if (q == q_tail)
+        P::template micro<KT, NV>(wp, tail + u0 * TILE, offs, T, 1, TILE, nu, a + (q - p0), ld, u0 > 0);
+      else
+        P::template micro<KT, NV>(wp, in + u0 * g.cs + q, offs, T, pfq, g.cs, nu, a + (q - p0), ld, u0 > 0);
+    };
+    if constexpr (P::input_stationary) {
+      // One grid tile's input panel (kc units x the rows its taps touch) stays in L1 while the
+      // weight panels of every channel tile stream past it from L2 (contiguous, so the hardware
+      // prefetcher follows). Only the first channel tile brings the input in, so only it prefetches.
+      int rows = 1;
+      for (int t = 1; t < T; ++t) rows += int(pf >> t & 1);
+      const int unit_bytes = rows * (TILE * int(sizeof(E)) + 128);  // a row's tile and its line ends
+      const int kc = std::max(1, std::min(units_, 16384 / unit_bytes));
+      for (int u0 = 0; u0 < units_; u0 += kc) {
+        const int nu = std::min(kc, units_ - u0);
+        for (int q = p0; q < p1; q += TILE)
+          for (int kt = kt0; kt < kt1; ++kt)
+            tile(w + (int64_t(kt) * units_ + u0) * T * KT, u0, nu, q, kt == kt0 ? pf : 0,
+                 acc + int64_t(kt - kt0) * KT * ld);
+      }
+      return;
+    }
     // kc: channel units per chunk so that one KT x kc x T weight panel is ~16 KB (L1 resident).
     const int kc = std::max(1, std::min(units_, 16384 / int(T * KT * sizeof(E))));
     for (int u0 = 0; u0 < units_; u0 += kc) {
@@ -323,12 +349,7 @@ class DirectConv final : public ConvKernel {
       for (int kt = kt0; kt < kt1; ++kt) {
         const E* wp = w + (int64_t(kt) * units_ + u0) * T * KT;
         float* a = acc + int64_t(kt - kt0) * KT * ld;
-        for (int q = p0; q < p1; q += TILE) {
-          if (q == q_tail)
-            P::template micro<KT, NV>(wp, tail + u0 * TILE, offs, T, 1, TILE, nu, a + (q - p0), ld, u0 > 0);
-          else
-            P::template micro<KT, NV>(wp, in + u0 * g.cs + q, offs, T, pf, g.cs, nu, a + (q - p0), ld, u0 > 0);
-        }
+        for (int q = p0; q < p1; q += TILE) tile(wp, u0, nu, q, pf, a);
       }
     }
   }
