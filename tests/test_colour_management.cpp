@@ -18,6 +18,7 @@
 #include "core/models/gpen.h"
 #include "core/pipeline/adjustments.h"
 #include "core/pipeline/face_restorer.h"
+#include "tests/icc_test_profiles.h"
 #include "tests/image_test_util.h"
 #include "tests/test_util.h"
 
@@ -51,49 +52,22 @@ TEST_CASE("a build without lcms2 converts nothing", "[colour]") {
 
 namespace {
 
-std::vector<uint8_t> saved(cmsHPROFILE p) {
-  cmsUInt32Number n = 0;
-  REQUIRE(cmsSaveProfileToMem(p, nullptr, &n));
-  std::vector<uint8_t> bytes(n);
-  REQUIRE(cmsSaveProfileToMem(p, bytes.data(), &n));
-  cmsCloseProfile(p);
-  return bytes;
-}
+using test::describe_profile;
+using test::saved_profile;
 
-void describe(cmsHPROFILE p, const char* text) {
-  cmsMLU* mlu = cmsMLUalloc(nullptr, 1);
-  cmsMLUsetASCII(mlu, "en", "US", text);
-  cmsWriteTag(p, cmsSigProfileDescriptionTag, mlu);
-  cmsMLUfree(mlu);
-}
-
-cmsToneCurve* srgb_curve() {
-  const cmsFloat64Number params[5] = {2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045};
-  return cmsBuildParametricToneCurve(nullptr, 4, params);
-}
-
-// Display P3: DCI-P3 primaries, D65 white, the sRGB curve (as Apple's phones embed it).
+// Display P3, made once.
 const std::vector<uint8_t>& display_p3() {
-  static const std::vector<uint8_t> icc = [] {
-    const cmsCIExyY d65 = {0.3127, 0.3290, 1.0};
-    const cmsCIExyYTRIPLE primaries = {{0.680, 0.320, 1.0}, {0.265, 0.690, 1.0}, {0.150, 0.060, 1.0}};
-    cmsToneCurve* curve = srgb_curve();
-    cmsToneCurve* curves[3] = {curve, curve, curve};
-    cmsHPROFILE p = cmsCreateRGBProfile(&d65, &primaries, curves);
-    cmsFreeToneCurve(curve);
-    describe(p, "Display P3 (test)");
-    return saved(p);
-  }();
+  static const std::vector<uint8_t> icc = test::display_p3_profile_bytes("Display P3 (test)");
   return icc;
 }
 
-std::vector<uint8_t> srgb_profile() { return saved(cmsCreate_sRGBProfile()); }
+std::vector<uint8_t> srgb_profile() { return saved_profile(cmsCreate_sRGBProfile()); }
 
 std::vector<uint8_t> gray_profile() {
   cmsToneCurve* curve = cmsBuildGamma(nullptr, 2.2);
   cmsHPROFILE p = cmsCreateGrayProfile(cmsD50_xyY(), curve);
   cmsFreeToneCurve(curve);
-  return saved(p);
+  return saved_profile(p);
 }
 
 Image solid(int w, int h, std::initializer_list<uint8_t> colour) {
@@ -147,10 +121,10 @@ std::vector<uint8_t> display_p3_from_luts() {
   cmsWriteTag(p, cmsSigBToA0Tag, b2a);
   cmsPipelineFree(a2b);
   cmsPipelineFree(b2a);
-  describe(p, "Display P3 (lookup tables)");
+  describe_profile(p, "Display P3 (lookup tables)");
   cmsCloseProfile(matrix_p3);
   cmsCloseProfile(lab);
-  return saved(p);
+  return saved_profile(p);
 }
 
 // Adobe RGB (1998)'s primaries with its pure power curve (563/256), as a v2 profile: a curve
@@ -163,7 +137,7 @@ std::vector<uint8_t> adobe_rgb_like() {
   cmsHPROFILE p = cmsCreateRGBProfile(&d65, &primaries, curves);
   cmsFreeToneCurve(curve);
   cmsSetProfileVersion(p, 2.1);
-  return saved(p);
+  return saved_profile(p);
 }
 
 std::shared_ptr<const SrgbConversion> p3() {

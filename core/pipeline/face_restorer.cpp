@@ -39,6 +39,16 @@ StageTimes& StageTimes::operator+=(const StageTimes& o) {
 
 bool restores_faces(const RestoreOptions& opt) { return opt.controls.strength > 0; }
 
+GpenCrop::GpenCrop(const Image& crop, std::shared_ptr<const SrgbConversion> conversion) : colour(std::move(conversion)) {
+  if (!colour) return;
+  srgb = crop;
+  colour->to_srgb(srgb);
+}
+
+void GpenCrop::to_photo_colours(Image& gpen_output) const {
+  if (colour) colour->from_srgb(gpen_output);
+}
+
 Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& controls) {
   validate(controls);
   const int S = gpen.model().config().size;
@@ -48,14 +58,9 @@ Image restore_aligned_crop(GpenRunner& gpen, const Image& crop, const Controls& 
   Image out = face;
   if (controls.strength > 0) {
     Tensor scratch;
-    const auto colour = SrgbConversion::for_profile(crop.meta.icc);
-    Image srgb;
-    if (colour) {
-      srgb = face;
-      colour->to_srgb(srgb);
-    }
-    Image restored = std::move(gpen.forward_faces({colour ? &srgb : &face}, scratch).at(0));
-    if (colour) colour->from_srgb(restored);
+    const GpenCrop gpen_crop(face, SrgbConversion::for_profile(crop.meta.icc));
+    Image restored = std::move(gpen.forward_faces({&gpen_crop.input(face)}, scratch).at(0));
+    gpen_crop.to_photo_colours(restored);
     out = compose_face(face, restored, controls, /*small_face=*/false);
     if (controls.skin_protect) protect_skin_colour(out, face, Rect{0, 0, S, S});
   }
@@ -120,11 +125,8 @@ PhotoInProgress FaceRestorer::detect_faces(Image photo, const RestoreOptions& op
   p.times.detect_ms = ms_since(t0);
   t0 = Clock::now();
   for (const Detection& d : dets) {
-    FaceInProgress f{d, align_face(faces_from, landmarks_of(d), face_size(), opt.warp, pool_), colour, {}, {}, 0};
-    if (colour) {
-      f.srgb_crop = f.aligned.crop;
-      colour->to_srgb(f.srgb_crop);
-    }
+    FaceInProgress f{d, align_face(faces_from, landmarks_of(d), face_size(), opt.warp, pool_), {}, {}, 0};
+    f.gpen_crop = GpenCrop(f.aligned.crop, colour);
     p.faces.push_back(std::move(f));
   }
   p.times.align_ms = ms_since(t0);
@@ -140,7 +142,7 @@ void FaceRestorer::run_gpen(const std::vector<FaceInProgress*>& faces, const Res
     std::vector<const Image*> crops;
     for (size_t j = 0; j < n; ++j) {
       const FaceInProgress& f = *faces[i + j];
-      crops.push_back(f.colour ? &f.srgb_crop : &f.aligned.crop);
+      crops.push_back(&f.gpen_crop.input(f.aligned.crop));
     }
     const auto t0 = Clock::now();
     std::vector<Image> restored = gpen_->forward_faces(crops, gpen_input_, pool_);
@@ -158,7 +160,7 @@ RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt)
   std::vector<PasteFace> paste;
   for (FaceInProgress& f : p.faces) {
     if (restore && f.restored.empty()) fail("internal: face ", paste.size(), " was not run through GPEN");
-    if (restore && f.colour) f.colour->from_srgb(f.restored);  // back to the photo's colours
+    if (restore) f.gpen_crop.to_photo_colours(f.restored);
     RestoredFace rf;
     rf.detection = f.detection;
     if (opt.keep_crops) {
@@ -169,7 +171,7 @@ RestoreResult FaceRestorer::finish(PhotoInProgress p, const RestoreOptions& opt)
     r.faces.push_back(std::move(rf));
     r.times.gpen_ms += f.gpen_ms;
     if (!restore) continue;
-    if (f.colour) r.colour_profile = f.colour->description();
+    if (f.gpen_crop.colour) r.colour_profile = f.gpen_crop.colour->description();
     const auto& b = f.detection.box;
     // The mask source sees GPEN's own output in modes natural and strong, as in GPEN.
     paste.push_back(PasteFace{restoration_target(f.aligned.crop, std::move(f.restored), opt.controls),

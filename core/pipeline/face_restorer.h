@@ -61,14 +61,24 @@ struct RestoreResult {
 };
 
 // One face between the stages.
+// What GPEN sees of a face crop: the crop itself, or, when the photo's ICC profile is not sRGB,
+// the crop converted to sRGB -- the colours GPEN learnt -- whose output then goes back to the
+// photo's colours (core/colour_management.h). Both the photo stages and the aligned path use it.
+struct GpenCrop {
+  std::shared_ptr<const SrgbConversion> colour;  // null: the crop is used as it is
+  Image srgb;                                    // the crop in sRGB, when colour
+
+  GpenCrop() = default;
+  GpenCrop(const Image& crop, std::shared_ptr<const SrgbConversion> conversion);
+  const Image& input(const Image& crop) const { return colour ? srgb : crop; }
+  void to_photo_colours(Image& gpen_output) const;  // no-op without a conversion
+};
+
 struct FaceInProgress {
   Detection detection;
   AlignedFace aligned;
-  // When the photo's ICC profile is not sRGB: its conversions, and the crop in sRGB, which is what
-  // GPEN sees; finish() converts GPEN's output back (core/colour_management.h). Null / empty else.
-  std::shared_ptr<const SrgbConversion> colour;
-  Image srgb_crop;
-  Image restored;        // GPEN's output, once run_gpen has seen this face (sRGB when `colour`)
+  GpenCrop gpen_crop;    // what run_gpen feeds GPEN; finish() takes the output back with it
+  Image restored;        // GPEN's output, once run_gpen has seen this face (sRGB when converted)
   double gpen_ms = 0;    // this face's share of its GPEN batch
 };
 

@@ -14,10 +14,6 @@
 #include <filesystem>
 #include <random>
 
-#ifdef GPEN_HAVE_LCMS2
-#include <lcms2.h>
-#endif
-
 #include "core/colour_management.h"
 #include "core/face_align.h"
 #include "core/face_detector.h"
@@ -27,6 +23,7 @@
 #include "core/paste_back.h"
 #include "core/models/retinaface.h"
 #include "core/pipeline/adjustments.h"
+#include "tests/icc_test_profiles.h"
 
 namespace gpen {
 namespace {
@@ -148,27 +145,10 @@ void photo_detect(benchmark::State& st) {
 }
 
 #ifdef GPEN_HAVE_LCMS2
-// Display P3 (D65, sRGB's curve), the profile of most phone photos, made with lcms2.
-std::vector<uint8_t> display_p3_profile() {
-  const cmsCIExyY d65 = {0.3127, 0.3290, 1.0};
-  const cmsCIExyYTRIPLE primaries = {{0.680, 0.320, 1.0}, {0.265, 0.690, 1.0}, {0.150, 0.060, 1.0}};
-  const cmsFloat64Number params[5] = {2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045};
-  cmsToneCurve* curve = cmsBuildParametricToneCurve(nullptr, 4, params);
-  cmsToneCurve* curves[3] = {curve, curve, curve};
-  cmsHPROFILE p = cmsCreateRGBProfile(&d65, &primaries, curves);
-  cmsFreeToneCurve(curve);
-  cmsUInt32Number n = 0;
-  cmsSaveProfileToMem(p, nullptr, &n);
-  std::vector<uint8_t> icc(n);
-  cmsSaveProfileToMem(p, icc.data(), &n);
-  cmsCloseProfile(p);
-  return icc;
-}
-
 // One face crop of a Display P3 photo to sRGB and GPEN's output back (what each face of such a
 // photo costs, core/colour_management.h): arg 1 = our lookup tables, 0 = lcms2's transforms.
 void photo_colour_face_p3(benchmark::State& st) {
-  const auto conversion = SrgbConversion::for_profile(display_p3_profile(), st.range(0) != 0);
+  const auto conversion = SrgbConversion::for_profile(test::display_p3_profile_bytes("Display P3"), st.range(0) != 0);
   if (!conversion) return st.SkipWithError("no conversion for Display P3");
   const OneFace f;
   Image crop = f.face.aligned;
