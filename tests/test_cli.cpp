@@ -341,6 +341,28 @@ TEST_CASE("bench --report prints the seed's tables for each device, measured", "
   CHECK_THAT(bad.err, Catch::Contains("--report needs --detector"));
 }
 
+TEST_CASE("bench and enhance say when --precision bf16 runs fp32", "[cli]") {
+  // --isa avx512 caps the kernels below AVX-512-BF16 on any machine, so bf16 cannot be honoured.
+  Run b = gpen_cli("bench --model " + kTiny + " --precision bf16 --isa avx512 --runs 1 --warmup 0 --json");
+  INFO(b.err);
+  REQUIRE(b.code == 0);
+  const auto j = nlohmann::json::parse(b.out);
+  CHECK(j["precision"] == "bf16");
+  CHECK(j["precision_in_effect"] == "fp32");
+  Run text = gpen_cli("bench --model " + kTiny + " --precision bf16 --isa avx2 --runs 1 --warmup 0");
+  CHECK_THAT(text.out, Catch::Contains("bf16 asked, fp32 ran"));
+  const std::string out = scratch_dir() + "/bf16_note.png";
+  const std::string face = test::source_path("tests/fixtures/gpen_tiny/gpen_tiny.aligned_in.png");
+  Run e = gpen_cli("enhance --aligned " + face + " -o " + out + " --model " + kTiny +
+                   " --precision bf16 --isa avx2 --overwrite");
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  CHECK_THAT(e.err, Catch::Contains("--precision bf16 needs AVX-512-BF16"));
+  Run f = gpen_cli("enhance --aligned " + face + " -o " + out + " --model " + kTiny + " --overwrite");
+  CHECK(f.code == 0);
+  CHECK_THAT(f.err, !Catch::Contains("AVX-512-BF16"));
+}
+
 TEST_CASE("serve refuses a device or precision it cannot honour, before listening", "[cli]") {
   Run r = gpen_cli("serve --model " + kTiny + " --device cpu --precision fp16 --port 0");
   CHECK(r.code == 1);

@@ -329,6 +329,22 @@ TEST_CASE("small-channel conv (MobileNet's first layer, GPEN's 3 -> 64 1x1) matc
     }
 }
 
+TEST_CASE("bf16 asked without AVX-512-BF16 runs f32, and the note says so", "[kernels]") {
+  IsaCapGuard guard;
+  CHECK(precision_in_effect(Precision::F32) == Precision::F32);
+  CHECK(precision_note(Precision::F32).empty());
+  CHECK(precision_in_effect(Precision::BF16, Isa::AVX2) == Precision::F32);
+  const std::string note = precision_note(Precision::BF16, Isa::AVX2);
+  CHECK(note.find("runs fp32") != std::string::npos);
+  CHECK(note.find(std::string("(") + isa_name(std::min(Isa::AVX2, active_isa())) + ")") != std::string::npos);
+  const bool has_bf16 = active_isa() >= Isa::AVX512_BF16;
+  CHECK((precision_in_effect(Precision::BF16) == Precision::BF16) == has_bf16);
+  CHECK(precision_note(Precision::BF16).empty() == has_bf16);
+  set_isa_cap(Isa::AVX512);  // the process-wide cap counts too
+  CHECK(precision_in_effect(Precision::BF16) == Precision::F32);
+  CHECK_FALSE(precision_note(Precision::BF16).empty());
+}
+
 TEST_CASE("conv dispatch honours the ISA cap and falls back to generic", "[kernels]") {
   IsaCapGuard guard;
   Tensor w = Tensor::zeros(DType::F32, {4, 3, 3, 3});

@@ -155,9 +155,12 @@ Runner register_bench(CLI::App& app) {
     const double gflop = double(model->build_graph(o->batch).flops()) / 1e9;
     const int threads = o->threads > 0 ? o->threads : ThreadPool::hardware_threads();
     const char* isa = cpu::isa_name(std::min(copt.max_isa, cpu::active_isa()));
+    // What the kernels ran: bf16 without AVX-512-BF16 runs f32 (said, so that no one reports it as bf16).
+    const char* ran = cpu::precision_name(cpu::precision_in_effect(copt.precision, copt.max_isa));
+    const std::string precision_text = o->precision == ran ? o->precision : o->precision + " asked, " + ran + " ran (needs avx512bf16)";
     if (o->json) {
       nlohmann::json j = {{"model", model->config().describe()}, {"size", S}, {"batch", o->batch},
-                          {"threads", threads}, {"precision", o->precision}, {"isa", isa}, {"low_memory", o->low_memory}, {"winograd_weights", o->winograd_weights},
+                          {"threads", threads}, {"precision", o->precision}, {"precision_in_effect", ran}, {"isa", isa}, {"low_memory", o->low_memory}, {"winograd_weights", o->winograd_weights},
                           {"runs", o->runs}, {"median_s", median}, {"min_s", mn}, {"max_s", mx},
                           {"times_s", times}, {"gflop", gflop}, {"gflops_per_s", gflop / median},
                           {"faces_per_s", o->batch / median}, {"peak_rss_mb", peak_rss_mb()},
@@ -169,7 +172,7 @@ Runner register_bench(CLI::App& app) {
       std::printf("%s\n", json_text(j).c_str());
     } else {
       std::printf("%s, batch %d, %d threads, %s, isa %s\n", model->config().describe().c_str(), o->batch, threads,
-                  o->precision.c_str(), isa);
+                  precision_text.c_str(), isa);
       std::printf("median %.3f s  min %.3f s  max %.3f s  (%d runs)  %.1f GFLOP  %.1f GFLOP/s  %.2f faces/s\n",
                   median, mn, mx, o->runs, gflop, gflop / median, o->batch / median);
       std::printf(

@@ -127,6 +127,8 @@ std::shared_ptr<GpenRunner> make_gpen(const std::string& name_or_path, const Eng
   if (dev.is_cuda && e.precision == "bf16") fail("--precision bf16 is the CPU's; on CUDA use fp32, tf32 or fp16");
   auto model = std::make_shared<GpenModel>(GpenModel::load(resolve_model(name_or_path, e.fetch)));
   CompileOptions copt = compile_options(e);
+  const std::string bf16_note = dev.is_cuda ? "" : cpu::precision_note(copt.precision, copt.max_isa);
+  if (!bf16_note.empty()) std::fprintf(stderr, "gpen: note: %s\n", bf16_note.c_str());
   copt.quick_algorithms = true;  // on a GPU: first results without waiting for cudnnFind; timed on reuse
   auto runner = std::make_shared<GpenRunner>(std::move(model), dev.backend, copt);
   if (dev.is_cuda)  // out of GPU memory: smaller batches, then the CPU; never a crash

@@ -46,6 +46,8 @@ int serve(ServeOpts& o) {
     fail("--precision bf16 is the CPU's; on CUDA use fp32, tf32 or fp16");
   if (o.precision == "fp32" || o.precision == "bf16") cpu::parse_precision(o.precision, &o.engine.compile.precision);
   if (!o.isa.empty() && !cpu::parse_isa(o.isa, &o.engine.compile.max_isa)) fail("unknown --isa '", o.isa, "'");
+  const std::string bf16_note = cpu::precision_note(o.engine.compile.precision, o.engine.compile.max_isa);
+  if (!bf16_note.empty()) std::fprintf(stderr, "gpen serve: note: %s\n", bf16_note.c_str());
 
   server::Engine engine(o.engine);
   server::OutputStore outputs(o.outputs);

@@ -94,4 +94,15 @@ bool parse_precision(const std::string& s, Precision* out) {
   return false;
 }
 
+Precision precision_in_effect(Precision asked, Isa max_isa) {
+  return asked == Precision::BF16 && std::min(max_isa, active_isa()) >= Isa::AVX512_BF16 ? Precision::BF16
+                                                                                         : Precision::F32;
+}
+
+std::string precision_note(Precision asked, Isa max_isa) {
+  if (precision_in_effect(asked, max_isa) == asked) return "";
+  return std::string("--precision bf16 needs AVX-512-BF16; this CPU (") + isa_name(std::min(max_isa, active_isa())) +
+         ") runs fp32";
+}
+
 }  // namespace gpen::cpu

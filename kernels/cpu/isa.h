@@ -20,5 +20,10 @@ void set_isa_cap(Isa cap);
 enum class Precision { F32, BF16 };
 const char* precision_name(Precision p);
 bool parse_precision(const std::string& s, Precision* out);
+// What the kernels run for a request: bf16 needs AVX-512-BF16 within `max_isa` (and the CPU's
+// active_isa()); anything less runs f32.
+Precision precision_in_effect(Precision asked, Isa max_isa = Isa::AVX512_BF16);
+// Empty when the request is honoured, else one line for the user saying what runs instead.
+std::string precision_note(Precision asked, Isa max_isa = Isa::AVX512_BF16);
 
 }  // namespace gpen::cpu
