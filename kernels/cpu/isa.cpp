@@ -101,8 +101,8 @@ Precision precision_in_effect(Precision asked, Isa max_isa) {
 
 std::string precision_note(Precision asked, Isa max_isa) {
   if (precision_in_effect(asked, max_isa) == asked) return "";
-  return std::string("--precision bf16 needs AVX-512-BF16; this CPU (") + isa_name(std::min(max_isa, active_isa())) +
-         ") runs fp32";
+  return std::string("--precision bf16 needs AVX-512-BF16 (the kernels in use: ") +
+         isa_name(std::min(max_isa, active_isa())) + "); fp32 runs";
 }
 
 }  // namespace gpen::cpu
