@@ -339,6 +339,12 @@ TEST_CASE("bench --report prints the seed's tables for each device, measured", "
   Run bad = gpen_cli("bench --report --images " + dir + " --model " + kTiny);
   CHECK(bad.code == 1);
   CHECK_THAT(bad.err, Catch::Contains("--report needs --detector"));
+  const std::string empty = scratch_dir() + "/report_no_photos";
+  fs::create_directories(empty);
+  std::ofstream(empty + "/notes.txt") << "not a photo";
+  Run none = gpen_cli("bench --report --images " + empty + " --model " + kTiny + " --detector " + kDetector);
+  CHECK(none.code == 1);
+  CHECK_THAT(none.err, Catch::Contains("no photos (PNG, JPEG, WebP, TIFF, BMP, HEIF/AVIF)"));
 }
 
 TEST_CASE("bench and enhance say when --precision bf16 runs fp32", "[cli]") {

@@ -16,6 +16,7 @@
 #include "core/image.h"
 #include "core/image_ops.h"
 #include "core/models/gpen.h"
+#include "core/pipeline/batch.h"
 #include "core/pipeline/face_restorer.h"
 #include "core/thread_pool.h"
 
@@ -41,15 +42,15 @@ struct TestPhoto {
 std::vector<TestPhoto> load_test_set(const std::string& dir) {
   std::set<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string ext = e.path().extension().string();
-    // GPEN's own outputs stored beside the inputs are not test photos.
-    if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp") &&
+    // Every format `gpen enhance` reads from a folder; GPEN's own outputs stored beside the inputs
+    // are not test photos.
+    if (e.is_regular_file() && has_image_extension(e.path().string()) &&
         e.path().stem().string().find("official") == std::string::npos)
       files.insert(e.path());
   }
   std::vector<TestPhoto> set;
   for (const fs::path& p : files) set.push_back({p.stem().string(), fit_on_noise(load_image(p.string()), 1920, 1080)});
-  if (set.empty()) fail("--images ", dir, ": no .png/.jpg/.webp photos");
+  if (set.empty()) fail("--images ", dir, ": no photos (PNG, JPEG, WebP, TIFF, BMP, HEIF/AVIF)");
   return set;
 }
 
