@@ -19,6 +19,7 @@
 #include "core/models/gpen.h"
 #include "core/colour_management.h"
 #include "core/pipeline/face_restorer.h"
+#include "kernels/cpu/isa.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -334,6 +335,8 @@ TEST_CASE("bench --report prints the seed's tables for each device, measured", "
   CHECK_THAT(r.out, Catch::Contains("photos/min"));
   CHECK_THAT(r.out, Catch::Contains("batch 8"));
   CHECK_THAT(r.out, Catch::Contains("Peak RAM"));
+  // The machine the cpu column was measured on: its model and the kernels' instruction set.
+  CHECK_THAT(r.out, Catch::Contains(std::string("(") + cpu::isa_name(cpu::active_isa()) + " kernels, "));
   // Without a usable GPU the CUDA column says why instead of inventing numbers.
   if (!CudaModule::instance().usable()) CHECK_THAT(r.out, Catch::Contains("cuda: not available"));
   Run bad = gpen_cli("bench --report --images " + dir + " --model " + kTiny);

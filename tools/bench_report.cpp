@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 
@@ -19,6 +20,7 @@
 #include "core/pipeline/batch.h"
 #include "core/pipeline/face_restorer.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
 
 namespace fs = std::filesystem;
 
@@ -52,6 +54,22 @@ std::vector<TestPhoto> load_test_set(const std::string& dir) {
   for (const fs::path& p : files) set.push_back({p.stem().string(), fit_on_noise(load_image(p.string()), 1920, 1080)});
   if (set.empty()) fail("--images ", dir, ": no photos (PNG, JPEG, WebP, TIFF, BMP, HEIF/AVIF)");
   return set;
+}
+
+// The CPU a report's cpu column was measured on: /proc/cpuinfo's model name and the kernels'
+// instruction set (the report is shared as text; "cpu" alone would not say which machine).
+std::string cpu_description() {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line, model;
+  while (std::getline(info, line))
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      model = line.substr(line.find(':') + 1);
+      model.erase(0, model.find_first_not_of(" \t"));
+      break;
+    }
+  const std::string isa = std::string(cpu::isa_name(cpu::active_isa())) + " kernels, " +
+                          std::to_string(ThreadPool::hardware_threads()) + " hardware threads";
+  return (model.empty() ? std::string("cpu") : model) + " (" + isa + ")";
 }
 
 struct DeviceRun {
@@ -186,7 +204,7 @@ int run_seed_report(const SeedReportOptions& o) {
     try {
       const SelectedDevice dev = select_device(parse_device(d), GpuPrecision::FP32);
       r.available = true;
-      r.description = dev.description;
+      r.description = dev.is_cuda ? dev.description : cpu_description();
       r.note = dev.note;
       measure_device(o, set, dev, r);
     } catch (const Error& e) {
