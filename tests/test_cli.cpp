@@ -124,6 +124,11 @@ TEST_CASE("gpen --version names the version and what this build can do", "[cli]"
   CHECK(r.out.find("colour management (lcms2): " + std::string(colour_management_supported() ? "yes" : "no")) !=
         std::string::npos);
   CHECK(r.out.find("model downloads (libcurl): yes") != std::string::npos);
+  CHECK(r.out.find(std::string("CPU kernels: ") + cpu::isa_name(cpu::active_isa()) + "\n") != std::string::npos);
+  // The GPUs --device auto would use, or why there are none.
+  const CudaModule& cuda = CudaModule::instance();
+  CHECK(r.out.find("CUDA: " + (cuda.usable() ? std::to_string(cuda.device_count()) + " GPU(s)"
+                                            : "no usable GPU: " + cuda.why_unusable())) != std::string::npos);
 }
 
 TEST_CASE("bad inputs give one-line errors and a non-zero exit", "[cli]") {

@@ -11,8 +11,10 @@
 #endif
 
 #include "core/colour_management.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/image.h"
+#include "kernels/cpu/isa.h"
 #include "tools/commands.h"
 #include "weights/download.h"
 
@@ -38,13 +40,23 @@ void keep_freed_photo_buffers() {
 
 }  // namespace
 
+// What --device auto would find: the GPUs, or why there are none (no driver, no module, ...).
+std::string cuda_text() {
+  const gpen::CudaModule& m = gpen::CudaModule::instance();
+  if (!m.usable()) return "no usable GPU: " + m.why_unusable();
+  std::string text = std::to_string(m.device_count()) + " GPU(s)";
+  for (int i = 0; i < m.device_count(); ++i) text += std::string(i ? ", " : ": ") + m.device_info(i).name;
+  return text;
+}
+
 // `gpen --version`: the version, and what this build can do that depends on the libraries it was
 // built with (the static build goes without some: docs/MODELS.md).
 std::string version_text() {
   auto yes = [](bool b) { return b ? "yes" : "no"; };
   return std::string("gpen 0.1.0\n") + "HEIF/AVIF input (libheif): " + yes(gpen::heif_supported()) +
          "\ncolour management (lcms2): " + yes(gpen::colour_management_supported()) +
-         "\nmodel downloads (libcurl): " + yes(gpen::download_supported());
+         "\nmodel downloads (libcurl): " + yes(gpen::download_supported()) +
+         "\nCPU kernels: " + gpen::cpu::isa_name(gpen::cpu::active_isa()) + "\nCUDA: " + cuda_text();
 }
 
 int main(int argc, char** argv) {
