@@ -60,7 +60,6 @@ struct RestoreResult {
   std::string colour_profile;  // faces went through GPEN in sRGB from this profile; empty: as they were
 };
 
-// One face between the stages.
 // What GPEN sees of a face crop: the crop itself, or, when the photo's ICC profile is not sRGB,
 // the crop converted to sRGB -- the colours GPEN learnt -- whose output then goes back to the
 // photo's colours (core/colour_management.h). Both the photo stages and the aligned path use it.
@@ -74,6 +73,7 @@ struct GpenCrop {
   void to_photo_colours(Image& gpen_output) const;  // no-op without a conversion
 };
 
+// One face between the stages.
 struct FaceInProgress {
   Detection detection;
   AlignedFace aligned;
