@@ -246,15 +246,18 @@ class WinogradConv final : public ConvKernel {
                    1.f);
         }
       const V sc = S::set1(r.in_scale ? r.in_scale[int64_t(n) * C + c] : 1.f);
-      for (int sl = 0; sl < ns; ++sl) {
-        V d[6][6], res[36];
-        if (g.wide)
-          load_wide(xp, H, W, (s0 + sl) / g.spr, ((s0 + sl) % g.spr) * VW, scratch, rw, d);
-        else
-          load_narrow(scratch, pw, g, s0 + sl, d);
-        transform_in(d, res);
-        for (int xi = 0; xi < 36; ++xi)
-          S::store(vb + int64_t(xi) * v_stride() + int64_t(c) * LD + sl * VW, r.in_scale ? S::mul(res[xi], sc) : res[xi]);
+      float* dst = vb + int64_t(c) * LD;
+      for (int sl = 0; sl < ns; ++sl, dst += VW) {
+        if (g.wide) {
+          const float* rp[6];
+          wide_rows(xp, H, W, (s0 + sl) / g.spr, ((s0 + sl) % g.spr) * VW, scratch, rw, rp);
+          transform_in([&](int i, V(&z)[6]) { P::extract6(rp[i], z); }, r.in_scale != nullptr, sc, dst);
+        } else {
+          alignas(64) float tmp[36][VW];
+          gather_narrow(scratch, pw, g, s0 + sl, tmp);
+          transform_in([&](int i, V(&z)[6]) { for (int j = 0; j < 6; ++j) z[j] = S::load(tmp[i * 6 + j]); },
+                       r.in_scale != nullptr, sc, dst);
+        }
       }
     }
   }
@@ -275,27 +278,26 @@ class WinogradConv final : public ConvKernel {
     }
   }
 
-  // d[i][j][t] = x[4*ty + i - pad][4*(tx0 + t) + j - pad] for the VW tiles of a wide slot.
-  void load_wide(const float* xp, int H, int W, int ty, int tx0, float* rows, int rw, V (&d)[6][6]) const {
+  // rp[i]: 4*VW + 2 floats holding x[4*ty + i - pad][4*tx0 - pad + j], j < 4*VW + 2, for the VW
+  // tiles of a wide slot: the input row itself, or a zero-padded copy in `rows` at the borders.
+  void wide_rows(const float* xp, int H, int W, int ty, int tx0, float* rows, int rw, const float* (&rp)[6]) const {
     const int r0 = 4 * ty - d_.pad, c0 = 4 * tx0 - d_.pad;
     const bool interior = r0 >= 0 && r0 + 5 < H && c0 >= 0 && c0 + 4 * VW + 1 < W;
     for (int i = 0; i < 6; ++i) {
-      const float* rp;
       if (interior) {
-        rp = xp + int64_t(r0 + i) * W + c0;
+        rp[i] = xp + int64_t(r0 + i) * W + c0;
       } else {
         float* row = rows + i * rw;
         const bool live = r0 + i >= 0 && r0 + i < H;
         fill_row(row, live ? xp + int64_t(r0 + i) * W : nullptr, W, 4 * VW + 2, 1, 0, -c0, 1.f);
-        rp = row;
+        rp[i] = row;
       }
-      P::extract6(rp, d[i]);
     }
   }
 
-  // Same for a narrow slot (VW consecutive raster tiles) from the padded channel copy.
-  static void load_narrow(const float* pad, int pw, const Geo& g, int slot, V (&d)[6][6]) {
-    alignas(64) float tmp[36][VW];
+  // tmp[i*6 + j][t] = the padded channel at row 4*ty + i, column 4*tx + j of tile t of a narrow
+  // slot (VW consecutive raster tiles).
+  static void gather_narrow(const float* pad, int pw, const Geo& g, int slot, float (&tmp)[36][VW]) {
     const int ntiles = g.ty * g.tx;
     for (int t = 0; t < VW; ++t) {
       const int tile = slot * VW + t;
@@ -303,18 +305,27 @@ class WinogradConv final : public ConvKernel {
       for (int i = 0; i < 6; ++i)
         for (int jj = 0; jj < 6; ++jj) tmp[i * 6 + jj][t] = pad[int64_t(y0 + i) * pw + x0 + jj];
     }
-    for (int i = 0; i < 6; ++i)
-      for (int jj = 0; jj < 6; ++jj) d[i][jj] = S::load(tmp[i * 6 + jj]);
   }
 
-  static void transform_in(V (&d)[6][6], V* out) {
+  // dst[xi * v_stride()] = scale * (B^T d B)[xi] for one slot of one channel, where row(i, z)
+  // loads row i of the 6x6 patch d. Each row is transformed as it is loaded and each column
+  // written to V as soon as it is done: 36 vectors live between the two passes, not 3 x 36 (the
+  // patch, the row results and the outputs, mostly spilled). Measured on Zen 3 (AVX2): the input
+  // transform 20-30 % faster, GPEN-512's Winograd layers ~9 % (docs/BENCHMARKS.md, session 15).
+  template <class Row>
+  void transform_in(Row row, bool scale, V sc, float* dst) const {
     V t[6][6];  // t[i][b] = (d B)[i][b]
-    for (int i = 0; i < 6; ++i) winograd_bt6<S>(d[i], t[i]);
+    for (int i = 0; i < 6; ++i) {
+      V z[6];
+      row(i, z);
+      winograd_bt6<S>(z, t[i]);
+    }
+    const int64_t xs = v_stride();
     for (int b = 0; b < 6; ++b) {
       V col[6], o[6];
       for (int i = 0; i < 6; ++i) col[i] = t[i][b];
       winograd_bt6<S>(col, o);
-      for (int a = 0; a < 6; ++a) out[a * 6 + b] = o[a];
+      for (int a = 0; a < 6; ++a) S::store(dst + (a * 6 + b) * xs, scale ? S::mul(o[a], sc) : o[a]);
     }
   }
 
@@ -357,34 +368,33 @@ class WinogradConv final : public ConvKernel {
       float* out = r.y.at(n, k);
       const float* mk = m + int64_t(k - kb * KT) * LD;
       for (int sl = 0; sl < ns; ++sl) {
-        V o[4][4];
-        {
-          V t[4][6];  // t[i][b] = (A^T M)[i][b]
-          for (int b = 0; b < 6; ++b) {
-            V col[6], oc[4];
-            for (int a = 0; a < 6; ++a) col[a] = S::load(mk + int64_t(a * 6 + b) * kbs * KT * LD + sl * VW);
-            winograd_at6<S>(col, oc);
-            for (int i = 0; i < 4; ++i) t[i][b] = oc[i];
-          }
-          for (int i = 0; i < 4; ++i) winograd_at6<S>(t[i], o[i]);
+        // Columns first (at[i][b] = (A^T M)[i][b]), then each output row is finished and written
+        // as soon as it is transformed: 24 vectors live between the passes, not 24 + 16.
+        V at[4][6];
+        for (int b = 0; b < 6; ++b) {
+          V col[6], oc[4];
+          for (int a = 0; a < 6; ++a) col[a] = S::load(mk + int64_t(a * 6 + b) * kbs * KT * LD + sl * VW);
+          winograd_at6<S>(col, oc);
+          for (int i = 0; i < 4; ++i) at[i][b] = oc[i];
         }
-        for (int i = 0; i < 4; ++i)
+        const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
+        alignas(64) float tmp[16][VW];  // narrow maps: the 16 outputs of each tile, scattered below
+        for (int i = 0; i < 4; ++i) {
+          V o[4];
+          winograd_at6<S>(at[i], o);
           for (int j = 0; j < 4; ++j) {
-            V v = S::mul(o[i][j], vos);
+            V v = S::mul(o[j], vos);
             if (ep.bias) v = S::add(v, vb);
             if (ep.slope != 1.f) v = S::lrelu(v, vslope);
             if (ep.gain != 1.f) v = S::mul(v, vgain);
-            o[i][j] = v;
+            o[j] = v;
           }
-        if (g.wide) {
-          const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
-          const int nvalid = std::min(4 * VW, g.OW - 4 * tx0);
-          for (int i = 0; i < 4 && 4 * ty + i < g.OH; ++i)
-            P::interleave4(o[i], out + int64_t(4 * ty + i) * g.OW + 4 * tx0, nvalid);
-        } else {
-          alignas(64) float tmp[16][VW];
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) S::store(tmp[i * 4 + j], o[i][j]);
+          if (!g.wide)
+            for (int j = 0; j < 4; ++j) S::store(tmp[i * 4 + j], o[j]);
+          else if (4 * ty + i < g.OH)
+            P::interleave4(o, out + int64_t(4 * ty + i) * g.OW + 4 * tx0, std::min(4 * VW, g.OW - 4 * tx0));
+        }
+        if (!g.wide) {
           const int ntiles = g.ty * g.tx;
           for (int t = 0; t < VW; ++t) {
             const int tile = (s0 + sl) * VW + t;
