@@ -377,6 +377,20 @@ TEST_CASE("bench and enhance say when --precision bf16 runs fp32", "[cli]") {
   CHECK_THAT(f.err, !Catch::Contains("AVX-512-BF16"));
 }
 
+TEST_CASE("serve says when --precision bf16 runs fp32, before anything else", "[cli]") {
+  // The note comes first; the refusal of a non-loopback address without a token then stops the
+  // server before it listens, so that the test needs no port.
+  Run r = gpen_cli("serve --model " + kTiny + " --precision bf16 --isa avx2 --host 10.255.255.1 --port 0");
+  INFO(r.err);
+  CHECK(r.code != 0);
+  CHECK_THAT(r.err, Catch::Contains("gpen serve: note: --precision bf16 needs AVX-512-BF16"));
+  CHECK_THAT(r.err, Catch::Contains("give --token"));
+  Run f = gpen_cli("serve --model " + kTiny + " --isa avx2 --host 10.255.255.1 --port 0");
+  CHECK(f.code != 0);
+  CHECK_THAT(f.err, !Catch::Contains("AVX-512-BF16"));
+  CHECK_THAT(f.err, Catch::Contains("give --token"));
+}
+
 TEST_CASE("serve refuses a device or precision it cannot honour, before listening", "[cli]") {
   Run r = gpen_cli("serve --model " + kTiny + " --device cpu --precision fp16 --port 0");
   CHECK(r.code == 1);
