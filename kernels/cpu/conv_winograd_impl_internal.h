@@ -311,7 +311,7 @@ class WinogradConv final : public ConvKernel {
   // loads row i of the 6x6 patch d. Each row is transformed as it is loaded and each column
   // written to V as soon as it is done: 36 vectors live between the two passes, not 3 x 36 (the
   // patch, the row results and the outputs, mostly spilled). Measured on Zen 3 (AVX2): the input
-  // transform 20-30 % faster, GPEN-512's Winograd layers ~9 % (docs/BENCHMARKS.md, session 15).
+  // transform 15-30 % faster, GPEN-512's Winograd layers ~9 % (docs/BENCHMARKS.md, session 15).
   template <class Row>
   void transform_in(Row row, bool scale, V sc, float* dst) const {
     V t[6][6];  // t[i][b] = (d B)[i][b]
