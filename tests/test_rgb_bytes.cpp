@@ -4,7 +4,9 @@
 // fall-backs to the float path (no byte path, out of device memory, the batch cut or on the CPU).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <thread>
@@ -134,6 +136,29 @@ void check_same(const std::vector<Image>& got, const std::vector<Image>& want) {
   }
 }
 
+// The same faces run in a batch of another size. The generic kernels give the same floats in
+// every batch size, the AVX2 / AVX-512 conv kernels not quite: their work split follows the
+// batch, and a face's outputs differed by up to 3.6e-7 between batches of 1 and 7 (tiny model,
+// Zen 3, 2026-12-07). A byte that lies on a rounding edge may then differ by one; anything
+// else (a padding face kept, faces out of order) changes far more than that.
+void check_same_in_another_batch(const std::vector<Image>& got, const std::vector<Image>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("face " << i);
+    CHECK(got[i].width == want[i].width);
+    REQUIRE(got[i].pixels.size() == want[i].pixels.size());
+    int max_diff = 0;
+    size_t differ = 0;
+    for (size_t j = 0; j < got[i].pixels.size(); ++j) {
+      const int d = std::abs(int(got[i].pixels[j]) - int(want[i].pixels[j]));
+      max_diff = std::max(max_diff, d);
+      differ += d != 0;
+    }
+    CHECK(max_diff <= 1);
+    CHECK(differ * 1000 <= got[i].pixels.size());  // at most 0.1 % of the bytes
+  }
+}
+
 }  // namespace
 
 TEST_CASE("forward_faces: bytes through the device's byte path equal the float path", "[gpen]") {
@@ -248,7 +273,7 @@ TEST_CASE("forward_faces: a shared runner on a device takes the byte path from e
   for (std::thread& t : ts) t.join();
   for (int i = 0; i < 6; ++i) {
     INFO("request " << i);
-    check_same(got[size_t(i)], i % 2 ? want_b : want_a);
+    check_same_in_another_batch(got[size_t(i)], i % 2 ? want_b : want_a);  // requests coalesce
   }
   CHECK(bytes->calls >= 1);
   CHECK(shared.sharing_stats().samples == 9);
@@ -276,7 +301,7 @@ TEST_CASE("forward_faces: where compiling is costly, partial batches run padded 
   for (int n : {3, 4, 5, 2, 6, 1, 7}) {
     INFO(n << " faces");
     const std::vector<Image> some(faces.begin(), faces.begin() + n), some_want(want.begin(), want.begin() + n);
-    check_same(runner.forward_faces(pointers(some), scratch), some_want);  // the padding is dropped
+    check_same_in_another_batch(runner.forward_faces(pointers(some), scratch), some_want);  // the padding is dropped
   }
   CHECK(runner.compiled_batches() == std::vector<int>{1, 2, 4, 6, 7});
   CHECK(!scratch.defined());  // all on the byte path
@@ -286,7 +311,7 @@ TEST_CASE("forward_faces: where compiling is costly, partial batches run padded 
   exact.set_batch_limit(6);
   CHECK(exact.padded_batch(3) == 3);
   const std::vector<Image> three(faces.begin(), faces.begin() + 3), three_want(want.begin(), want.begin() + 3);
-  check_same(exact.forward_faces(pointers(three), scratch), three_want);
+  check_same_in_another_batch(exact.forward_faces(pointers(three), scratch), three_want);
   CHECK(exact.compiled_batches() == std::vector<int>{3});
 
   // A padded size that does not fit in device memory: the faces run as they are, and no more
@@ -295,8 +320,8 @@ TEST_CASE("forward_faces: where compiling is costly, partial batches run padded 
   tight->oom_from_batch = 4;
   GpenRunner runner3(tiny_model(), tight, {});
   runner3.set_batch_limit(8);
-  check_same(runner3.forward_faces(pointers(three), scratch), three_want);
-  check_same(runner3.forward_faces(pointers(three), scratch), three_want);
+  check_same_in_another_batch(runner3.forward_faces(pointers(three), scratch), three_want);
+  check_same_in_another_batch(runner3.forward_faces(pointers(three), scratch), three_want);
   CHECK(runner3.compiled_batches() == std::vector<int>{3});
   CHECK(!scratch.defined());
 }
