@@ -380,10 +380,11 @@ class CpuExecutable final : public Executable {
       case OpType::DemodFactors: {
         const Tensor wsq = n.weight;
         const float eps = n.eps;
-        s.run = [this, wsq, eps, in0, out](float* a) {
+        s.prof.kernel = cpu::vector_op_kernel_name("demod_factors");
+        s.run = [this, wsq, eps, in0, out, pool](float* a) {
           View st = view(a, in0);
-          cpu::ref::demod_factors(st.data, wsq.data<float>(), view(a, out).data, st.n, int(wsq.dim(1)),
-                                  int(wsq.dim(0)), eps);
+          cpu::demod_factors(st.data, wsq.data<float>(), view(a, out).data, st.n, int(wsq.dim(1)), int(wsq.dim(0)),
+                             eps, pool);
         };
         break;
       }

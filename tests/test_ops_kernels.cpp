@@ -239,6 +239,31 @@ TEST_CASE("linear fast paths match reference", "[kernels]") {
   }
 }
 
+TEST_CASE("demodulation factors through the vector linear kernel match the double reference", "[kernels]") {
+  std::mt19937 rng(23);
+  ThreadPool pool(2);
+  // (n, C, K): odd sizes, one channel, and GPEN's widest (1024 -> 512).
+  const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {3, 33, 19}, {2, 1024, 512}, {4, 513, 65}};
+  for (const auto& s : shapes) {
+    const int n = s[0], C = s[1], K = s[2];
+    auto style = rand_vec(rng, size_t(n) * C), wsq = rand_vec(rng, size_t(K) * C);
+    for (float& v : wsq) v = v * v;  // sums of squared weights: never negative
+    std::vector<float> want(size_t(n) * K);
+    ref::demod_factors(style.data(), wsq.data(), want.data(), n, C, K, 1e-8f);
+    for (const Isa cap : {Isa::Generic, Isa::AVX2, Isa::AVX512}) {
+      set_isa_cap(cap);
+      if (active_isa() != cap) continue;  // the CPU lacks it
+      std::vector<float> got(want.size(), -1.f);
+      demod_factors(style.data(), wsq.data(), got.data(), n, C, K, 1e-8f, K % 2 ? &pool : nullptr);
+      for (size_t i = 0; i < got.size(); ++i) {
+        INFO(isa_name(cap) << " n=" << n << " C=" << C << " K=" << K << " i=" << i);
+        CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * want[i]);
+      }
+    }
+    set_isa_cap(Isa::AVX512_BF16);
+  }
+}
+
 TEST_CASE("upsample_nearest and reflect_pad2d row paths match the reference, into channel slices", "[kernels]") {
   std::mt19937 rng(17);
   ThreadPool pool(3);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/generic.h"
 #include "kernels/cpu/ops_internal.h"
@@ -72,6 +73,14 @@ void linear(const float* x, const float* w, float* y, int n, int in, int out, co
   if (isa >= Isa::AVX512) return linear_avx512(x, w, y, n, in, out, ep, pool);
   if (isa == Isa::AVX2) return linear_avx2(x, w, y, n, in, out, ep, pool);
   ref::linear(x, w, y, n, in, out, ep, pool);
+}
+
+void demod_factors(const float* style, const float* wsq, float* d, int n, int C, int K, float eps, ThreadPool* pool) {
+  if (active_isa() == Isa::Generic) return ref::demod_factors(style, wsq, d, n, C, K, eps);
+  std::vector<float> s2(size_t(n) * C);  // a few KB: the squared styles
+  for (size_t i = 0; i < s2.size(); ++i) s2[i] = style[i] * style[i];
+  linear(s2.data(), wsq, d, n, C, K, Epilogue{}, pool);
+  for (int64_t i = 0; i < int64_t(n) * K; ++i) d[i] = 1.f / std::sqrt(d[i] + eps);
 }
 
 namespace {
