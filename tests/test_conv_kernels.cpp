@@ -244,14 +244,16 @@ TEST_CASE("transposed stride-2 conv (sub-pixel) matches reference", "[kernels]")
     }
 }
 
-// Long reductions: the AVX2 kernels split the input channels into chunks sized for L1 (~24 for a
-// 3x3, ~73 for one tap) and the output channels into blocks of 32; these shapes span several of
-// both, with tiles that run past the end of the grid, in every pass kind.
+// Long reductions: the AVX2 kernels split the input channels into chunks whose packed panel fits
+// L1 (18 units for 9 taps, 42 for 4, 170 for one tap) and the output channels into blocks; these
+// shapes span several of both, with tiles that run past the end of the grid (and, for the 1x1
+// read in place, past the end of the plane), in every pass kind.
 TEST_CASE("direct conv: reductions spanning several L1 chunks and output-channel blocks", "[kernels]") {
   IsaCapGuard guard;
   ThreadPool pool(2);
   const Case cases[] = {
       {conv(150, 37, 1, 1, 0), 1, 13, 11},      {conv(70, 37, 3, 2, 1), 1, 21, 19},
+      {conv(363, 37, 1, 1, 0), 1, 13, 11},
       {conv(150, 37, 3, 2, 0, true), 1, 9, 7},  {conv(61, 70, 3, 1, 1), 1, 9, 13},
       {conv(77, 33, 3, 2, 1, true), 1, 11, 6},
   };

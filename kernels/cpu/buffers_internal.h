@@ -43,7 +43,7 @@ class AlignedArray {
 // `slot` separates buffers that are live at the same time on one thread.
 template <class T>
 inline T* thread_scratch(int slot, size_t n) {
-  thread_local AlignedArray<unsigned char> bufs[4];
+  thread_local AlignedArray<unsigned char> bufs[5];
   bufs[slot].resize(n * sizeof(T));
   return reinterpret_cast<T*>(bufs[slot].data());
 }

@@ -11,6 +11,7 @@ struct F32Avx512 {
   using elem = float;
   static constexpr int CU = 1, KT = 6, NV = 4, W = 16;
   static constexpr bool input_stationary = false;  // tuned on Zen 5 (not re-timed since)
+  static constexpr bool packed_gemm = false;       // prefetching micro-kernel (Zen 5)
   static constexpr const char* dtype = "f32";
   static constexpr const char* isa = "avx512";
   template <int KT_, int NV_>
@@ -95,6 +96,7 @@ struct Bf16Avx512 {
   using elem = uint32_t;
   static constexpr int CU = 2, KT = 6, NV = 4, W = 16;
   static constexpr bool input_stationary = false;  // tuned on Zen 5 (not re-timed since)
+  static constexpr bool packed_gemm = false;       // prefetching micro-kernel (Zen 5)
   static constexpr const char* dtype = "bf16";
   static constexpr const char* isa = "avx512bf16";
   template <int KT_, int NV_>
@@ -128,12 +130,15 @@ struct F32Avx2 {
   // Input-stationary loop order: on Zen 3 the transposed and stride-2 convs ran 15-20% faster
   // (docs/BENCHMARKS.md, session 14).
   static constexpr bool input_stationary = true;
+  // Its GEMMs read packed panels with micro_packed (no software prefetch: on Zen 3 the micro-kernel
+  // is bound by its loads and a prefetch takes a load slot; docs/BENCHMARKS.md, session 16).
+  static constexpr bool packed_gemm = true;
   static constexpr const char* dtype = "f32";
   static constexpr const char* isa = "avx2";
   template <int KT_, int NV_>
-  static void micro(const float* w, const float* x, const int* offs, int T, uint64_t pf, int64_t cs, int nu,
-                    float* acc, int64_t ld, bool accumulate) {
-    micro_f32_dispatch<S, KT_, NV_>(w, x, offs, T, pf, cs, nu, acc, ld, accumulate);
+  static void micro_packed(const float* w, const float* x, int64_t ldx, int steps, float* acc, int64_t ld,
+                           bool accumulate) {
+    micro_f32_packed<S, KT_, NV_>(w, x, ldx, steps, acc, ld, accumulate);
   }
   static float pack_w(float w0, float) { return w0; }
   static void pack_rows(float*, const float*, const float*, int) {}

@@ -344,9 +344,15 @@ class WinogradConv final : public ConvKernel {
     static const int zero = 0;
     const int C = d_.C;
     for (int xi = 0; xi < 36; ++xi)
-      for (int kt = kt0; kt < kt1; ++kt)
-        P::template micro<KT, NS>(u.base + int64_t(xi) * u.xi_stride + int64_t(kt - u.first) * C * KT, vb + int64_t(xi) * v_stride(),
-                                  &zero, 1, 1, LD, C, m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD, LD, false);
+      for (int kt = kt0; kt < kt1; ++kt) {
+        const float* up = u.base + int64_t(xi) * u.xi_stride + int64_t(kt - u.first) * C * KT;
+        const float* vp = vb + int64_t(xi) * v_stride();
+        float* mp = m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD;
+        if constexpr (P::packed_gemm)
+          P::template micro_packed<KT, NS>(up, vp, LD, C, mp, LD, false);
+        else
+          P::template micro<KT, NS>(up, vp, &zero, 1, 1, LD, C, mp, LD, false);
+      }
   }
   void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
     static_assert(NV <= 4, "gemm dispatch covers NV <= 4");

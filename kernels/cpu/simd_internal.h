@@ -158,11 +158,9 @@ inline void epilogue_span(float* dst, const float* src, int n, float os, const f
 // Why this shape: per reduction step it issues NV loads + KT broadcasts for KT*NV FMAs, and keeps
 // KT*NV accumulators + NV inputs + 1 broadcast in registers (AVX-512: 6x4 -> 24+4+1 of 32 zmm,
 // AVX2: 4x3 -> 12+3+1 of 16 ymm). Weights are prepacked so the broadcasts walk memory linearly.
-// TC > 0 fixes the tap count at compile time (T is then ignored); PF = false drops the prefetch test.
-template <class S, int KT, int NV, int TC = 0, bool PF = true>
-inline void micro_f32(const float* __restrict w, const float* __restrict x, const int* offs, int T_, uint64_t pf,
+template <class S, int KT, int NV>
+inline void micro_f32(const float* __restrict w, const float* __restrict x, const int* offs, int T, uint64_t pf,
                       int64_t cs, int nu, float* __restrict acc, int64_t ldacc, bool accumulate) {
-  const int T = TC > 0 ? TC : T_;
   typename S::V c[KT][NV];
 #pragma GCC unroll 16
   for (int k = 0; k < KT; ++k)
@@ -173,7 +171,7 @@ inline void micro_f32(const float* __restrict w, const float* __restrict x, cons
       const float* xp = x + offs[t];
       // Successive units' planes are far apart (cs): prefetch 8 units ahead, the hardware
       // prefetchers do not follow this pattern (measured +40% on transposed convs, 1..16 tried).
-      if (PF && u + 8 < nu && (pf >> t & 1))
+      if (u + 8 < nu && (pf >> t & 1))
 #pragma GCC unroll 8
         for (int v = 0; v <= NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(xp + 8 * cs + v * S::W), _MM_HINT_T0);
       typename S::V b[NV];
@@ -193,21 +191,34 @@ inline void micro_f32(const float* __restrict w, const float* __restrict x, cons
     for (int v = 0; v < NV; ++v) S::store(acc + k * ldacc + v * S::W, c[k][v]);
 }
 
-// micro_f32 with the variants that pay on short tap loops (measured on Zen 3, AVX2, L1-resident
-// input): one tap (a transposed conv's (0,0) phase) with its loop unrolled away runs at ~92
-// instead of ~55 GFLOP/s per core, and dropping the prefetch test when pf is 0 (the input is
-// already in L1) gains ~15% at two taps.
+// micro_f32 over a packed panel: acc[kk][p] (+)= sum_{r < steps} w[r*KT + kk] * x[r*ldx + p]: the
+// input of a tile laid out contiguously (unit-major, tap-minor: the weights' order), so the
+// reduction is one flat loop with no tap offsets and no software prefetch. Why: on Zen 3 this
+// loop is bound by its loads (NV + KT per KT*NV FMAs), and every prefetch instruction takes a
+// load slot; with the panel in L1 (or streamed from L2 in order) none is needed
+// (docs/BENCHMARKS.md, session 16).
 template <class S, int KT, int NV>
-inline void micro_f32_dispatch(const float* w, const float* x, const int* offs, int T, uint64_t pf, int64_t cs, int nu,
-                               float* acc, int64_t ldacc, bool accumulate) {
-  if (pf == 0) {
-    if (T == 1)
-      micro_f32<S, KT, NV, 1, false>(w, x, offs, T, pf, cs, nu, acc, ldacc, accumulate);
-    else
-      micro_f32<S, KT, NV, 0, false>(w, x, offs, T, pf, cs, nu, acc, ldacc, accumulate);
-  } else if (T == 1) {
-    micro_f32<S, KT, NV, 1, true>(w, x, offs, T, pf, cs, nu, acc, ldacc, accumulate);
-  } else {
-    micro_f32<S, KT, NV, 0, true>(w, x, offs, T, pf, cs, nu, acc, ldacc, accumulate);
+inline void micro_f32_packed(const float* __restrict w, const float* __restrict x, int64_t ldx, int steps,
+                             float* __restrict acc, int64_t ldacc, bool accumulate) {
+  typename S::V c[KT][NV];
+#pragma GCC unroll 16
+  for (int k = 0; k < KT; ++k)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) c[k][v] = accumulate ? S::load(acc + k * ldacc + v * S::W) : S::zero();
+  for (int r = 0; r < steps; ++r, w += KT, x += ldx) {
+    typename S::V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = S::load(x + v * S::W);
+#pragma GCC unroll 16
+    for (int k = 0; k < KT; ++k) {
+      const typename S::V a = S::set1(w[k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) c[k][v] = S::fmadd(a, b[v], c[k][v]);
+    }
   }
+#pragma GCC unroll 16
+  for (int k = 0; k < KT; ++k)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) S::store(acc + k * ldacc + v * S::W, c[k][v]);
 }
+
