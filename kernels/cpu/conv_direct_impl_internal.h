@@ -335,6 +335,17 @@ class DirectConv final : public ConvKernel {
       for (int u0 = 0; u0 < units_; u0 += kc) {
         const int nu = std::min(kc, units_ - u0);
         for (int q = p0; q < p1; q += TILE) {
+          if (T == 1 && kt1 - kt0 <= 2) {
+            // One tap and at most 2 channel tiles (GPEN's ToRGB, 3 outputs): the panel would be
+            // used once or twice, so the planes are read in place by the prefetching tap-offset
+            // kernel (packing cost ~10 % on torgb_128-3@512, this one ~0-8 % less than packing).
+            const bool t = q == q_tail;
+            for (int kt = kt0; kt < kt1; ++kt)
+              P::template micro<KT, NV>(w + (int64_t(kt) * units_ + u0) * KT,
+                                        t ? tail + int64_t(u0) * TILE : in + u0 * g.cs + q, offs, 1, t ? 0 : 1,
+                                        t ? TILE : g.cs, nu, acc + int64_t(kt - kt0) * KT * ld + (q - p0), ld, u0 > 0);
+            continue;
+          }
           if (q == q_tail)
             pack_panel(tail + int64_t(u0) * TILE, offs, T, 0, TILE, nu, panel);
           else
