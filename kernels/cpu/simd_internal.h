@@ -150,6 +150,35 @@ inline void epilogue_span(float* dst, const float* src, int n, float os, const f
   if (i < n) S::store_n(dst + i, f(S::load_n(src + i, n - i)), n - i);
 }
 
+// The register tile of the micro-kernels below: KT x NV accumulators, loaded from / stored to acc
+// (row stride ldacc), and one reduction step c[k][v] += w[k] * x[v*W .. v*W + W).
+template <class S, int KT, int NV>
+inline void tile_load(typename S::V (&c)[KT][NV], const float* acc, int64_t ldacc, bool accumulate) {
+#pragma GCC unroll 16
+  for (int k = 0; k < KT; ++k)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) c[k][v] = accumulate ? S::load(acc + k * ldacc + v * S::W) : S::zero();
+}
+template <class S, int KT, int NV>
+inline void tile_store(const typename S::V (&c)[KT][NV], float* acc, int64_t ldacc) {
+#pragma GCC unroll 16
+  for (int k = 0; k < KT; ++k)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) S::store(acc + k * ldacc + v * S::W, c[k][v]);
+}
+template <class S, int KT, int NV>
+inline void tile_fma(typename S::V (&c)[KT][NV], const float* w, const float* x) {
+  typename S::V b[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) b[v] = S::load(x + v * S::W);
+#pragma GCC unroll 16
+  for (int k = 0; k < KT; ++k) {
+    const typename S::V a = S::set1(w[k]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) c[k][v] = S::fmadd(a, b[v], c[k][v]);
+  }
+}
+
 // The f32 register-blocked micro-kernel of every conv here: an implicit GEMM tile of KT output
 // channels x NV vectors of pixels (the "pixels" are flattened grid positions for direct convs and
 // Winograd tiles for the transformed GEMM).
@@ -162,10 +191,7 @@ template <class S, int KT, int NV>
 inline void micro_f32(const float* __restrict w, const float* __restrict x, const int* offs, int T, uint64_t pf,
                       int64_t cs, int nu, float* __restrict acc, int64_t ldacc, bool accumulate) {
   typename S::V c[KT][NV];
-#pragma GCC unroll 16
-  for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) c[k][v] = accumulate ? S::load(acc + k * ldacc + v * S::W) : S::zero();
+  tile_load<S, KT, NV>(c, acc, ldacc, accumulate);
   for (int u = 0; u < nu; ++u, x += cs) {
     for (int t = 0; t < T; ++t, w += KT) {
       const float* xp = x + offs[t];
@@ -174,21 +200,10 @@ inline void micro_f32(const float* __restrict w, const float* __restrict x, cons
       if (u + 8 < nu && (pf >> t & 1))
 #pragma GCC unroll 8
         for (int v = 0; v <= NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(xp + 8 * cs + v * S::W), _MM_HINT_T0);
-      typename S::V b[NV];
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) b[v] = S::load(xp + v * S::W);
-#pragma GCC unroll 16
-      for (int k = 0; k < KT; ++k) {
-        const typename S::V a = S::set1(w[k]);
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) c[k][v] = S::fmadd(a, b[v], c[k][v]);
-      }
+      tile_fma<S, KT, NV>(c, w, xp);
     }
   }
-#pragma GCC unroll 16
-  for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) S::store(acc + k * ldacc + v * S::W, c[k][v]);
+  tile_store<S, KT, NV>(c, acc, ldacc);
 }
 
 // micro_f32 over a packed panel: acc[kk][p] (+)= sum_{r < steps} w[r*KT + kk] * x[r*ldx + p]: the
@@ -201,24 +216,8 @@ template <class S, int KT, int NV>
 inline void micro_f32_packed(const float* __restrict w, const float* __restrict x, int64_t ldx, int steps,
                              float* __restrict acc, int64_t ldacc, bool accumulate) {
   typename S::V c[KT][NV];
-#pragma GCC unroll 16
-  for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) c[k][v] = accumulate ? S::load(acc + k * ldacc + v * S::W) : S::zero();
-  for (int r = 0; r < steps; ++r, w += KT, x += ldx) {
-    typename S::V b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = S::load(x + v * S::W);
-#pragma GCC unroll 16
-    for (int k = 0; k < KT; ++k) {
-      const typename S::V a = S::set1(w[k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) c[k][v] = S::fmadd(a, b[v], c[k][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) S::store(acc + k * ldacc + v * S::W, c[k][v]);
+  tile_load<S, KT, NV>(c, acc, ldacc, accumulate);
+  for (int r = 0; r < steps; ++r, w += KT, x += ldx) tile_fma<S, KT, NV>(c, w, x);
+  tile_store<S, KT, NV>(c, acc, ldacc);
 }
 
