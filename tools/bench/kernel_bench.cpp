@@ -306,20 +306,24 @@ int main(int argc, char** argv) {
     if (take_flag(argc, argv, "--reps=", &v)) reps = std::stoi(v);
     return estimate(threads, reps, paths);
   }
+  // A registration's MinTime overrides --benchmark_min_time, so the defaults below apply only when
+  // the command line gives none (noisy machines need longer runs).
+  bool min_time_given = false;
+  for (int i = 1; i < argc; ++i) min_time_given |= std::string(argv[i]).rfind("--benchmark_min_time", 0) == 0;
+  auto timed = [&](benchmark::internal::Benchmark* b, double min_time) {
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+    if (!min_time_given) b->MinTime(min_time);
+  };
   for (const Layer& l : gpen512_layers())
     for (const PathDef& p : paths)
       for (int t : {1, 2})
-        benchmark::RegisterBenchmark((p.name + "/" + l.name + "/t" + std::to_string(t)).c_str(), bm_layer, l, p, t)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(0.2);
+        timed(benchmark::RegisterBenchmark((p.name + "/" + l.name + "/t" + std::to_string(t)).c_str(), bm_layer, l, p, t),
+              0.2);
   for (const Blur& b : gpen512_blurs())
     for (const PathDef& p : paths)
       for (int t : {1, 2})
-        benchmark::RegisterBenchmark((p.name + "/" + b.name + "/t" + std::to_string(t)).c_str(), bm_blur, b, p, t)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(0.1);
+        timed(benchmark::RegisterBenchmark((p.name + "/" + b.name + "/t" + std::to_string(t)).c_str(), bm_blur, b, p, t),
+              0.1);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
