@@ -25,7 +25,8 @@
 // Policy P provides: S (vector traits of the epilogue), elem (float, or uint32 = a bf16 channel
 // pair), CU (channels per reduction unit: 1 or 2), KT, NV, W (pixels per vector), input_stationary
 // (the loop order of compute()), micro<KT,NV>() (the tap-offset micro-kernel, weight-stationary
-// policies) or micro_packed<KT,NV>() (packed panels, input-stationary ones), packed_gemm,
+// policies) or micro_packed<KT,NV>() and micro_strided<KT,NV>() (packed panels and one-tap planes
+// read in place, input-stationary ones), packed_gemm,
 // pack_w(w0, w1) -> elem, pack_rows(elem*, const float* r0, const float* r1, n), and names.
 
 inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -337,13 +338,13 @@ class DirectConv final : public ConvKernel {
         for (int q = p0; q < p1; q += TILE) {
           if (T == 1 && kt1 - kt0 <= 2) {
             // One tap and at most 2 channel tiles (GPEN's ToRGB, 3 outputs): the panel would be
-            // used once or twice, so the planes are read in place by the prefetching tap-offset
-            // kernel (packing cost ~10 % on torgb_128-3@512, this one ~0-8 % less than packing).
+            // used once or twice, so the planes are read in place, prefetching 8 units ahead
+            // (packing cost ~10 % on torgb_128-3@512).
             const bool t = q == q_tail;
+            const E* x = t ? tail + int64_t(u0) * TILE : in + u0 * g.cs + q + offs[0];
             for (int kt = kt0; kt < kt1; ++kt)
-              P::template micro<KT, NV>(w + (int64_t(kt) * units_ + u0) * KT,
-                                        t ? tail + int64_t(u0) * TILE : in + u0 * g.cs + q, offs, 1, t ? 0 : 1,
-                                        t ? TILE : g.cs, nu, acc + int64_t(kt - kt0) * KT * ld + (q - p0), ld, u0 > 0);
+              P::template micro_strided<KT, NV>(w + (int64_t(kt) * units_ + u0) * KT, x, t ? TILE : g.cs, nu,
+                                                acc + int64_t(kt - kt0) * KT * ld + (q - p0), ld, u0 > 0);
             continue;
           }
           if (q == q_tail)

@@ -136,14 +136,15 @@ struct F32Avx2 {
   static constexpr const char* dtype = "f32";
   static constexpr const char* isa = "avx2";
   template <int KT_, int NV_>
-  static void micro(const float* w, const float* x, const int* offs, int T, uint64_t pf, int64_t cs, int nu,
-                    float* acc, int64_t ld, bool accumulate) {
-    micro_f32<S, KT_, NV_>(w, x, offs, T, pf, cs, nu, acc, ld, accumulate);
-  }
-  template <int KT_, int NV_>
   static void micro_packed(const float* w, const float* x, int64_t ldx, int steps, float* acc, int64_t ld,
                            bool accumulate) {
     micro_f32_packed<S, KT_, NV_>(w, x, ldx, steps, acc, ld, accumulate);
+  }
+  // The same over far-apart steps (one-tap convs reading their planes in place), prefetching 8 ahead.
+  template <int KT_, int NV_>
+  static void micro_strided(const float* w, const float* x, int64_t ldx, int steps, float* acc, int64_t ld,
+                            bool accumulate) {
+    micro_f32_packed<S, KT_, NV_, 8>(w, x, ldx, steps, acc, ld, accumulate);
   }
   static float pack_w(float w0, float) { return w0; }
   static void pack_rows(float*, const float*, const float*, int) {}

@@ -212,12 +212,20 @@ inline void micro_f32(const float* __restrict w, const float* __restrict x, cons
 // loop is bound by its loads (NV + KT per KT*NV FMAs), and every prefetch instruction takes a
 // load slot; with the panel in L1 (or streamed from L2 in order) none is needed
 // (docs/BENCHMARKS.md, session 16).
-template <class S, int KT, int NV>
+// PFD > 0: the steps are far apart (a one-tap conv reading its input planes in place, ldx = the
+// plane size), so the lines PFD steps ahead are prefetched, as micro_f32 does.
+template <class S, int KT, int NV, int PFD = 0>
 inline void micro_f32_packed(const float* __restrict w, const float* __restrict x, int64_t ldx, int steps,
                              float* __restrict acc, int64_t ldacc, bool accumulate) {
   typename S::V c[KT][NV];
   tile_load<S, KT, NV>(c, acc, ldacc, accumulate);
-  for (int r = 0; r < steps; ++r, w += KT, x += ldx) tile_fma<S, KT, NV>(c, w, x);
+  for (int r = 0; r < steps; ++r, w += KT, x += ldx) {
+    if constexpr (PFD > 0)
+      if (r + PFD < steps)
+#pragma GCC unroll 8
+        for (int v = 0; v <= NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(x + PFD * ldx + v * S::W), _MM_HINT_T0);
+    tile_fma<S, KT, NV>(c, w, x);
+  }
   tile_store<S, KT, NV>(c, acc, ldacc);
 }
 
