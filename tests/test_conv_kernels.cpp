@@ -64,7 +64,7 @@ std::string describe(const Case& c, const Path& p, const std::string& name) {
 // Runs one case on one path and compares with the reference. `name_must` is checked against the
 // kernel's name; returns the name for callers that want to see which algorithm ran.
 std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const char* name_must = nullptr,
-                       WinogradWeights winograd = WinogradWeights::Auto) {
+                       WinogradWeights winograd = WinogradWeights::Auto, bool winograd_allowed = true) {
   std::mt19937 rng(uint32_t(c.d.C * 131 + c.d.K * 7 + c.h * 13 + c.w));
   const ConvDesc& d = c.d;
   const int OH = d.out_h(c.h), OW = d.out_w(c.w);
@@ -103,6 +103,7 @@ std::string check_case(const Case& c, const Path& p, ThreadPool* pool, const cha
   opt.isa = p.isa;
   opt.precision = p.prec;
   opt.winograd_weights = winograd;
+  opt.winograd = winograd_allowed;
   Tensor wt = Tensor::from_floats({d.K, d.C / d.groups, d.kh, d.kw}, wv);
   auto kern = make_conv_kernel(d, wt, opt);
   const std::string name = kern->name();
@@ -239,7 +240,32 @@ TEST_CASE("transposed stride-2 conv (sub-pixel) matches reference", "[kernels]")
   int i = 0;
   for (const Path& p : available_paths())
     for (const Case& c : cases) {
-      check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr);
+      // The direct sub-pixel kernel itself (the 3x3 stride-2 pad-0 shapes would take Winograd).
+      check_case(with_flags(c, i), p, i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr, "convT_subpixel",
+                 WinogradWeights::Auto, false);
+      ++i;
+    }
+}
+
+TEST_CASE("winograd F(4,2) per sub-pixel phase (transposed 3x3 stride 2) matches reference", "[kernels]") {
+  IsaCapGuard guard;
+  ThreadPool pool(3), pool16(16);
+  // The phase grid is (H+1) x (W+1) in 4x4 tiles: wide maps (>= 8 tiles a row on AVX2, >= 16 on
+  // AVX-512: W >= 31 / 63) take the permute path, narrow ones the gather path; odd sizes leave
+  // partial tiles, partial vectors and the shorter odd phases on both.
+  const Case cases[] = {
+      {conv(5, 7, 3, 2, 0, true), 1, 13, 67},   {conv(17, 19, 3, 2, 0, true), 1, 8, 8},
+      {conv(3, 35, 3, 2, 0, true), 1, 31, 13},  {conv(33, 1, 3, 2, 0, true), 1, 7, 130},
+      {conv(17, 7, 3, 2, 0, true), 1, 70, 65},  {conv(6, 9, 3, 2, 0, true), 1, 32, 31},
+      {conv(35, 33, 3, 2, 0, true), 1, 33, 31}, {conv(2, 3, 3, 2, 0, true), 1, 9, 200},
+      {conv(9, 5, 3, 2, 0, true), 1, 16, 64},
+  };
+  int i = 0;
+  for (const Path& p : available_paths())
+    for (const Case& c : cases) {
+      ThreadPool* tp = i % 3 == 2 ? &pool16 : i % 2 ? &pool : nullptr;
+      check_case(with_flags(c, i), p, tp, "convT3x3s2_winograd", WinogradWeights::AtLoad);
+      check_case(with_flags(c, i), p, tp, "_wt__", WinogradWeights::PerRun);
       ++i;
     }
 }
@@ -568,4 +594,34 @@ TEST_CASE("depthwise + pointwise kernel matches the two reference convs", "[kern
   dw.groups = 8;
   CHECK_FALSE(make_conv_dw_pw(dw, Tensor::zeros(DType::F32, {8, 1, 3, 3}), Epilogue{}, conv(8, 4, 1, 1, 0),
                               Tensor::zeros(DType::F32, {4, 8, 1, 1}), generic));
+}
+
+TEST_CASE("transposed 3x3 stride-2 convs take Winograd by default only where it pays", "[kernels]") {
+  if (gpen::cpu::detect_isa() < gpen::cpu::Isa::AVX2) return;  // no optimized kernels on this CPU
+  using namespace gpen;
+  using namespace gpen::cpu;
+  // Auto: transformed weights (36 x K x C floats) of at most 4 MiB and K >= 64 -- GPEN-512's
+  // 256 -> 64 upsampling conv at 256 px -- and never with lean memory; an explicit AtLoad or
+  // PerRun takes it wherever it applies; pad 1 (not GPEN's) never.
+  struct Shape { int C, K, pad; bool winograd; };
+  for (const Shape& s : {Shape{256, 64, 0, true}, Shape{512, 128, 0, false}, Shape{64, 32, 0, false},
+                         Shape{256, 64, 1, false}}) {
+    ConvDesc d;
+    d.C = s.C, d.K = s.K, d.kh = d.kw = 3, d.stride = 2, d.pad = s.pad, d.transposed = true;
+    Tensor w = test::random_tensor({s.K, s.C, 3, 3}, 6, -0.2f, 0.2f);
+    KernelOptions o;
+    o.isa = detect_isa() >= Isa::AVX512 ? Isa::AVX512 : Isa::AVX2;
+    o.map_h = o.map_w = 40;
+    auto fast = make_conv_kernel(d, w, o);
+    o.winograd_weights = WinogradWeights::AtLoad;
+    auto forced = make_conv_kernel(d, w, o);
+    o.winograd_weights = WinogradWeights::Auto;
+    o.lean_memory = true;
+    auto lean = make_conv_kernel(d, w, o);
+    INFO(s.C << " -> " << s.K << " pad " << s.pad << ": " << fast->name() << " / " << forced->name() << " / "
+              << lean->name());
+    CHECK((fast->name().find("convT3x3s2_winograd") != std::string::npos) == s.winograd);
+    CHECK((forced->name().find("convT3x3s2_winograd") != std::string::npos) == (s.pad == 0));
+    CHECK(lean->name().find("convT_subpixel") != std::string::npos);
+  }
 }

@@ -23,10 +23,30 @@ class GenericConv final : public ConvKernel {
   Tensor weight_;
 };
 
-// Winograd F(4,3) applies to 3x3 stride-1 (non-transposed, ungrouped) convs; it falls back to the
-// direct kernel itself for feature maps too small for 4x4 tiles.
+// Winograd F(4,3) applies to 3x3 stride-1 (non-transposed, ungrouped) convs, and F(4,2) per
+// sub-pixel phase to GPEN's upsampling conv (transposed 3x3, stride 2, pad 0); both fall back to
+// the direct kernel for feature maps too small for 4x4 tiles.
+bool winograd_transposed(const ConvDesc& d) {
+  return d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 2 && d.pad == 0;
+}
 bool winograd_applies(const ConvDesc& d) {
-  return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2;
+  return winograd_transposed(d) ||
+         (!d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad <= 2);
+}
+// Where the transposed kernel pays by default (WinogradWeights::Auto): its transformed weights
+// (36 x K x C floats) at most 4 MiB, transformed at load, and K >= 64. Measured on Zen 3 (AVX2, 2
+// threads, docs/BENCHMARKS.md, session 17): GPEN-512's 256->64 conv at 256 px 16 % faster than the
+// direct sub-pixel kernel; its 512->128 (9.4 MiB of weights) and 1024->256/512 convs as fast or
+// slower (the weights stream from memory for every block of tiles). An explicit AtLoad/PerRun
+// takes it wherever it applies (tests, benchmarks).
+bool transposed_winograd_pays(const ConvDesc& d, const KernelOptions& opt) {
+  if (opt.winograd_weights != WinogradWeights::Auto) return true;
+  return !opt.lean_memory && d.K >= 64 && 36 * int64_t(d.C) * d.K * int64_t(sizeof(float)) <= (int64_t(4) << 20);
+}
+// 4x4 tiles of a map of h x w: of the output, or of the (h+1) x (w+1) phase grid of a transposed conv.
+int64_t winograd_tiles(const ConvDesc& d, int h, int w) {
+  const int64_t gh = winograd_transposed(d) ? h + 1 : d.out_h(h), gw = winograd_transposed(d) ? w + 1 : d.out_w(w);
+  return ((gh + 3) / 4) * ((gw + 3) / 4);
 }
 
 // Winograd weights transformed in every run instead of at load (the kernel then reads the 3x3
@@ -44,7 +64,7 @@ bool winograd_weights_per_run(const ConvDesc& d, const KernelOptions& opt, bool 
   if (!known_size) return false;
   const int64_t oh = d.out_h(opt.map_h), ow = d.out_w(opt.map_w);
   const bool outweigh = 36 * int64_t(d.C) > 2 * oh * ow;
-  return outweigh && ((oh + 3) / 4) * ((ow + 3) / 4) <= tiles_per_block;
+  return outweigh && winograd_tiles(d, opt.map_h, opt.map_w) <= tiles_per_block;
 }
 
 }  // namespace
@@ -77,10 +97,10 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // AVX2). With a known map size only the algorithm that will run is built.
   const bool known_size = opt.map_h > 0 && opt.map_w > 0;
   auto plan = [&](int tiles_per_vector) {
-    if (!winograd_applies(d)) return 0;  // direct only
-    if (!known_size) return 1;           // unknown size: Winograd with a direct fallback
-    const int64_t tiles = int64_t((d.out_h(opt.map_h) + 3) / 4) * ((d.out_w(opt.map_w) + 3) / 4);
-    return tiles < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
+    if (!opt.winograd || !winograd_applies(d)) return 0;  // direct only
+    if (winograd_transposed(d) && !transposed_winograd_pays(d, opt)) return 0;
+    if (!known_size) return 1;                            // unknown size: Winograd with a direct fallback
+    return winograd_tiles(d, opt.map_h, opt.map_w) < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
   };
   using WW = WinogradWeights;
   auto weights_per_run = [&](int tiles_per_block) {

@@ -51,6 +51,9 @@ struct KernelOptions {
   // Lean memory: every Winograd layer transforms its weights per run (Auto does so only where they
   // outweigh the output): least memory, a few % slower on large maps.
   bool lean_memory = false;
+  // Winograd where it applies (3x3 stride 1, and GPEN's transposed 3x3 stride 2); false: the
+  // direct kernels only (tests of the direct paths on shapes Winograd would take).
+  bool winograd = true;
 };
 
 // weight: f32 [K][C/groups][kh][kw] (copied/prepacked; the caller may free it afterwards).

@@ -1,4 +1,5 @@
-// AVX2 f32 Winograd F(4x4,3x3): 8 tiles per ymm, GEMM tile 4 output channels x 3 ymm (24 tiles).
+// AVX2 f32 Winograd F(4x4,3x3): 8 tiles per ymm, GEMM tile 4 output channels x 3 ymm (24 tiles);
+// and F(4,2) per sub-pixel phase for transposed 3x3 stride-2 convs (conv_winograd_t_impl_internal.h).
 // GCC 12 reports false "may be used uninitialized" warnings from inside the AVX-512 intrinsics
 // (their _mm512_undefined_* operands) once they are inlined here.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -27,13 +28,16 @@ namespace avx2_winograd {
 #include "kernels/cpu/conv_policy_internal.h"
 #include "kernels/cpu/conv_direct_impl_internal.h"
 #include "kernels/cpu/conv_winograd_impl_internal.h"
+#include "kernels/cpu/conv_winograd_t_impl_internal.h"
 }  // namespace avx2_winograd
 
 std::unique_ptr<ConvKernel> make_conv_winograd_avx2(const ConvDesc& d, const Tensor& weight,
                                                     std::unique_ptr<ConvKernel> small, bool weights_per_run) {
   using K = avx2_winograd::WinogradConv<avx2_winograd::F32Avx2>;
-  if (!K::supports(d)) return small;
+  using KT = avx2_winograd::WinogradConvT<avx2_winograd::F32Avx2>;
   const Tensor w = weight.to(DType::F32);
+  if (KT::supports(d)) return std::make_unique<KT>(d, w.data<float>(), std::move(small), weights_per_run);
+  if (!K::supports(d)) return small;
   return std::make_unique<K>(d, w.data<float>(), std::move(small), weights_per_run);
 }
 

@@ -38,6 +38,8 @@ std::unique_ptr<ConvKernel> make_conv_direct_avx512bf16(const ConvDesc& d, const
 // Winograd kernels keep a direct kernel (`small`, made by the caller for the same ISA/precision) for
 // feature maps too small for 4x4 tiles to pay off; it may be null (then they use their own path).
 // weights_per_run: keep the 3x3 weights and transform them in every run (KernelOptions).
+// They build the F(4,3) kernel for 3x3 stride-1 convs and the F(4,2) sub-pixel kernel for
+// transposed 3x3 stride-2 pad-0 convs; for other shapes they return `small`.
 std::unique_ptr<ConvKernel> make_conv_winograd_avx2(const ConvDesc& d, const Tensor& weight,
                                                     std::unique_ptr<ConvKernel> small, bool weights_per_run);
 std::unique_ptr<ConvKernel> make_conv_winograd_avx512(const ConvDesc& d, const Tensor& weight,

@@ -94,6 +94,7 @@ struct PathDef {
   Isa isa;
   Precision prec;
   WinogradWeights winograd = WinogradWeights::AtLoad;
+  bool winograd_allowed = true;  // false: the direct kernels only (A/B against Winograd)
 };
 std::vector<PathDef> all_paths(bool with_generic) {
   std::vector<PathDef> p;
@@ -107,6 +108,10 @@ std::vector<PathDef> all_paths(bool with_generic) {
   if (detect_isa() >= Isa::AVX2) p.push_back({"avx2_wt", Isa::AVX2, Precision::F32, WinogradWeights::PerRun});
   if (detect_isa() >= Isa::AVX512) p.push_back({"avx512_wt", Isa::AVX512, Precision::F32, WinogradWeights::PerRun});
   if (detect_isa() >= Isa::AVX512_BF16) p.push_back({"avx512bf16", Isa::AVX512_BF16, Precision::BF16});
+  // The direct kernels on the layers Winograd takes (3x3 stride 1, transposed 3x3 stride 2).
+  if (detect_isa() >= Isa::AVX2) p.push_back({"avx2_direct", Isa::AVX2, Precision::F32, WinogradWeights::AtLoad, false});
+  if (detect_isa() >= Isa::AVX512)
+    p.push_back({"avx512_direct", Isa::AVX512, Precision::F32, WinogradWeights::AtLoad, false});
   return p;
 }
 
@@ -135,6 +140,7 @@ struct Bench {
     opt.isa = p.isa;
     opt.precision = p.prec;
     opt.winograd_weights = p.winograd;
+    opt.winograd = p.winograd_allowed;
     kern = make_conv_kernel(d, Tensor::from_floats({d.K, d.C, d.kh, d.kw}, wv), opt);
     Epilogue ep;
     if (l.lrelu) ep.bias = bias.data(), ep.slope = 0.2f, ep.gain = std::sqrt(2.f);
