@@ -56,59 +56,75 @@ inline void winograd_at6(const typename S::V* m, typename S::V* o) {
   o[3] = S::add(S::fmadd(S::set1(8.f), d, b), m[5]);
 }
 
-template <class P>
-class WinogradConv final : public ConvKernel {
+// What the Winograd kernels share (this F(4x4,3x3) one and the transposed F(4,2) one in
+// conv_winograd_t_impl_internal.h): the blocking and threading of run(), the weights (36
+// transformed matrices at load, or the 3x3 weights transformed per run a chunk at a time) and the
+// GEMMs over the transformed input. Derived (CRTP) provides NX (products per tile), u_index(xi)
+// (which of the 36 weight matrices product xi multiplies), geometry(H, W), transform_weights(kt0,
+// kt1, xi_stride, dst) from g9_, input_transform(r, g, n, s0, ns, vb) and output_transform(r, g,
+// n, s0, ns, kt0, kt1, kbs, m).
+template <class P, class Derived>
+class WinogradBase : public ConvKernel {
+ protected:
   using S = typename P::S;
   using V = typename S::V;
   static constexpr int KT = P::KT, NV = P::NV, VW = P::W, LD = NV * VW;
+  static constexpr int NU = 36;  // transformed weight matrices
   static_assert(P::CU == 1, "f32 only");
 
- public:
-  static bool supports(const ConvDesc& d) {
-    return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad >= 0 && d.pad <= 2 &&
-           d.C >= 1 && d.K >= 1;
-  }
-
-  // weights_per_run: keep the 3x3 weights and transform them in every run (see above).
-  WinogradConv(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small, bool weights_per_run)
-      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)), per_run_(weights_per_run) {
-    name_ = std::string(P::dtype) + "_conv3x3_winograd_f43_" + std::to_string(KT) + "x" + std::to_string(LD) +
-            (per_run_ ? "_wt" : "") + "__" + P::isa;
-    if (small_) name_ += "|" + small_->name();  // what runs on maps of fewer than W tiles
-    if (per_run_)
-      pack_weights_3x3(w);
-    else
-      pack_weights(w);
-  }
-
-  std::string name() const override { return name_; }
-
-  // Only the direct fallback (maps of fewer tiles than one vector) copies its input.
-  size_t scratch_bytes(int n, int h, int w) const override {
-    const int64_t tiles = div_up(d_.out_h(h), 4) * div_up(d_.out_w(w), 4);
-    return small_ && tiles < VW ? small_->scratch_bytes(n, h, w) : 0;
-  }
-
-  void run(const ConvRun& r) const override {
-    const int OH = d_.out_h(r.x.h), OW = d_.out_w(r.x.w);
-    if (OH <= 0 || OW <= 0 || r.x.n <= 0) return;  // empty output
-    const int ty = int(div_up(OH, 4)), tx = int(div_up(OW, 4));
-    // Fewer tiles than one vector: the direct kernel is faster than a mostly empty GEMM.
-    if (small_ && int64_t(ty) * tx < VW) return small_->run(r);
+  // OH x OW output; ty x tx 4x4 tiles (of the output, or of a transposed conv's phase grid) in
+  // slots of VW tiles: wide maps (tx >= VW) a slot per VW tiles of a tile row, narrow ones VW
+  // consecutive raster tiles.
+  struct Geo {
+    int OH, OW, ty, tx, spr, slots;
+    bool wide;
+  };
+  static Geo make_geo(int OH, int OW, int ty, int tx) {
     Geo g;
     g.OH = OH, g.OW = OW, g.ty = ty, g.tx = tx;
     g.wide = tx >= VW;
     g.spr = int(div_up(tx, VW));
     g.slots = g.wide ? ty * g.spr : int(div_up(int64_t(ty) * tx, VW));
-    // The block's transformed input V (36 x C x LD, L2/L3 resident; each GEMM streams one 36th of
+    return g;
+  }
+
+  WinogradBase(const ConvDesc& d, std::unique_ptr<ConvKernel> small, bool weights_per_run)
+      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)), per_run_(weights_per_run) {}
+
+  // Called by Derived's constructor (it needs Derived::transform_weights): keeps the 3x3 weights
+  // (per run), or transforms them all once and drops them.
+  void init_weights(const float* w) {
+    pack_weights_3x3(w);
+    if (per_run_) return;
+    u_.resize(size_t(NU) * ktiles_ * d_.C * KT);
+    self().transform_weights(0, ktiles_, int64_t(ktiles_) * d_.C * KT, u_.data());
+    g9_ = AlignedArray<float>();
+  }
+
+ public:
+  std::string name() const override { return name_; }
+
+  // Only the direct fallback (maps of fewer tiles than one vector) copies its input.
+  size_t scratch_bytes(int n, int h, int w) const override {
+    const Geo g = self().geometry(h, w);
+    return small_ && int64_t(g.ty) * g.tx < VW ? small_->scratch_bytes(n, h, w) : 0;
+  }
+
+  void run(const ConvRun& r) const override {
+    const Geo g = self().geometry(r.x.h, r.x.w);
+    if (g.OH <= 0 || g.OW <= 0 || r.x.n <= 0) return;  // empty output
+    // Fewer tiles than one vector: the direct kernel is faster than a mostly empty GEMM.
+    if (small_ && int64_t(g.ty) * g.tx < VW) return small_->run(r);
+    constexpr int NX = Derived::NX;
+    // The block's transformed input V (NX x C x LD, L2/L3 resident; each GEMM streams one NXth of
     // it, C x LD, from L2 while it sweeps that chunk's output channels) is computed once per item.
-    // Output channels are processed in chunks whose M (36 x chunk x LD floats) stays in L2.
+    // Output channels are processed in chunks whose M (NX x chunk x LD floats) stays in L2.
     // Items split the output channels further only when the blocks alone would leave threads idle
     // (each such item redoes the input transform).
-    int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (36 * KT * LD * sizeof(float)))));
+    int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (NX * KT * LD * sizeof(float)))));
     // Per-run weights: a chunk of U (36 x chunk x C x KT floats) of at most ~1 MiB, so that it is
     // read back from L2 (measured on the 1024->512 layers: 8 MiB chunks cost twice as much).
-    if (per_run_) kchunk = std::max(1, std::min(kchunk, int((1 << 20) / (36 * KT * d_.C * sizeof(float)))));
+    if (per_run_) kchunk = std::max(1, std::min(kchunk, int((1 << 20) / (NU * KT * d_.C * sizeof(float)))));
     const int threads = r.pool ? r.pool->size() : 1, N = r.x.n;
     const int blocks = int(div_up(g.slots, NV));
     // Fewest channel groups that keep the threads evenly busy (>= 85% of the last round used).
@@ -120,52 +136,44 @@ class WinogradConv final : public ConvKernel {
     while (kgroups < ktiles_ && balance(kgroups) < 0.85) ++kgroups;
     const int per_group = int(div_up(ktiles_, kgroups));
     parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
-      float* vb = thread_scratch<float>(1, size_t(36) * v_stride());
-      float* m = thread_scratch<float>(2, size_t(36) * kchunk * KT * LD);
-      float* uc = per_run_ ? thread_scratch<float>(0, size_t(36) * u_chunk_stride(kchunk)) : nullptr;
+      float* vb = thread_scratch<float>(1, size_t(NX) * v_stride());
+      float* m = thread_scratch<float>(2, size_t(NX) * kchunk * KT * LD);
+      float* uc = per_run_ ? thread_scratch<float>(0, size_t(NU) * u_chunk_stride(kchunk)) : nullptr;
       for (int64_t i = b; i < e; ++i) {
         const int n = int(i / (int64_t(blocks) * kgroups)), rest = int(i % (int64_t(blocks) * kgroups));
         const int blk = rest / kgroups, kg = rest % kgroups;
         const int s0 = blk * NV, ns = std::min(NV, g.slots - s0);
         const int kt0 = kg * per_group, kt1 = std::min(ktiles_, kt0 + per_group);
         if (kt0 >= kt1) continue;
-        input_transform(r, g, n, s0, ns, vb);
+        self().input_transform(r, g, n, s0, ns, vb);
         for (int kc = kt0; kc < kt1; kc += kchunk) {
           const int kce = std::min(kt1, kc + kchunk);
           if (per_run_) {
-            transform_weights(kc, kce, u_chunk_stride(kchunk), uc);
+            self().transform_weights(kc, kce, u_chunk_stride(kchunk), uc);
             gemm(vb, ns, kc, kce, kchunk, Panels{uc, u_chunk_stride(kchunk), kc}, m);
           } else {
             gemm(vb, ns, kc, kce, kchunk, Panels{u_.data(), int64_t(ktiles_) * d_.C * KT, 0}, m);
           }
-          output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
+          self().output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
         }
       }
     });
   }
 
- private:
-  struct Geo {
-    int OH, OW, ty, tx, spr, slots;
-    bool wide;
-  };
+ protected:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
 
   // Floats from one xi's C x LD slice of vb to the next: one cache line more than the slice, so
-  // that the 36 stores of a tile's transform do not all land in one cache set (C x LD floats is a
+  // that the stores of a tile's transform do not all land in one cache set (C x LD floats is a
   // multiple of 4 KiB for most C).
   int64_t v_stride() const { return int64_t(d_.C) * LD + 16; }
+  // Floats between two weight matrices of a per-run chunk of U (kbs output-channel tiles): one
+  // cache line more than the chunk, for the same reason (C x KT floats is a multiple of 4 KiB for
+  // GPEN's 1024-channel inputs).
+  int64_t u_chunk_stride(int kbs) const { return int64_t(kbs) * d_.C * KT + 16; }
 
-  // U[xi][kt][c][KT] = (G g G^T)[xi] for k = kt*KT + kk (0 beyond K): the per-run transform over
-  // all output channels at once, from a temporary 3x3 packing (vector f32 arithmetic, not a
-  // scalar loop: it is part of every start-up).
-  void pack_weights(const float* w) {
-    pack_weights_3x3(w);
-    u_.resize(size_t(36) * ktiles_ * d_.C * KT);
-    transform_weights(0, ktiles_, int64_t(ktiles_) * d_.C * KT, u_.data());
-    g9_ = AlignedArray<float>();  // only per-run kernels keep the 3x3 weights
-  }
-
-  // Per-run weights: g9_[kt][tap][c][KT], tap = 3 i + j, so that the transform runs over (c, kk).
+  // g9_[kt][tap][c][KT], tap = 3 i + j, 0 beyond K: what transform_weights reads, so that it runs
+  // over (c, kk) with vector f32 arithmetic (it is part of every start-up).
   void pack_weights_3x3(const float* w) {
     const int64_t n = int64_t(d_.C) * KT;
     g9_.resize(size_t(ktiles_) * 9 * n);
@@ -177,6 +185,116 @@ class WinogradConv final : public ConvKernel {
             const int k = kt * KT + kk;
             *dst++ = k < d_.K ? w[(int64_t(k) * d_.C + c) * 9 + tap] : 0.f;
           }
+  }
+
+  // rp[i], i < R: 4*VW + 2 floats holding x[r0 + i][c0 + j], j < 4*VW + 2 (the R rows of a wide
+  // slot's patches): the input row itself, or a zero-padded copy in `rows` at the borders.
+  template <int R>
+  static void wide_rows(const float* xp, int H, int W, int r0, int c0, float* rows, int rw, const float* (&rp)[R]) {
+    const bool interior = r0 >= 0 && r0 + R - 1 < H && c0 >= 0 && c0 + 4 * VW + 1 < W;
+    for (int i = 0; i < R; ++i) {
+      if (interior) {
+        rp[i] = xp + int64_t(r0 + i) * W + c0;
+      } else {
+        float* row = rows + i * rw;
+        const bool live = r0 + i >= 0 && r0 + i < H;
+        fill_row(row, live ? xp + int64_t(r0 + i) * W : nullptr, W, 4 * VW + 2, 1, 0, -c0, 1.f);
+        rp[i] = row;
+      }
+    }
+  }
+
+  // tmp[i*R + j][t] = pad[4*ty + i][4*tx + j], i, j < R, for tile t of a narrow slot (VW
+  // consecutive raster tiles) of a padded copy of one channel.
+  template <int R>
+  static void gather_narrow(const float* pad, int pw, const Geo& g, int slot, float (&tmp)[R * R][VW]) {
+    const int ntiles = g.ty * g.tx;
+    for (int t = 0; t < VW; ++t) {
+      const int tile = slot * VW + t;
+      const int y0 = tile < ntiles ? 4 * (tile / g.tx) : 0, x0 = tile < ntiles ? 4 * (tile % g.tx) : 0;
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < R; ++j) tmp[i * R + j][t] = pad[int64_t(y0 + i) * pw + x0 + j];
+    }
+  }
+
+  // Where the U panels of a GEMM are: matrix u, output-channel tile kt (C x KT floats) at base +
+  // u * xi_stride + (kt - first) * C * KT (u_ whole, or a per-run chunk of it).
+  struct Panels {
+    const float* base;
+    int64_t xi_stride;
+    int first;
+  };
+
+  // m[xi][kt - kt0][KT][LD] = U[u_index(xi)][kt] . vb[xi] over all channels, for NS slots. For one
+  // xi the C x LD slice of vb stays in L2 while all the chunk's output-channel tiles sweep it.
+  template <int NS>
+  void gemm_n(const float* vb, int kt0, int kt1, int kbs, Panels u, float* m) const {
+    static const int zero = 0;
+    const int C = d_.C;
+    for (int xi = 0; xi < Derived::NX; ++xi) {
+      const float* ub = u.base + int64_t(Derived::u_index(xi)) * u.xi_stride;
+      const float* vp = vb + int64_t(xi) * v_stride();
+      for (int kt = kt0; kt < kt1; ++kt) {
+        const float* up = ub + int64_t(kt - u.first) * C * KT;
+        float* mp = m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD;
+        if constexpr (P::packed_gemm)
+          P::template micro_packed<KT, NS>(up, vp, LD, C, mp, LD, false);
+        else
+          P::template micro<KT, NS>(up, vp, &zero, 1, 1, LD, C, mp, LD, false);
+      }
+    }
+  }
+  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
+    static_assert(NV <= 4, "gemm dispatch covers NV <= 4");
+    switch (ns) {
+      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, u, m);
+      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, u, m);
+      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, u, m);
+      default: return gemm_n<NV>(vb, kt0, kt1, kbs, u, m);
+    }
+  }
+
+  ConvDesc d_;
+  int ktiles_;
+  std::unique_ptr<ConvKernel> small_;
+  bool per_run_;
+  std::string name_;
+  AlignedArray<float> u_;   // [36][ktiles][C][KT], transformed at load
+  AlignedArray<float> g9_;  // [ktiles][9][C][KT], per_run_: transformed in every run
+};
+
+template <class P>
+class WinogradConv final : public WinogradBase<P, WinogradConv<P>> {
+  using Base = WinogradBase<P, WinogradConv<P>>;
+  friend Base;
+  using typename Base::S;
+  using typename Base::V;
+  using typename Base::Geo;
+  using Base::KT, Base::NV, Base::VW, Base::LD;
+  using Base::d_, Base::ktiles_, Base::name_, Base::g9_, Base::small_, Base::per_run_;
+  using Base::v_stride;
+  static constexpr int NX = 36;  // products per tile: the 6x6 transformed patch
+  static int u_index(int xi) { return xi; }
+
+ public:
+  static bool supports(const ConvDesc& d) {
+    return !d.transposed && d.groups == 1 && d.kh == 3 && d.kw == 3 && d.stride == 1 && d.pad >= 0 && d.pad <= 2 &&
+           d.C >= 1 && d.K >= 1;
+  }
+
+  // weights_per_run: keep the 3x3 weights and transform them in every run (see above).
+  WinogradConv(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small, bool weights_per_run)
+      : Base(d, std::move(small), weights_per_run) {
+    name_ = std::string(P::dtype) + "_conv3x3_winograd_f43_" + std::to_string(KT) + "x" + std::to_string(LD) +
+            (per_run_ ? "_wt" : "") + "__" + P::isa;
+    if (small_) name_ += "|" + small_->name();  // what runs on maps of fewer than W tiles
+    this->init_weights(w);
+  }
+
+ private:
+  Geo geometry(int H, int W) const {
+    const int OH = d_.out_h(H), OW = d_.out_w(W);
+    return Base::make_geo(OH, OW, int(div_up(OH, 4)), int(div_up(OW, 4)));
   }
 
   // out[a] = (G x)[a] for one column (or row) x of a 3x3 kernel, with F(4,3)'s
@@ -193,13 +311,9 @@ class WinogradConv final : public ConvKernel {
     out[5] = x[2];
   }
 
-  // Floats between two xi of a per-run chunk of U (kbs output-channel tiles): one cache line more
-  // than the chunk, for the same reason as v_stride (C x KT floats is a multiple of 4 KiB for
-  // GPEN's 1024-channel inputs).
-  int64_t u_chunk_stride(int kbs) const { return int64_t(kbs) * d_.C * KT + 16; }
-
   // uc[xi * xi_stride + (kt - kt0) * C * KT + c * KT + kk] = (G g G^T)[xi] for kt in [kt0, kt1),
-  // from g9_.
+  // from g9_ (vector f32 arithmetic over (c, kk); U differs from a double-precision transform by
+  // rounding only).
   void transform_weights(int kt0, int kt1, int64_t xi_stride, float* uc) const {
     const int64_t n = int64_t(d_.C) * KT;
     for (int kt = kt0; kt < kt1; ++kt) {
@@ -250,11 +364,12 @@ class WinogradConv final : public ConvKernel {
       for (int sl = 0; sl < ns; ++sl, dst += VW) {
         if (g.wide) {
           const float* rp[6];
-          wide_rows(xp, H, W, (s0 + sl) / g.spr, ((s0 + sl) % g.spr) * VW, scratch, rw, rp);
+          const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
+          Base::wide_rows(xp, H, W, 4 * ty - d_.pad, 4 * tx0 - d_.pad, scratch, rw, rp);
           transform_in([&](int i, V(&z)[6]) { P::extract6(rp[i], z); }, r.in_scale != nullptr, sc, dst);
         } else {
           alignas(64) float tmp[36][VW];
-          gather_narrow(scratch, pw, g, s0 + sl, tmp);
+          Base::template gather_narrow<6>(scratch, pw, g, s0 + sl, tmp);
           transform_in([&](int i, V(&z)[6]) { for (int j = 0; j < 6; ++j) z[j] = S::load(tmp[i * 6 + j]); },
                        r.in_scale != nullptr, sc, dst);
         }
@@ -278,35 +393,6 @@ class WinogradConv final : public ConvKernel {
     }
   }
 
-  // rp[i]: 4*VW + 2 floats holding x[4*ty + i - pad][4*tx0 - pad + j], j < 4*VW + 2, for the VW
-  // tiles of a wide slot: the input row itself, or a zero-padded copy in `rows` at the borders.
-  void wide_rows(const float* xp, int H, int W, int ty, int tx0, float* rows, int rw, const float* (&rp)[6]) const {
-    const int r0 = 4 * ty - d_.pad, c0 = 4 * tx0 - d_.pad;
-    const bool interior = r0 >= 0 && r0 + 5 < H && c0 >= 0 && c0 + 4 * VW + 1 < W;
-    for (int i = 0; i < 6; ++i) {
-      if (interior) {
-        rp[i] = xp + int64_t(r0 + i) * W + c0;
-      } else {
-        float* row = rows + i * rw;
-        const bool live = r0 + i >= 0 && r0 + i < H;
-        fill_row(row, live ? xp + int64_t(r0 + i) * W : nullptr, W, 4 * VW + 2, 1, 0, -c0, 1.f);
-        rp[i] = row;
-      }
-    }
-  }
-
-  // tmp[i*6 + j][t] = the padded channel at row 4*ty + i, column 4*tx + j of tile t of a narrow
-  // slot (VW consecutive raster tiles).
-  static void gather_narrow(const float* pad, int pw, const Geo& g, int slot, float (&tmp)[36][VW]) {
-    const int ntiles = g.ty * g.tx;
-    for (int t = 0; t < VW; ++t) {
-      const int tile = slot * VW + t;
-      const int y0 = tile < ntiles ? 4 * (tile / g.tx) : 0, x0 = tile < ntiles ? 4 * (tile % g.tx) : 0;
-      for (int i = 0; i < 6; ++i)
-        for (int jj = 0; jj < 6; ++jj) tmp[i * 6 + jj][t] = pad[int64_t(y0 + i) * pw + x0 + jj];
-    }
-  }
-
   // dst[xi * v_stride()] = scale * (B^T d B)[xi] for one slot of one channel, where row(i, z)
   // loads row i of the 6x6 patch d. Each row is transformed as it is loaded and each column
   // written to V as soon as it is done: 36 vectors live between the two passes, not 3 x 36 (the
@@ -326,41 +412,6 @@ class WinogradConv final : public ConvKernel {
       for (int i = 0; i < 6; ++i) col[i] = t[i][b];
       winograd_bt6<S>(col, o);
       for (int a = 0; a < 6; ++a) S::store(dst + (a * 6 + b) * xs, scale ? S::mul(o[a], sc) : o[a]);
-    }
-  }
-
-  // Where the U panels of a GEMM are: panel (xi, kt), C x KT floats, at base + xi * xi_stride +
-  // (kt - first) * C * KT (u_ whole, or a per-run chunk of it).
-  struct Panels {
-    const float* base;
-    int64_t xi_stride;
-    int first;
-  };
-
-  // m[xi][kt - kt0][KT][LD] = U[xi][kt] . vb[xi] over all channels, for ns slots. For one xi the
-  // C x LD slice of vb stays in L2 while all the chunk's output-channel tiles sweep it.
-  template <int NS>
-  void gemm_n(const float* vb, int kt0, int kt1, int kbs, Panels u, float* m) const {
-    static const int zero = 0;
-    const int C = d_.C;
-    for (int xi = 0; xi < 36; ++xi)
-      for (int kt = kt0; kt < kt1; ++kt) {
-        const float* up = u.base + int64_t(xi) * u.xi_stride + int64_t(kt - u.first) * C * KT;
-        const float* vp = vb + int64_t(xi) * v_stride();
-        float* mp = m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD;
-        if constexpr (P::packed_gemm)
-          P::template micro_packed<KT, NS>(up, vp, LD, C, mp, LD, false);
-        else
-          P::template micro<KT, NS>(up, vp, &zero, 1, 1, LD, C, mp, LD, false);
-      }
-  }
-  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
-    static_assert(NV <= 4, "gemm dispatch covers NV <= 4");
-    switch (ns) {
-      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, u, m);
-      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, u, m);
-      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, u, m);
-      default: return gemm_n<NV>(vb, kt0, kt1, kbs, u, m);
     }
   }
 
@@ -414,11 +465,4 @@ class WinogradConv final : public ConvKernel {
     }
   }
 
-  ConvDesc d_;
-  int ktiles_;
-  std::unique_ptr<ConvKernel> small_;
-  bool per_run_;
-  std::string name_;
-  AlignedArray<float> u_;   // [36][ktiles][C][KT], transformed at load
-  AlignedArray<float> g9_;  // [ktiles][9][C][KT], per_run_: transformed in every run
 };

@@ -61,15 +61,18 @@ inline void winograd_g5(typename S::V x0, typename S::V x1, typename S::V* out) 
 }
 
 template <class P>
-class WinogradConvT final : public ConvKernel {
-  using S = typename P::S;
-  using V = typename S::V;
-  static constexpr int KT = P::KT, NV = P::NV, VW = P::W, LD = NV * VW;
+class WinogradConvT final : public WinogradBase<P, WinogradConvT<P>> {
+  using Base = WinogradBase<P, WinogradConvT<P>>;
+  friend Base;
+  using typename Base::S;
+  using typename Base::V;
+  using typename Base::Geo;
+  using Base::KT, Base::NV, Base::VW, Base::LD, Base::NU;
+  using Base::d_, Base::name_, Base::g9_, Base::small_, Base::per_run_;
+  using Base::v_stride;
   static constexpr int NX = 81;  // products per tile (see above)
-  static constexpr int NU = 36;  // distinct transformed weight matrices
   // First product of each phase: (0,0) 25 [a*5 + b], (0,1) 20 [a*4 + j], (1,0) 20 [i*5 + b], (1,1) 16.
   static constexpr int X00 = 0, X01 = 25, X10 = 45, X11 = 65;
-  static_assert(P::CU == 1, "f32 only");
 
  public:
   static bool supports(const ConvDesc& d) {
@@ -78,82 +81,17 @@ class WinogradConvT final : public ConvKernel {
   }
 
   WinogradConvT(const ConvDesc& d, const float* w, std::unique_ptr<ConvKernel> small, bool weights_per_run)
-      : d_(d), ktiles_(int(div_up(d.K, KT))), small_(std::move(small)), per_run_(weights_per_run) {
+      : Base(d, std::move(small), weights_per_run) {
     name_ = std::string(P::dtype) + "_convT3x3s2_winograd_f42_" + std::to_string(KT) + "x" + std::to_string(LD) +
             (per_run_ ? "_wt" : "") + "__" + P::isa;
     if (small_) name_ += "|" + small_->name();
-    pack_weights_3x3(w);
-    if (!per_run_) {
-      u_.resize(size_t(NU) * ktiles_ * d_.C * KT);
-      transform_weights(0, ktiles_, int64_t(ktiles_) * d_.C * KT, u_.data());
-      g9_ = AlignedArray<float>();
-    }
-  }
-
-  std::string name() const override { return name_; }
-
-  size_t scratch_bytes(int n, int h, int w) const override {
-    const Geo g = geometry(h, w);
-    return small_ && int64_t(g.ty) * g.tx < VW ? small_->scratch_bytes(n, h, w) : 0;
-  }
-
-  void run(const ConvRun& r) const override {
-    if (r.x.h <= 0 || r.x.w <= 0 || r.x.n <= 0) return;
-    const Geo g = geometry(r.x.h, r.x.w);
-    if (small_ && int64_t(g.ty) * g.tx < VW) return small_->run(r);
-    // Blocking as in WinogradConv: an item is (sample, block of NV slots, group of output-channel
-    // tiles); M of a chunk of output channels (81 x chunk x KT x LD floats) stays in L2.
-    int kchunk = std::max(1, std::min(ktiles_, int(512 * 1024 / (NX * KT * LD * sizeof(float)))));
-    if (per_run_) kchunk = std::max(1, std::min(kchunk, int((1 << 20) / (NU * KT * d_.C * sizeof(float)))));
-    const int threads = r.pool ? r.pool->size() : 1, N = r.x.n;
-    const int blocks = int(div_up(g.slots, NV));
-    auto balance = [&](int kg) {
-      const int64_t items = int64_t(N) * blocks * kg;
-      return double(items) / double(threads * div_up(items, threads));
-    };
-    int kgroups = 1;
-    while (kgroups < ktiles_ && balance(kgroups) < 0.85) ++kgroups;
-    const int per_group = int(div_up(ktiles_, kgroups));
-    parallel_for(r.pool, int64_t(N) * blocks * kgroups, 1, [&](int64_t b, int64_t e) {
-      float* vb = thread_scratch<float>(1, size_t(NX) * v_stride());
-      float* m = thread_scratch<float>(2, size_t(NX) * kchunk * KT * LD);
-      float* uc = per_run_ ? thread_scratch<float>(0, size_t(NU) * u_chunk_stride(kchunk)) : nullptr;
-      for (int64_t i = b; i < e; ++i) {
-        const int n = int(i / (int64_t(blocks) * kgroups)), rest = int(i % (int64_t(blocks) * kgroups));
-        const int blk = rest / kgroups, kg = rest % kgroups;
-        const int s0 = blk * NV, ns = std::min(NV, g.slots - s0);
-        const int kt0 = kg * per_group, kt1 = std::min(ktiles_, kt0 + per_group);
-        if (kt0 >= kt1) continue;
-        input_transform(r, g, n, s0, ns, vb);
-        for (int kc = kt0; kc < kt1; kc += kchunk) {
-          const int kce = std::min(kt1, kc + kchunk);
-          if (per_run_) {
-            transform_weights(kc, kce, u_chunk_stride(kchunk), uc);
-            gemm(vb, ns, kc, kce, kchunk, Panels{uc, u_chunk_stride(kchunk), kc}, m);
-          } else {
-            gemm(vb, ns, kc, kce, kchunk, Panels{u_.data(), int64_t(ktiles_) * d_.C * KT, 0}, m);
-          }
-          output_transform(r, g, n, s0, ns, kc, kce, kchunk, m);
-        }
-      }
-    });
+    this->init_weights(w);
   }
 
  private:
-  struct Geo {
-    int OH, OW, ty, tx, spr, slots;
-    bool wide;
-  };
-
-  // The phase grid is (H+1) x (W+1) (phase 0 of each axis is one longer than phase 1).
+  // Tiles of the (H+1) x (W+1) phase grid (phase 0 of each axis is one longer than phase 1).
   Geo geometry(int H, int W) const {
-    Geo g;
-    g.OH = d_.out_h(H), g.OW = d_.out_w(W);
-    g.ty = int(div_up(H + 1, 4)), g.tx = int(div_up(W + 1, 4));
-    g.wide = g.tx >= VW;
-    g.spr = int(div_up(g.tx, VW));
-    g.slots = g.wide ? g.ty * g.spr : int(div_up(int64_t(g.ty) * g.tx, VW));
-    return g;
+    return Base::make_geo(d_.out_h(H), d_.out_w(W), int(div_up(H + 1, 4)), int(div_up(W + 1, 4)));
   }
 
   // Which weight matrix product xi multiplies.
@@ -162,22 +100,6 @@ class WinogradConvT final : public ConvKernel {
     if (xi < X10) return 25 + (xi - X01) / 4;     // (0,1): U[a], 4 column positions
     if (xi < X11) return 30 + (xi - X10) % 5;     // (1,0): U[b], 4 row positions
     return 35;                                    // (1,1): the centre tap
-  }
-
-  int64_t v_stride() const { return int64_t(d_.C) * LD + 16; }
-  int64_t u_chunk_stride(int kbs) const { return int64_t(kbs) * d_.C * KT + 16; }
-
-  void pack_weights_3x3(const float* w) {
-    const int64_t n = int64_t(d_.C) * KT;
-    g9_.resize(size_t(ktiles_) * 9 * n);
-    float* dst = g9_.data();
-    for (int kt = 0; kt < ktiles_; ++kt)
-      for (int tap = 0; tap < 9; ++tap)
-        for (int c = 0; c < d_.C; ++c)
-          for (int kk = 0; kk < KT; ++kk) {
-            const int k = kt * KT + kk;
-            *dst++ = k < d_.K ? w[(int64_t(k) * d_.C + c) * 9 + tap] : 0.f;
-          }
   }
 
   // uc[u * xi_stride + (kt - kt0) * C * KT + c * KT + kk] for kt in [kt0, kt1), the 36 matrices:
@@ -236,7 +158,8 @@ class WinogradConvT final : public ConvKernel {
         V z[5][5];
         if (g.wide) {
           const float* rp[5];
-          patch_rows(xp, H, W, (s0 + sl) / g.spr, ((s0 + sl) % g.spr) * VW, scratch, rw, rp);
+          const int ty = (s0 + sl) / g.spr, tx0 = ((s0 + sl) % g.spr) * VW;
+          Base::wide_rows(xp, H, W, 4 * ty - 1, 4 * tx0 - 1, scratch, rw, rp);  // rows/cols -1..3
           for (int i = 0; i < 5; ++i) {
             V e[6];
             P::extract6(rp[i], e);
@@ -244,7 +167,7 @@ class WinogradConvT final : public ConvKernel {
           }
         } else {
           alignas(64) float tmp[25][VW];
-          gather_narrow(scratch, pw, g, s0 + sl, tmp);
+          Base::template gather_narrow<5>(scratch, pw, g, s0 + sl, tmp);
           for (int i = 0; i < 5; ++i)
             for (int j = 0; j < 5; ++j) z[i][j] = scale ? S::mul(S::load(tmp[i * 5 + j]), sc) : S::load(tmp[i * 5 + j]);
         }
@@ -274,67 +197,6 @@ class WinogradConvT final : public ConvKernel {
       for (int b = 0; b < 5; ++b) S::store(dst + (X10 + i * 5 + b) * xs, t[1 + i][b]);
     for (int i = 0; i < 4; ++i)  // phase (1,1): the centre 4x4 of d
       for (int j = 0; j < 4; ++j) S::store(dst + (X11 + i * 4 + j) * xs, z[1 + i][1 + j]);
-  }
-
-  // rp[i]: 4*VW + 2 floats holding x[4*ty - 1 + i][4*tx0 - 1 + j]: the input row itself, or a
-  // zero-padded copy in `rows` at the borders.
-  void patch_rows(const float* xp, int H, int W, int ty, int tx0, float* rows, int rw, const float* (&rp)[5]) const {
-    const int r0 = 4 * ty - 1, c0 = 4 * tx0 - 1;
-    const bool interior = r0 >= 0 && r0 + 4 < H && c0 >= 0 && c0 + 4 * VW + 1 < W;
-    for (int i = 0; i < 5; ++i) {
-      if (interior) {
-        rp[i] = xp + int64_t(r0 + i) * W + c0;
-      } else {
-        float* row = rows + i * rw;
-        const bool live = r0 + i >= 0 && r0 + i < H;
-        fill_row(row, live ? xp + int64_t(r0 + i) * W : nullptr, W, 4 * VW + 2, 1, 0, -c0, 1.f);
-        rp[i] = row;
-      }
-    }
-  }
-
-  // tmp[i*5 + j][t] = pad[4*ty + i][4*tx + j] of tile t of a narrow slot (VW raster tiles).
-  static void gather_narrow(const float* pad, int pw, const Geo& g, int slot, float (&tmp)[25][VW]) {
-    const int ntiles = g.ty * g.tx;
-    for (int t = 0; t < VW; ++t) {
-      const int tile = slot * VW + t;
-      const int y0 = tile < ntiles ? 4 * (tile / g.tx) : 0, x0 = tile < ntiles ? 4 * (tile % g.tx) : 0;
-      for (int i = 0; i < 5; ++i)
-        for (int j = 0; j < 5; ++j) tmp[i * 5 + j][t] = pad[int64_t(y0 + i) * pw + x0 + j];
-    }
-  }
-
-  struct Panels {
-    const float* base;
-    int64_t xi_stride;
-    int first;
-  };
-
-  template <int NS>
-  void gemm_n(const float* vb, int kt0, int kt1, int kbs, Panels u, float* m) const {
-    static const int zero = 0;
-    const int C = d_.C;
-    for (int xi = 0; xi < NX; ++xi) {
-      const float* ub = u.base + int64_t(u_index(xi)) * u.xi_stride;
-      const float* vp = vb + int64_t(xi) * v_stride();
-      for (int kt = kt0; kt < kt1; ++kt) {
-        const float* up = ub + int64_t(kt - u.first) * C * KT;
-        float* mp = m + (int64_t(xi) * kbs * KT + (kt - kt0) * KT) * LD;
-        if constexpr (P::packed_gemm)
-          P::template micro_packed<KT, NS>(up, vp, LD, C, mp, LD, false);
-        else
-          P::template micro<KT, NS>(up, vp, &zero, 1, 1, LD, C, mp, LD, false);
-      }
-    }
-  }
-  void gemm(const float* vb, int ns, int kt0, int kt1, int kbs, Panels u, float* m) const {
-    static_assert(NV <= 4, "gemm dispatch covers NV <= 4");
-    switch (ns) {
-      case 1: return gemm_n<1>(vb, kt0, kt1, kbs, u, m);
-      case 2: return gemm_n<(NV >= 2 ? 2 : 1)>(vb, kt0, kt1, kbs, u, m);
-      case 3: return gemm_n<(NV >= 3 ? 3 : 1)>(vb, kt0, kt1, kbs, u, m);
-      default: return gemm_n<NV>(vb, kt0, kt1, kbs, u, m);
-    }
   }
 
   // o[py][px][i][j]: the 4x4 outputs of the four phases of one slot, epilogue applied.
@@ -436,11 +298,4 @@ class WinogradConvT final : public ConvKernel {
     }
   }
 
-  ConvDesc d_;
-  int ktiles_;
-  std::unique_ptr<ConvKernel> small_;
-  bool per_run_;
-  std::string name_;
-  AlignedArray<float> u_;   // [36][ktiles][C][KT], transformed at load
-  AlignedArray<float> g9_;  // [ktiles][9][C][KT], per_run_: transformed in every run
 };
