@@ -37,11 +37,14 @@ bool winograd_applies(const ConvDesc& d) {
 // (36 x K x C floats) at most 4 MiB, transformed at load, and K >= 64. Measured on Zen 3 (AVX2, 2
 // threads, docs/BENCHMARKS.md, session 17): GPEN-512's 256->64 conv at 256 px 16 % faster than the
 // direct sub-pixel kernel; its 512->128 (9.4 MiB of weights) and 1024->256/512 convs as fast or
-// slower (the weights stream from memory for every block of tiles). An explicit AtLoad/PerRun
-// takes it wherever it applies (tests, benchmarks).
-bool transposed_winograd_pays(const ConvDesc& d, const KernelOptions& opt) {
+// slower (the weights stream from memory for every block of tiles). Not timed on AVX-512 (whose
+// direct kernel is tuned differently) nor against the bf16 direct kernel (twice the f32 rate):
+// there the direct kernel stays. An explicit AtLoad/PerRun takes it wherever it applies (tests,
+// benchmarks).
+bool transposed_winograd_pays(const ConvDesc& d, const KernelOptions& opt, bool avx2) {
   if (opt.winograd_weights != WinogradWeights::Auto) return true;
-  return !opt.lean_memory && d.K >= 64 && 36 * int64_t(d.C) * d.K * int64_t(sizeof(float)) <= (int64_t(4) << 20);
+  return avx2 && opt.precision == Precision::F32 && !opt.lean_memory && d.K >= 64 &&
+         36 * int64_t(d.C) * d.K * int64_t(sizeof(float)) <= (int64_t(4) << 20);
 }
 // 4x4 tiles of a map of h x w: of the output, or of the (h+1) x (w+1) phase grid of a transposed conv.
 int64_t winograd_tiles(const ConvDesc& d, int h, int w) {
@@ -96,9 +99,9 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   // Winograd runs its direct fallback below one vector of 4x4 output tiles (16 on AVX-512, 8 on
   // AVX2). With a known map size only the algorithm that will run is built.
   const bool known_size = opt.map_h > 0 && opt.map_w > 0;
-  auto plan = [&](int tiles_per_vector) {
+  auto plan = [&](int tiles_per_vector, bool avx2) {
     if (!opt.winograd || !winograd_applies(d)) return 0;  // direct only
-    if (winograd_transposed(d) && !transposed_winograd_pays(d, opt)) return 0;
+    if (winograd_transposed(d) && !transposed_winograd_pays(d, opt, avx2)) return 0;
     if (!known_size) return 1;                            // unknown size: Winograd with a direct fallback
     return winograd_tiles(d, opt.map_h, opt.map_w) < tiles_per_vector ? 0 : 2;  // 2: Winograd alone
   };
@@ -117,15 +120,15 @@ std::unique_ptr<ConvKernel> make_conv_kernel(const ConvDesc& d, const Tensor& we
   };
   if (isa >= Isa::AVX512_BF16 && opt.precision == Precision::BF16 && !pointwise) {
     // Winograd stays f32 (see conv_internal.h); its small-map fallback is the bf16 direct kernel.
-    k = build(plan(16), 64, make_conv_direct_avx512bf16, make_conv_winograd_avx512);
+    k = build(plan(16, false), 64, make_conv_direct_avx512bf16, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX512) {
-    k = build(plan(16), 64, make_conv_direct_avx512, make_conv_winograd_avx512);
+    k = build(plan(16, false), 64, make_conv_direct_avx512, make_conv_winograd_avx512);
     if (k) return k;
   }
   if (isa >= Isa::AVX2) {
-    k = build(plan(8), 24, make_conv_direct_avx2, make_conv_winograd_avx2);
+    k = build(plan(8, true), 24, make_conv_direct_avx2, make_conv_winograd_avx2);
     if (k) return k;
   }
   return make_conv_generic(d, weight);
