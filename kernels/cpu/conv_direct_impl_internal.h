@@ -331,15 +331,16 @@ class DirectConv final : public ConvKernel {
       // one flat loop of nu * T steps: no tap offsets, per-unit loop or software prefetch
       // (micro_f32_packed). On Zen 3, GPEN-512's direct and transposed layers ran 15-20 % faster
       // than with the micro-kernel reading the padded planes through tap offsets (session 16).
+      // One tap and at most 2 channel tiles (GPEN's ToRGB, 3 outputs): a panel would be used once
+      // or twice, so the planes are read in place, prefetching 8 units ahead (packing cost ~10 %
+      // on torgb_128-3@512); same channel chunks as with a panel.
+      const bool in_place_planes = T == 1 && kt1 - kt0 <= 2;
       const int kc = std::max(1, std::min(units_, 16384 / (T * TILE * int(sizeof(E)))));
-      E* panel = thread_scratch<E>(4, size_t(kc) * T * TILE);
+      E* panel = in_place_planes ? nullptr : thread_scratch<E>(4, size_t(kc) * T * TILE);
       for (int u0 = 0; u0 < units_; u0 += kc) {
         const int nu = std::min(kc, units_ - u0);
         for (int q = p0; q < p1; q += TILE) {
-          if (T == 1 && kt1 - kt0 <= 2) {
-            // One tap and at most 2 channel tiles (GPEN's ToRGB, 3 outputs): the panel would be
-            // used once or twice, so the planes are read in place, prefetching 8 units ahead
-            // (packing cost ~10 % on torgb_128-3@512).
+          if (in_place_planes) {
             const bool t = q == q_tail;
             const E* x = t ? tail + int64_t(u0) * TILE : in + u0 * g.cs + q + offs[0];
             for (int kt = kt0; kt < kt1; ++kt)
