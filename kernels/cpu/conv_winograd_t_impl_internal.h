@@ -9,16 +9,17 @@
 // Here each 4x4 tile of the phase grid takes its 5x5 input patch d (rows/cols -1..3) through
 // Winograd F(4,2) along every two-tap axis and the identity along every one-tap axis:
 //     phase (0,0): 5 x 5 = 25 products   Y = A^T [U .* (B^T d B)] A
-//     phase (0,1): 5 x 4 = 20            Y = A^T [U .* (B^T d')]     (d' = columns 0..3 of d)
+//     phase (0,1): 5 x 4 = 20            Y = A^T [U .* (B^T d')]     (d' = columns 1..4 of d)
 //     phase (1,0): 4 x 5 = 20            Y = [U .* (d'' B)] A        (d'' = rows 1..4)
-//     phase (1,1): 4 x 4 = 16            Y = U .* d'''
+//     phase (1,1): 4 x 4 = 16            Y = U .* d'''           (d''' = rows and columns 1..4)
 // 81 multiplies per 64 outputs instead of 144 (1.78x fewer). The 81 products are 81 GEMMs
 // M[xi][k][tile] = sum_c U[u(xi)][k][c] * V[xi][c][tile] over 36 distinct weight matrices
 // (25 + 5 + 5 + 1: a one-tap axis reuses the same U for its 4 positions), run by the policy's
 // micro-kernel exactly as in WinogradConv: vectors over tiles, wide maps through P::extract6
 // (first 5 of the 6 columns), narrow ones gathered from a padded copy, output rows of both column
 // phases interleaved into whole rows. Weights: U transformed at load, or kept as 3x3 weights and
-// transformed per run, chunk by chunk, where U would pass 8 MiB (same rule as WinogradConv).
+// transformed per run, chunk by chunk, where U would pass 8 MiB (same rule as WinogradConv; by
+// default conv.cpp uses this kernel only where U stays <= 4 MiB, so per run only when asked).
 //
 // F(4,2) from the points 0, 1, -1, 2, inf (Toom-Cook; fractions moved into G):
 //   B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1]
