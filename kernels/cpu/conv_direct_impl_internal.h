@@ -432,17 +432,9 @@ class DirectConv final : public ConvKernel {
     using V = typename S::V;
     const int py = passes_[size_t(pi)].py, OW = g.OW;
     const Epilogue& ep = r.ep;
-    const V vslope = S::set1(ep.slope), vgain = S::set1(ep.gain);
     for (int k = kt0 * KT; k < std::min(d_.K, kt1 * KT); ++k) {
-      const V vos = S::set1(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f);
-      const V vb = S::set1(ep.bias ? ep.bias[k] : 0.f);
-      auto f = [&](V v) {
-        v = S::mul(v, vos);
-        if (ep.bias) v = S::add(v, vb);
-        if (ep.slope != 1.f) v = S::lrelu(v, vslope);
-        if (ep.gain != 1.f) v = S::mul(v, vgain);
-        return v;
-      };
+      const VecEpilogue<S> f(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f, ep.bias ? ep.bias + k : nullptr,
+                             ep.slope, ep.gain);
       const float* a0 = acc0 + int64_t(k - kt0 * KT) * ld - p0;
       const float* a1 = acc1 + int64_t(k - kt0 * KT) * ld - p0;
       float* out = r.y.at(n, k);

@@ -418,10 +418,9 @@ class WinogradConv final : public WinogradBase<P, WinogradConv<P>> {
   void output_transform(const ConvRun& r, const Geo& g, int n, int s0, int ns, int kb, int kbe, int kbs,
                         const float* m) const {
     const Epilogue& ep = r.ep;
-    const V vslope = S::set1(ep.slope), vgain = S::set1(ep.gain);
     for (int k = kb * KT; k < std::min(d_.K, kbe * KT); ++k) {
-      const V vos = S::set1(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f);
-      const V vb = S::set1(ep.bias ? ep.bias[k] : 0.f);
+      const VecEpilogue<S> finish(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f,
+                                  ep.bias ? ep.bias + k : nullptr, ep.slope, ep.gain);
       float* out = r.y.at(n, k);
       const float* mk = m + int64_t(k - kb * KT) * LD;
       for (int sl = 0; sl < ns; ++sl) {
@@ -439,13 +438,7 @@ class WinogradConv final : public WinogradBase<P, WinogradConv<P>> {
         for (int i = 0; i < 4; ++i) {
           V o[4];
           winograd_at6<S>(at[i], o);
-          for (int j = 0; j < 4; ++j) {
-            V v = S::mul(o[j], vos);
-            if (ep.bias) v = S::add(v, vb);
-            if (ep.slope != 1.f) v = S::lrelu(v, vslope);
-            if (ep.gain != 1.f) v = S::mul(v, vgain);
-            o[j] = v;
-          }
+          for (int j = 0; j < 4; ++j) o[j] = finish(o[j]);
           if (!g.wide)
             for (int j = 0; j < 4; ++j) S::store(tmp[i * 4 + j], o[j]);
           else if (4 * ty + i < g.OH)

@@ -204,18 +204,10 @@ class WinogradConvT final : public WinogradBase<P, WinogradConvT<P>> {
   void output_transform(const ConvRun& r, const Geo& g, int n, int s0, int ns, int kb, int kbe, int kbs,
                         const float* m) const {
     const Epilogue& ep = r.ep;
-    const V vslope = S::set1(ep.slope), vgain = S::set1(ep.gain);
     const int64_t xs = int64_t(kbs) * KT * LD;
     for (int k = kb * KT; k < std::min(d_.K, kbe * KT); ++k) {
-      const V vos = S::set1(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f);
-      const V vb = S::set1(ep.bias ? ep.bias[k] : 0.f);
-      auto finish = [&](V v) {
-        v = S::mul(v, vos);
-        if (ep.bias) v = S::add(v, vb);
-        if (ep.slope != 1.f) v = S::lrelu(v, vslope);
-        if (ep.gain != 1.f) v = S::mul(v, vgain);
-        return v;
-      };
+      const VecEpilogue<S> finish(r.out_scale ? r.out_scale[int64_t(n) * d_.K + k] : 1.f,
+                                  ep.bias ? ep.bias + k : nullptr, ep.slope, ep.gain);
       float* out = r.y.at(n, k);
       const float* mk = m + int64_t(k - kb * KT) * LD;
       for (int sl = 0; sl < ns; ++sl) {

@@ -131,20 +131,30 @@ inline void tap_dot_row(float* y, const float* const* src, const typename S::V* 
   }
 }
 
-// y = act(v * os + bias) * gain over n contiguous floats (the Epilogue of kernel_types.h with the
-// demodulation factor os folded in; same operation order as the reference).
+// act(v * os + bias) * gain on whole vectors: the Epilogue of kernel_types.h for one output
+// channel, with its demodulation factor os folded in (same operation order as the reference).
+template <class S>
+struct VecEpilogue {
+  using V = typename S::V;
+  VecEpilogue(float os, const float* bias, float slope, float gain)
+      : vos(S::set1(os)), vb(S::set1(bias ? *bias : 0.f)), vs(S::set1(slope)), vg(S::set1(gain)),
+        has_bias(bias != nullptr), has_act(slope != 1.f), has_gain(gain != 1.f) {}
+  V operator()(V v) const {
+    v = S::mul(v, vos);
+    if (has_bias) v = S::add(v, vb);
+    if (has_act) v = S::lrelu(v, vs);
+    if (has_gain) v = S::mul(v, vg);
+    return v;
+  }
+  V vos, vb, vs, vg;
+  bool has_bias, has_act, has_gain;
+};
+
+// y = act(v * os + bias) * gain over n contiguous floats.
 template <class S>
 inline void epilogue_span(float* dst, const float* src, int n, float os, const float* bias, float slope,
                           float gain) {
-  const typename S::V vos = S::set1(os), vb = S::set1(bias ? *bias : 0.f), vs = S::set1(slope),
-                      vg = S::set1(gain);
-  auto f = [&](typename S::V v) {
-    v = S::mul(v, vos);
-    if (bias) v = S::add(v, vb);
-    if (slope != 1.f) v = S::lrelu(v, vs);
-    if (gain != 1.f) v = S::mul(v, vg);
-    return v;
-  };
+  const VecEpilogue<S> f(os, bias, slope, gain);
   int i = 0;
   for (; i + S::W <= n; i += S::W) S::store(dst + i, f(S::load(src + i)));
   if (i < n) S::store_n(dst + i, f(S::load_n(src + i, n - i)), n - i);
